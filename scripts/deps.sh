@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what building and testing relic needs on a bare Debian 12 machine:
+# a Rust toolchain is assumed; clang (RocksDB's bindgen) comes from Debian.
+# Idempotent: installs only what is missing.
+set -euo pipefail
+
+need=()
+[ -e /usr/lib/llvm-14/lib/libclang.so ] || ls /usr/lib/llvm-*/lib/libclang*.so >/dev/null 2>&1 || need+=(libclang-dev clang)
+command -v cc >/dev/null || need+=(build-essential)
+command -v c++ >/dev/null || need+=(g++)
+
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  echo "installing: ${need[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi

@@ -1,0 +1,318 @@
+//! `check` and `stats`: what the repository holds and whether all of it is
+//! intact.
+//!
+//! The structural check reads every pack trailer and walks every snapshot,
+//! making sure each chunk it needs is indexed and in a sound pack. With
+//! `read_data` every pack is read whole: its bytes must hash to its name and
+//! every blob must decompress to content that hashes to its id. Damage is
+//! reported per pack and blob, with the snapshots it touches.
+
+use crate::backend::Kind;
+use crate::id::{ChunkId, PackId};
+use crate::pack::{self, BlobKind};
+use crate::progress::{Progress, Unit};
+use crate::repo::{Repository, Result};
+use crate::snapshot::Snapshot;
+use crossbeam_channel::bounded;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
+
+/// Outcome of `check`.
+#[derive(Debug, Default, Serialize)]
+pub struct CheckReport {
+    pub packs: u64,
+    pub blobs: u64,
+    pub snapshots: u64,
+    pub bytes_read: u64,
+    /// Every problem found, one line each.
+    pub problems: Vec<String>,
+    /// Snapshots that cannot be fully restored: id → name.
+    pub damaged_snapshots: BTreeMap<String, String>,
+}
+
+impl CheckReport {
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+#[derive(Default)]
+struct Damage {
+    packs: HashSet<PackId>,
+    chunks: HashSet<ChunkId>,
+    problems: Vec<String>,
+    blobs: u64,
+    bytes: u64,
+}
+
+/// Checks one pack; with `read_data`, reads and verifies all of it.
+fn check_pack(repo: &Repository, name: &str, read_data: bool, d: &Mutex<Damage>) {
+    let id = PackId::from_hex(name).expect("listed names are hex");
+    let path = repo.backend().path(Kind::Pack, name);
+    let mut local = Damage::default();
+    let result = (|| -> std::result::Result<(), String> {
+        let f = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+        let len = f.metadata().map_err(|e| e.to_string())?.len();
+        let entries = pack::read_trailer(name, &f, len).map_err(|e| e.to_string())?;
+        local.blobs += entries.len() as u64;
+        if !read_data {
+            return Ok(());
+        }
+        let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
+        local.bytes += bytes.len() as u64;
+        let mut h = repo.keys().object_hasher();
+        h.update(&bytes);
+        if PackId::from(h.finalize()) != id {
+            local
+                .problems
+                .push(format!("pack {name}: content does not match its name"));
+            local.packs.insert(id);
+        }
+        let mut dec = crate::compress::Decompressor::new().map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        for e in &entries {
+            let body = &bytes[e.offset as usize..(e.offset + e.length) as usize];
+            let what = match dec.decode(body, e.raw_length as usize, &mut out) {
+                Err(err) => Some(err.to_string()),
+                Ok(()) if repo.keys().chunk_id(&out) != e.id => {
+                    Some("content does not match its id".to_string())
+                }
+                Ok(()) => None,
+            };
+            if let Some(what) = what {
+                local
+                    .problems
+                    .push(format!("pack {name}: blob {} is damaged: {what}", e.id));
+                local.chunks.insert(e.id);
+            }
+        }
+        Ok(())
+    })();
+    if let Err(what) = result {
+        local.problems.push(format!("pack {name}: {what}"));
+        local.packs.insert(id);
+    }
+    let mut d = d.lock().expect("damage lock");
+    d.packs.extend(local.packs);
+    d.chunks.extend(local.chunks);
+    d.problems.extend(local.problems);
+    d.blobs += local.blobs;
+    d.bytes += local.bytes;
+}
+
+/// Checks the whole repository.
+pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Result<CheckReport> {
+    let names = repo
+        .backend()
+        .list(Kind::Pack)
+        .map_err(|source| crate::repo::Error::Io {
+            path: repo.backend().root().display().to_string(),
+            source,
+        })?;
+    let on_disk: HashSet<PackId> = names
+        .iter()
+        .map(|n| PackId::from_hex(n).expect("hex"))
+        .collect();
+    progress.start(
+        if read_data {
+            "reading packs"
+        } else {
+            "checking packs"
+        },
+        Some(names.len() as u64),
+        Unit::Items,
+    );
+    let damage = Mutex::new(Damage::default());
+    let threads = if read_data {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .clamp(1, 8)
+    } else {
+        1
+    };
+    std::thread::scope(|s| {
+        let (tx, rx) = bounded::<&str>(threads * 2);
+        for _ in 0..threads {
+            let rx = rx.clone();
+            let damage = &damage;
+            s.spawn(move || {
+                for name in rx {
+                    check_pack(repo, name, read_data, damage);
+                    progress.inc(1);
+                }
+            });
+        }
+        for n in &names {
+            if tx.send(n.as_str()).is_err() {
+                break;
+            }
+        }
+    });
+    progress.finish();
+    let damage = damage.into_inner().expect("damage lock");
+    let mut report = CheckReport {
+        packs: names.len() as u64,
+        blobs: damage.blobs,
+        bytes_read: damage.bytes,
+        problems: damage.problems,
+        ..Default::default()
+    };
+
+    let snap_names =
+        repo.backend()
+            .list(Kind::Snapshot)
+            .map_err(|source| crate::repo::Error::Io {
+                path: repo.backend().root().display().to_string(),
+                source,
+            })?;
+    progress.start(
+        "checking snapshots",
+        Some(snap_names.len() as u64),
+        Unit::Items,
+    );
+    let snaps = match repo.snapshots() {
+        Ok(s) => s,
+        Err(e) => {
+            report.problems.push(e.to_string());
+            Vec::new()
+        }
+    };
+    // Every pack a listed snapshot needs was sealed before the snapshot was
+    // written: refreshing now makes them all visible, even when a
+    // concurrent backup wrote them.
+    repo.refresh()?;
+    report.snapshots = snap_names.len() as u64;
+    for (id, snap) in &snaps {
+        if let Some(problem) = check_snapshot(repo, snap, &on_disk, &damage.packs, &damage.chunks) {
+            report.problems.push(format!(
+                "snapshot {} ({}): {problem}",
+                id.short(),
+                snap.name
+            ));
+            report
+                .damaged_snapshots
+                .insert(id.to_hex(), snap.name.clone());
+        }
+        progress.inc(1);
+    }
+    progress.finish();
+    Ok(report)
+}
+
+/// The first problem that keeps a snapshot from restoring, if any.
+fn check_snapshot(
+    repo: &Repository,
+    snap: &Snapshot,
+    on_disk: &HashSet<PackId>,
+    bad_packs: &HashSet<PackId>,
+    bad_chunks: &HashSet<ChunkId>,
+) -> Option<String> {
+    let verify = |id: &ChunkId| -> Option<String> {
+        match repo.index().get(id) {
+            Err(e) => Some(e.to_string()),
+            Ok(None) => Some(format!("chunk {id} is missing")),
+            Ok(Some(e)) if !on_disk.contains(&e.pack) => {
+                Some(format!("chunk {id} is in pack {} which is missing", e.pack))
+            }
+            Ok(Some(e)) if bad_packs.contains(&e.pack) => {
+                Some(format!("chunk {id} is in damaged pack {}", e.pack))
+            }
+            Ok(Some(_)) if bad_chunks.contains(id) => Some(format!("chunk {id} is damaged")),
+            Ok(Some(_)) => None,
+        }
+    };
+    let lists = |list: &crate::snapshot::ChunkList| -> Option<String> {
+        if let crate::snapshot::ChunkList::Indirect(blocks) = list {
+            return blocks.iter().find_map(verify);
+        }
+        None
+    };
+    if let Some(p) = lists(&snap.tree) {
+        return Some(p);
+    }
+    for id in repo.chunk_ids(&snap.tree) {
+        match id {
+            Err(e) => return Some(e.to_string()),
+            Ok(id) => {
+                if let Some(p) = verify(&id) {
+                    return Some(p);
+                }
+            }
+        }
+    }
+    for item in repo.items(snap) {
+        let item = match item {
+            Ok(i) => i,
+            Err(e) => return Some(e.to_string()),
+        };
+        if let Some(p) = lists(&item.content) {
+            return Some(format!("{}: {p}", item.path_lossy()));
+        }
+        for id in repo.chunk_ids(&item.content) {
+            match id {
+                Err(e) => return Some(format!("{}: {e}", item.path_lossy())),
+                Ok(id) => {
+                    if let Some(p) = verify(&id) {
+                        return Some(format!("{}: {p}", item.path_lossy()));
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+/// What the repository holds.
+#[derive(Debug, Default, Serialize)]
+pub struct Stats {
+    pub snapshots: u64,
+    /// Sum of the content sizes of all snapshots.
+    pub total_size: u64,
+    pub packs: u64,
+    pub pack_bytes: u64,
+    pub data_chunks: u64,
+    /// Unique chunk bytes before and after compression.
+    pub data_raw: u64,
+    pub data_stored: u64,
+    pub meta_blobs: u64,
+    pub meta_stored: u64,
+    /// total_size / data_raw
+    pub dedup_ratio: f64,
+    /// data_raw / data_stored
+    pub compression_ratio: f64,
+    /// total_size / pack_bytes
+    pub total_ratio: f64,
+}
+
+pub fn stats(repo: &Repository) -> Result<Stats> {
+    let mut s = Stats::default();
+    for (_, snap) in repo.snapshots()? {
+        s.snapshots += 1;
+        s.total_size += snap.summary.size;
+    }
+    for (_, info) in repo.index().packs()? {
+        s.packs += 1;
+        s.pack_bytes += info.size;
+    }
+    repo.index().for_each_chunk(|_, e| -> Result<()> {
+        match e.kind {
+            BlobKind::Data => {
+                s.data_chunks += 1;
+                s.data_raw += e.raw_length as u64;
+                s.data_stored += e.length as u64;
+            }
+            BlobKind::Meta => {
+                s.meta_blobs += 1;
+                s.meta_stored += e.length as u64;
+            }
+        }
+        Ok(())
+    })?;
+    let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    s.dedup_ratio = ratio(s.total_size, s.data_raw);
+    s.compression_ratio = ratio(s.data_raw, s.data_stored);
+    s.total_ratio = ratio(s.total_size, s.pack_bytes);
+    Ok(s)
+}

@@ -1,0 +1,399 @@
+//! Command-line interface: clap commands, tables and `--json`, and error
+//! messages with context. Everything it does goes through the library.
+
+mod progress;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use indicatif::HumanBytes;
+use progress::Bar;
+use relic::check::{check, stats};
+use relic::progress::{Progress, Unit};
+use relic::repo::{InitOptions, SnapshotOptions};
+use relic::snapshot::{ItemKind, Tier};
+use relic::{files, Repository};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "relic",
+    version,
+    about = "Deduplicating backups of databases, images and files"
+)]
+struct Cli {
+    /// Repository directory.
+    #[arg(short = 'r', long = "repo", env = "RELIC_REPO", global = true)]
+    repo: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new repository.
+    Init {
+        /// Average chunk size in bytes (a power of two).
+        #[arg(long, default_value_t = relic::chunker::ChunkerParams::default().avg_size)]
+        chunk_avg: u32,
+        /// zstd level for new chunks.
+        #[arg(long, default_value_t = 3)]
+        compression: i32,
+    },
+    /// Back up standard input or files and directories.
+    Backup(BackupArgs),
+    /// List snapshots.
+    Snapshots {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a snapshot to standard output or into a directory.
+    Restore {
+        /// Snapshot: id prefix, name (its newest snapshot) or `latest`.
+        snapshot: String,
+        /// Write the single stream of the snapshot to standard output.
+        #[arg(long, conflicts_with = "to")]
+        stdout: bool,
+        /// Restore every item under this directory.
+        #[arg(long)]
+        to: Option<PathBuf>,
+    },
+    /// Verify the repository.
+    Check {
+        /// Read and verify every byte of every pack.
+        #[arg(long)]
+        read_data: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sizes and ratios.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage the local index.
+    #[command(subcommand)]
+    Index(IndexCommand),
+}
+
+#[derive(Subcommand)]
+enum IndexCommand {
+    /// Recreate the index from the packs and snapshots.
+    Rebuild,
+}
+
+#[derive(Args)]
+struct BackupArgs {
+    /// Snapshot name (backups under one name form a series).
+    #[arg(long)]
+    name: String,
+    /// daily, named, immaculate, sacred.
+    #[arg(long, default_value = "daily")]
+    tier: String,
+    /// A label KEY=VALUE (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// Read the data from standard input.
+    #[arg(long)]
+    stdin: bool,
+    /// Name of the stream inside the snapshot (default: the snapshot name).
+    #[arg(long, requires = "stdin")]
+    stdin_name: Option<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Files and directories to back up.
+    paths: Vec<PathBuf>,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            if e.chain().any(|c| {
+                c.downcast_ref::<io::Error>()
+                    .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+                    || matches!(c.downcast_ref::<relic::repo::Error>(),
+                        Some(relic::repo::Error::Output(io)) if io.kind() == io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::from(141);
+            }
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn repo_path(cli: &Cli) -> Result<PathBuf> {
+    cli.repo
+        .clone()
+        .context("no repository given: use -r PATH or set RELIC_REPO")
+}
+
+fn open(cli: &Cli) -> Result<Repository> {
+    let path = repo_path(cli)?;
+    Repository::open(&path).with_context(|| format!("cannot open repository {}", path.display()))
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let bar = Bar::new(cli.quiet);
+    match &cli.command {
+        Command::Init {
+            chunk_avg,
+            compression,
+        } => {
+            let path = repo_path(&cli)?;
+            let opts = InitOptions {
+                chunker: relic::chunker::ChunkerParams::with_avg(*chunk_avg),
+                compression_level: *compression,
+            };
+            let repo = Repository::init(&path, &opts)
+                .with_context(|| format!("cannot create repository {}", path.display()))?;
+            println!(
+                "created repository {} at {}",
+                repo.config().id,
+                path.display()
+            );
+        }
+        Command::Backup(args) => backup(&cli, args, &bar)?,
+        Command::Snapshots { json } => list_snapshots(&open(&cli)?, *json)?,
+        Command::Restore {
+            snapshot,
+            stdout,
+            to,
+        } => {
+            let repo = open(&cli)?;
+            let (id, snap) = repo.find_snapshot(snapshot)?;
+            if *stdout {
+                let mut items = repo.items(&snap);
+                let item = items
+                    .next()
+                    .transpose()?
+                    .with_context(|| format!("snapshot {} is empty", id.short()))?;
+                if items.next().is_some() || !matches!(item.kind, ItemKind::Stream | ItemKind::File)
+                {
+                    bail!(
+                        "snapshot {} holds more than one stream; use --to DIR",
+                        id.short()
+                    );
+                }
+                bar.start("restoring", Some(item.size), Unit::Bytes);
+                let stdout = io::stdout();
+                let mut out = io::BufWriter::with_capacity(1 << 20, stdout.lock());
+                repo.restore_item(&item, &mut out, &bar)
+                    .with_context(|| format!("restoring snapshot {}", id.short()))?;
+                bar.finish();
+            } else if let Some(dir) = to {
+                let st = files::restore_to(&repo, &snap, dir, &bar).with_context(|| {
+                    format!("restoring snapshot {} into {}", id.short(), dir.display())
+                })?;
+                eprintln!(
+                    "restored snapshot {} into {}: {} files, {} directories, {} links, {}",
+                    id.short(),
+                    dir.display(),
+                    st.files,
+                    st.dirs,
+                    st.links,
+                    HumanBytes(st.bytes)
+                );
+            } else {
+                bail!("say where to restore: --stdout or --to DIR");
+            }
+        }
+        Command::Check { read_data, json } => {
+            let repo = open(&cli)?;
+            let report = check(&repo, *read_data, &bar)?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for p in &report.problems {
+                    println!("{p}");
+                }
+                println!(
+                    "{} packs, {} blobs, {} snapshots checked{}",
+                    report.packs,
+                    report.blobs,
+                    report.snapshots,
+                    if *read_data {
+                        format!(", {} read", HumanBytes(report.bytes_read))
+                    } else {
+                        String::new()
+                    }
+                );
+                for (id, name) in &report.damaged_snapshots {
+                    println!("damaged snapshot: {} ({name})", &id[..8]);
+                }
+            }
+            if !report.is_ok() {
+                if !*json {
+                    eprintln!(
+                        "error: the repository has {} problem(s)",
+                        report.problems.len()
+                    );
+                }
+                return Ok(ExitCode::from(1));
+            }
+            if !*json {
+                println!("no errors found");
+            }
+        }
+        Command::Stats { json } => {
+            let s = stats(&open(&cli)?)?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!("snapshots:          {}", s.snapshots);
+                println!("total size:         {}", HumanBytes(s.total_size));
+                println!(
+                    "unique data:        {} in {} chunks",
+                    HumanBytes(s.data_raw),
+                    s.data_chunks
+                );
+                println!("stored data:        {}", HumanBytes(s.data_stored));
+                println!(
+                    "metadata:           {} in {} blobs",
+                    HumanBytes(s.meta_stored),
+                    s.meta_blobs
+                );
+                println!(
+                    "packs:              {} ({})",
+                    s.packs,
+                    HumanBytes(s.pack_bytes)
+                );
+                println!("dedup ratio:        {:.2}", s.dedup_ratio);
+                println!("compression ratio:  {:.2}", s.compression_ratio);
+                println!("total ratio:        {:.2}", s.total_ratio);
+            }
+        }
+        Command::Index(IndexCommand::Rebuild) => {
+            let repo = open(&cli)?;
+            let r = repo.rebuild_index(&bar).context("rebuilding the index")?;
+            println!(
+                "index rebuilt: {} packs, {} blobs, {} snapshots",
+                r.packs, r.blobs, r.snapshots
+            );
+            if !r.damaged_packs.is_empty() {
+                eprintln!(
+                    "error: {} damaged pack(s) were not indexed: {}",
+                    r.damaged_packs.len(),
+                    r.damaged_packs.join(", ")
+                );
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_labels(labels: &[String]) -> Result<BTreeMap<String, String>> {
+    labels
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => bail!("label '{l}' is not KEY=VALUE"),
+        })
+        .collect()
+}
+
+fn backup(cli: &Cli, args: &BackupArgs, bar: &Bar) -> Result<()> {
+    let tier: Tier = args.tier.parse()?;
+    if tier == Tier::Safety {
+        bail!("the safety tier is reserved for snapshots relic takes before a restore");
+    }
+    if args.stdin == !args.paths.is_empty() {
+        bail!("give either --stdin or one or more paths");
+    }
+    let opts = SnapshotOptions {
+        name: args.name.clone(),
+        tier,
+        labels: parse_labels(&args.labels)?,
+        meta: BTreeMap::new(),
+    };
+    let repo = open(cli)?;
+    bar.start("backing up", None, Unit::Bytes);
+    let (id, snap) = if args.stdin {
+        let item = args.stdin_name.as_deref().unwrap_or(&args.name);
+        repo.backup_stream(&opts, item, io::stdin().lock(), bar)
+    } else {
+        repo.backup(&opts, bar, |w| files::backup_paths(w, &args.paths))
+    }
+    .with_context(|| format!("backup '{}' failed; no snapshot was written", args.name))?;
+    bar.finish();
+    let s = &snap.summary;
+    let secs = (s.duration_ms as f64 / 1000.0).max(1e-3);
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "id": id.to_hex(), "name": snap.name, "tier": snap.tier.as_str(),
+                "size": s.size, "items": s.items, "chunks": s.chunks,
+                "new_chunks": s.new_chunks, "new_bytes": s.new_bytes,
+                "stored_bytes": s.stored_bytes, "duration_ms": s.duration_ms,
+            })
+        );
+    } else {
+        println!(
+            "snapshot {} ({}, {}) saved: {} read, {} new, {} stored, {:.1}s ({}/s)",
+            id.short(),
+            snap.name,
+            snap.tier,
+            HumanBytes(s.size),
+            HumanBytes(s.new_bytes),
+            HumanBytes(s.stored_bytes),
+            secs,
+            HumanBytes((s.size as f64 / secs) as u64)
+        );
+    }
+    Ok(())
+}
+
+fn list_snapshots(repo: &Repository, json: bool) -> Result<()> {
+    let snaps = repo.snapshots()?;
+    let mut out = io::stdout().lock();
+    if json {
+        let v: Vec<_> = snaps
+            .iter()
+            .map(|(id, s)| {
+                json!({
+                    "id": id.to_hex(), "name": s.name, "tier": s.tier.as_str(),
+                    "time": s.time().to_string(), "host": s.host, "labels": s.labels,
+                    "parent": s.parent.map(|p| p.to_hex()),
+                    "size": s.summary.size, "stored_size": s.summary.stored_bytes,
+                    "items": s.summary.items, "meta": s.meta,
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<8}  {:<20}  {:<24}  {:<10}  {:>10}  {:>10}",
+        "ID", "TIME", "NAME", "TIER", "SIZE", "STORED"
+    )?;
+    for (id, s) in &snaps {
+        let time = s.time().strftime("%Y-%m-%d %H:%M:%S").to_string();
+        writeln!(
+            out,
+            "{:<8}  {:<20}  {:<24}  {:<10}  {:>10}  {:>10}",
+            id.short(),
+            time,
+            s.name,
+            s.tier.as_str(),
+            HumanBytes(s.summary.size).to_string(),
+            HumanBytes(s.summary.stored_bytes).to_string()
+        )?;
+    }
+    writeln!(out, "{} snapshots", snaps.len())?;
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! Progress drawn with indicatif on a terminal; nothing when stderr is piped.
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use relic::progress::{Progress, Unit};
+use std::io::IsTerminal;
+
+pub struct Bar {
+    bar: ProgressBar,
+}
+
+impl Bar {
+    /// A bar on stderr when it is a terminal and `quiet` is off.
+    pub fn new(quiet: bool) -> Bar {
+        let bar = ProgressBar::hidden();
+        if !quiet && std::io::stderr().is_terminal() {
+            bar.set_draw_target(ProgressDrawTarget::stderr());
+        }
+        Bar { bar }
+    }
+}
+
+impl Progress for Bar {
+    fn start(&self, phase: &str, total: Option<u64>, unit: Unit) {
+        let template = match (total, unit) {
+            (Some(_), Unit::Bytes) => {
+                "{msg:>14} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}"
+            }
+            (None, Unit::Bytes) => "{msg:>14} {spinner} {bytes} {binary_bytes_per_sec} {elapsed}",
+            (Some(_), Unit::Items) => "{msg:>14} [{bar:30}] {pos}/{len} eta {eta}",
+            (None, Unit::Items) => "{msg:>14} {spinner} {pos} {elapsed}",
+        };
+        self.bar.set_style(
+            ProgressStyle::with_template(template)
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        self.bar.reset();
+        match total {
+            Some(t) => self.bar.set_length(t),
+            None => self.bar.unset_length(),
+        }
+        self.bar.set_message(phase.to_string());
+    }
+
+    fn inc(&self, n: u64) {
+        self.bar.inc(n);
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+
+    fn warn(&self, msg: &str) {
+        self.bar.suspend(|| eprintln!("warning: {msg}"));
+    }
+}

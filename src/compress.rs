@@ -1,0 +1,157 @@
+//! Blob bodies: one tag byte, then the payload (raw or zstd).
+//!
+//! A blob is stored raw when zstd would save less than 1/32 of it: already
+//! compressed data (gzip layers, media) then costs one byte and no
+//! decompression on restore.
+
+use std::io;
+use thiserror::Error;
+
+pub const TAG_RAW: u8 = 0;
+pub const TAG_ZSTD: u8 = 1;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("empty blob body")]
+    Empty,
+    #[error("unknown compression tag {0}")]
+    UnknownTag(u8),
+    #[error("raw blob has {got} bytes, expected {want}")]
+    Length { got: usize, want: usize },
+    #[error("zstd: {0}")]
+    Zstd(io::Error),
+}
+
+/// A reusable zstd context (one per worker thread).
+pub struct Compressor {
+    zstd: zstd::bulk::Compressor<'static>,
+}
+
+impl Compressor {
+    pub fn new(level: i32) -> io::Result<Self> {
+        Ok(Compressor {
+            zstd: zstd::bulk::Compressor::new(level)?,
+        })
+    }
+
+    /// Encodes `data` into `out` (cleared first) as tag + payload.
+    pub fn encode(&mut self, data: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        out.clear();
+        let bound = zstd::zstd_safe::compress_bound(data.len());
+        out.resize(1 + bound, 0);
+        out[0] = TAG_ZSTD;
+        let n = self.zstd.compress_to_buffer(data, &mut out[1..])?;
+        if n + n / 32 + 1 >= data.len() {
+            out.clear();
+            out.push(TAG_RAW);
+            out.extend_from_slice(data);
+        } else {
+            out.truncate(1 + n);
+        }
+        Ok(())
+    }
+}
+
+/// A reusable zstd decompression context.
+pub struct Decompressor {
+    zstd: zstd::bulk::Decompressor<'static>,
+}
+
+impl Decompressor {
+    pub fn new() -> io::Result<Self> {
+        Ok(Decompressor {
+            zstd: zstd::bulk::Decompressor::new()?,
+        })
+    }
+
+    /// Decodes a body whose plaintext is `raw_len` bytes into `out` (cleared first).
+    pub fn decode(&mut self, body: &[u8], raw_len: usize, out: &mut Vec<u8>) -> Result<(), Error> {
+        out.clear();
+        let (&tag, payload) = body.split_first().ok_or(Error::Empty)?;
+        match tag {
+            TAG_RAW => {
+                if payload.len() != raw_len {
+                    return Err(Error::Length {
+                        got: payload.len(),
+                        want: raw_len,
+                    });
+                }
+                out.extend_from_slice(payload);
+            }
+            TAG_ZSTD => {
+                out.resize(raw_len, 0);
+                let n = self
+                    .zstd
+                    .decompress_to_buffer(payload, &mut out[..])
+                    .map_err(Error::Zstd)?;
+                if n != raw_len {
+                    return Err(Error::Length {
+                        got: n,
+                        want: raw_len,
+                    });
+                }
+            }
+            t => return Err(Error::UnknownTag(t)),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn text_compresses_random_stays_raw() {
+        let mut c = Compressor::new(3).unwrap();
+        let mut d = Decompressor::new().unwrap();
+        let text = b"INSERT INTO people VALUES (1, 'Ada');\n".repeat(1000);
+        let mut out = vec![];
+        c.encode(&text, &mut out).unwrap();
+        assert_eq!(out[0], TAG_ZSTD);
+        assert!(out.len() < text.len() / 10);
+        let mut back = vec![];
+        d.decode(&out, text.len(), &mut back).unwrap();
+        assert_eq!(back, text);
+
+        let noise: Vec<u8> = (0..10_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        c.encode(&noise, &mut out).unwrap();
+        if out[0] == TAG_RAW {
+            assert_eq!(out.len(), noise.len() + 1);
+        }
+        d.decode(&out, noise.len(), &mut back).unwrap();
+        assert_eq!(back, noise);
+    }
+
+    #[test]
+    fn bad_bodies_are_errors() {
+        let mut d = Decompressor::new().unwrap();
+        let mut out = vec![];
+        assert!(matches!(d.decode(&[], 0, &mut out), Err(Error::Empty)));
+        assert!(matches!(
+            d.decode(&[9, 1], 1, &mut out),
+            Err(Error::UnknownTag(9))
+        ));
+        assert!(matches!(
+            d.decode(&[0, 1, 2], 1, &mut out),
+            Err(Error::Length { .. })
+        ));
+        assert!(d.decode(&[1, 1, 2, 3], 10, &mut out).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(data in proptest::collection::vec(any::<u8>(), 0..5000), level in 1i32..6) {
+            let mut c = Compressor::new(level).unwrap();
+            let mut d = Decompressor::new().unwrap();
+            let mut body = vec![];
+            c.encode(&data, &mut body).unwrap();
+            let mut back = vec![];
+            d.decode(&body, data.len(), &mut back).unwrap();
+            prop_assert_eq!(back, data);
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! The local RocksDB index: chunk id → where its blob lives, pack sizes, and a
+//! catalog of snapshot objects for fast listing.
+//!
+//! It is only a cache. Everything in it can be rebuilt from pack trailers and
+//! snapshot objects (`relic index rebuild`), and `Repository::open` reconciles
+//! it with the packs and snapshots on disk, so a crash between sealing a pack
+//! and indexing it loses nothing.
+//!
+//! RocksDB admits one writer process. A second relic process that finds the
+//! index locked opens it as a read-only secondary and keeps what it writes in
+//! memory; the next process that opens the index as primary indexes those
+//! packs from their trailers.
+
+use crate::id::{ChunkId, PackId, SnapshotId};
+use crate::pack::{BlobKind, Entry};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, DB,
+};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use thiserror::Error;
+
+const CF_CHUNKS: &str = "chunks";
+const CF_PACKS: &str = "packs";
+const CF_SNAPSHOTS: &str = "snapshots";
+const CFS: [&str; 3] = [CF_CHUNKS, CF_PACKS, CF_SNAPSHOTS];
+const CHUNK_VALUE_LEN: usize = 32 + 4 + 4 + 4 + 1;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("index at {path}: {source}")]
+    Rocks {
+        path: PathBuf,
+        source: rocksdb::Error,
+    },
+    #[error("index at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("index entry for {0} is malformed; run `relic index rebuild`")]
+    Malformed(String),
+    #[error("the index is in use by another relic process; retry when it has finished")]
+    Busy,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Where a blob lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkEntry {
+    pub pack: PackId,
+    pub offset: u32,
+    pub length: u32,
+    pub raw_length: u32,
+    pub kind: BlobKind,
+}
+
+impl ChunkEntry {
+    fn encode(&self) -> [u8; CHUNK_VALUE_LEN] {
+        let mut v = [0u8; CHUNK_VALUE_LEN];
+        v[..32].copy_from_slice(&self.pack.0);
+        v[32..36].copy_from_slice(&self.offset.to_le_bytes());
+        v[36..40].copy_from_slice(&self.length.to_le_bytes());
+        v[40..44].copy_from_slice(&self.raw_length.to_le_bytes());
+        v[44] = self.kind as u8;
+        v
+    }
+
+    fn decode(v: &[u8]) -> Option<Self> {
+        if v.len() != CHUNK_VALUE_LEN {
+            return None;
+        }
+        let u = |at: usize| u32::from_le_bytes(v[at..at + 4].try_into().expect("4"));
+        Some(ChunkEntry {
+            pack: PackId::from_slice(&v[..32])?,
+            offset: u(32),
+            length: u(36),
+            raw_length: u(40),
+            kind: BlobKind::from_u8(v[44])?,
+        })
+    }
+
+    fn from_trailer(pack: PackId, e: &Entry) -> Self {
+        ChunkEntry {
+            pack,
+            offset: e.offset,
+            length: e.length,
+            raw_length: e.raw_length,
+            kind: e.kind,
+        }
+    }
+}
+
+/// Size and blob count of a pack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackInfo {
+    pub size: u64,
+    pub blobs: u32,
+}
+
+pub struct Index {
+    db: DB,
+    path: PathBuf,
+    /// Set when opened as a secondary: the secondary's own directory and the
+    /// entries this process added (RocksDB will not take them).
+    secondary: Option<(PathBuf, Mutex<Overlay>)>,
+}
+
+/// What a secondary adds in memory.
+#[derive(Default)]
+struct Overlay {
+    chunks: HashMap<ChunkId, ChunkEntry>,
+    packs: HashMap<PackId, PackInfo>,
+}
+
+fn options() -> (Options, Vec<ColumnFamilyDescriptor>) {
+    let mut db = Options::default();
+    db.create_if_missing(true);
+    db.create_missing_column_families(true);
+    db.set_max_open_files(256);
+    db.set_keep_log_file_num(2);
+    db.set_max_background_jobs(2);
+    db.set_max_total_wal_size(32 << 20);
+    let cache = Cache::new_lru_cache(16 << 20);
+    let cfs = CFS
+        .iter()
+        .map(|name| {
+            let mut t = BlockBasedOptions::default();
+            t.set_bloom_filter(10.0, false);
+            t.set_block_cache(&cache);
+            t.set_cache_index_and_filter_blocks(true);
+            let mut o = Options::default();
+            o.set_block_based_table_factory(&t);
+            o.set_write_buffer_size(8 << 20);
+            o.set_max_write_buffer_number(2);
+            o.set_compression_type(rocksdb::DBCompressionType::None);
+            ColumnFamilyDescriptor::new(*name, o)
+        })
+        .collect();
+    (db, cfs)
+}
+
+impl Index {
+    /// Opens (creating if needed) the index at `path`, as primary if it is
+    /// free and as a read-only secondary if another process holds it.
+    pub fn open(path: &Path) -> Result<Self> {
+        let rocks = |source| Error::Rocks {
+            path: path.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let (opts, cfs) = options();
+        match DB::open_cf_descriptors(&opts, path, cfs) {
+            Ok(db) => Ok(Index {
+                db,
+                path: path.to_path_buf(),
+                secondary: None,
+            }),
+            Err(e) if is_lock_error(&e) => Self::open_secondary(path),
+            Err(e) => Err(rocks(e)),
+        }
+    }
+
+    /// Opens as primary only; `Busy` when another process holds the index.
+    pub fn open_exclusive(path: &Path) -> Result<Self> {
+        let idx = Self::open(path)?;
+        if idx.is_secondary() {
+            return Err(Error::Busy);
+        }
+        Ok(idx)
+    }
+
+    fn open_secondary(path: &Path) -> Result<Self> {
+        let rocks = |source| Error::Rocks {
+            path: path.to_path_buf(),
+            source,
+        };
+        let sec = path.with_file_name(format!(
+            "index-secondary-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let (mut opts, _) = options();
+        opts.set_max_open_files(-1);
+        let db = DB::open_cf_as_secondary(&opts, path, &sec, CFS).map_err(rocks)?;
+        Ok(Index {
+            db,
+            path: path.to_path_buf(),
+            secondary: Some((sec, Mutex::new(Overlay::default()))),
+        })
+    }
+
+    pub fn is_secondary(&self) -> bool {
+        self.secondary.is_some()
+    }
+
+    fn rocks(&self, source: rocksdb::Error) -> Error {
+        Error::Rocks {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(name).expect("column family opened")
+    }
+
+    pub fn get(&self, id: &ChunkId) -> Result<Option<ChunkEntry>> {
+        if let Some((_, overlay)) = &self.secondary {
+            if let Some(e) = overlay.lock().expect("overlay lock").chunks.get(id) {
+                return Ok(Some(*e));
+            }
+        }
+        match self
+            .db
+            .get_pinned_cf(self.cf(CF_CHUNKS), id.0)
+            .map_err(|e| self.rocks(e))?
+        {
+            None => Ok(None),
+            Some(v) => ChunkEntry::decode(&v)
+                .map(Some)
+                .ok_or_else(|| Error::Malformed(id.to_hex())),
+        }
+    }
+
+    /// Records a sealed pack and all its blobs in one atomic batch.
+    pub fn add_pack(&self, pack: PackId, size: u64, entries: &[Entry]) -> Result<()> {
+        if let Some((_, overlay)) = &self.secondary {
+            let mut o = overlay.lock().expect("overlay lock");
+            for e in entries {
+                o.chunks.insert(e.id, ChunkEntry::from_trailer(pack, e));
+            }
+            let blobs = entries.len() as u32;
+            o.packs.insert(pack, PackInfo { size, blobs });
+            return Ok(());
+        }
+        let mut b = WriteBatch::default();
+        for e in entries {
+            b.put_cf(
+                self.cf(CF_CHUNKS),
+                e.id.0,
+                ChunkEntry::from_trailer(pack, e).encode(),
+            );
+        }
+        let mut info = [0u8; 12];
+        info[..8].copy_from_slice(&size.to_le_bytes());
+        info[8..].copy_from_slice(&(entries.len() as u32).to_le_bytes());
+        b.put_cf(self.cf(CF_PACKS), pack.0, info);
+        self.db.write(b).map_err(|e| self.rocks(e))
+    }
+
+    /// Forgets a pack and every chunk entry that points into it (a
+    /// secondary leaves that to the primary).
+    pub fn remove_pack(&self, pack: &PackId) -> Result<usize> {
+        if self.is_secondary() {
+            return Ok(0);
+        }
+        let mut b = WriteBatch::default();
+        let mut n = 0;
+        for item in self.db.iterator_cf(self.cf(CF_CHUNKS), IteratorMode::Start) {
+            let (k, v) = item.map_err(|e| self.rocks(e))?;
+            if v.len() >= 32 && v[..32] == pack.0 {
+                b.delete_cf(self.cf(CF_CHUNKS), k);
+                n += 1;
+            }
+        }
+        b.delete_cf(self.cf(CF_PACKS), pack.0);
+        self.db.write(b).map_err(|e| self.rocks(e))?;
+        Ok(n)
+    }
+
+    pub fn packs(&self) -> Result<Vec<(PackId, PackInfo)>> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_PACKS), IteratorMode::Start) {
+            let (k, v) = item.map_err(|e| self.rocks(e))?;
+            let id = PackId::from_slice(&k).ok_or_else(|| Error::Malformed(hex::encode(&k)))?;
+            if v.len() != 12 {
+                return Err(Error::Malformed(id.to_hex()));
+            }
+            out.push((
+                id,
+                PackInfo {
+                    size: u64::from_le_bytes(v[..8].try_into().expect("8")),
+                    blobs: u32::from_le_bytes(v[8..].try_into().expect("4")),
+                },
+            ));
+        }
+        if let Some((_, overlay)) = &self.secondary {
+            out.extend(
+                overlay
+                    .lock()
+                    .expect("overlay lock")
+                    .packs
+                    .iter()
+                    .map(|(k, v)| (*k, *v)),
+            );
+        }
+        Ok(out)
+    }
+
+    /// A secondary catches up with what the primary has written since.
+    pub fn catch_up(&self) -> Result<()> {
+        if self.is_secondary() {
+            self.db
+                .try_catch_up_with_primary()
+                .map_err(|e| self.rocks(e))?;
+        }
+        Ok(())
+    }
+
+    /// Calls `f` for every chunk entry, in id order.
+    pub fn for_each_chunk<E: From<Error>>(
+        &self,
+        mut f: impl FnMut(ChunkId, ChunkEntry) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        for item in self.db.iterator_cf(self.cf(CF_CHUNKS), IteratorMode::Start) {
+            let (k, v) = item.map_err(|e| self.rocks(e))?;
+            let id = ChunkId::from_slice(&k).ok_or_else(|| Error::Malformed(hex::encode(&k)))?;
+            let e = ChunkEntry::decode(&v).ok_or_else(|| Error::Malformed(id.to_hex()))?;
+            f(id, e)?;
+        }
+        if let Some((_, overlay)) = &self.secondary {
+            for (id, e) in overlay.lock().expect("overlay lock").chunks.iter() {
+                f(*id, *e)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn put_snapshot(&self, id: &SnapshotId, bytes: &[u8]) -> Result<()> {
+        if self.is_secondary() {
+            return Ok(());
+        }
+        self.db
+            .put_cf(self.cf(CF_SNAPSHOTS), id.0, bytes)
+            .map_err(|e| self.rocks(e))
+    }
+
+    pub fn remove_snapshot(&self, id: &SnapshotId) -> Result<()> {
+        if self.is_secondary() {
+            return Ok(());
+        }
+        self.db
+            .delete_cf(self.cf(CF_SNAPSHOTS), id.0)
+            .map_err(|e| self.rocks(e))
+    }
+
+    /// The cached snapshot objects, by id.
+    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_SNAPSHOTS), IteratorMode::Start)
+        {
+            let (k, v) = item.map_err(|e| self.rocks(e))?;
+            let id = SnapshotId::from_slice(&k).ok_or_else(|| Error::Malformed(hex::encode(&k)))?;
+            out.push((id, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Removes every entry (before a rebuild).
+    pub fn clear(&self) -> Result<()> {
+        if self.is_secondary() {
+            return Err(Error::Busy);
+        }
+        for name in CFS {
+            let mut b = WriteBatch::default();
+            b.delete_range_cf(self.cf(name), &[][..], &[0xffu8; 33][..]);
+            self.db.write(b).map_err(|e| self.rocks(e))?;
+        }
+        Ok(())
+    }
+
+    /// Flushes memtables to disk (after a rebuild, so a crash keeps it).
+    pub fn flush(&self) -> Result<()> {
+        for name in CFS {
+            self.db.flush_cf(self.cf(name)).map_err(|e| self.rocks(e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Index {
+    fn drop(&mut self) {
+        if let Some((dir, _)) = &self.secondary {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn is_lock_error(e: &rocksdb::Error) -> bool {
+    let s = e.to_string();
+    s.contains("lock")
+        && (s.contains("Resource temporarily unavailable")
+            || s.contains("No locks available")
+            || s.contains("lock hold"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: u8, offset: u32) -> Entry {
+        Entry {
+            id: ChunkId([id; 32]),
+            kind: BlobKind::Data,
+            offset,
+            length: 10,
+            raw_length: 20,
+        }
+    }
+
+    #[test]
+    fn add_get_remove() {
+        let d = tempfile::tempdir().unwrap();
+        let idx = Index::open(&d.path().join("index")).unwrap();
+        assert!(!idx.is_secondary());
+        let p = PackId([9; 32]);
+        idx.add_pack(p, 100, &[entry(1, 8), entry(2, 18)]).unwrap();
+        let e = idx.get(&ChunkId([2; 32])).unwrap().unwrap();
+        assert_eq!((e.pack, e.offset, e.raw_length), (p, 18, 20));
+        assert_eq!(
+            idx.packs().unwrap(),
+            vec![(
+                p,
+                PackInfo {
+                    size: 100,
+                    blobs: 2
+                }
+            )]
+        );
+        assert_eq!(idx.remove_pack(&p).unwrap(), 2);
+        assert!(idx.get(&ChunkId([1; 32])).unwrap().is_none());
+        assert!(idx.packs().unwrap().is_empty());
+    }
+
+    #[test]
+    fn second_opener_becomes_secondary() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("index");
+        let a = Index::open(&path).unwrap();
+        a.add_pack(PackId([1; 32]), 1, &[entry(5, 8)]).unwrap();
+        a.flush().unwrap();
+        let b = Index::open(&path).unwrap();
+        assert!(b.is_secondary());
+        assert!(b.get(&ChunkId([5; 32])).unwrap().is_some());
+        b.add_pack(PackId([2; 32]), 1, &[entry(6, 8)]).unwrap();
+        assert!(b.get(&ChunkId([6; 32])).unwrap().is_some());
+        assert!(a.get(&ChunkId([6; 32])).unwrap().is_none());
+        assert!(matches!(Index::open_exclusive(&path), Err(Error::Busy)));
+        drop(b);
+        assert_eq!(
+            std::fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "secondary directory removed"
+        );
+    }
+}

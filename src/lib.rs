@@ -1,0 +1,26 @@
+//! relic: a content-addressed, deduplicating backup store.
+//!
+//! The data path: a stream is split by FastCDC ([`chunker`]) into chunks
+//! named by keyed BLAKE3 ([`keys`]); chunks the [`index`] does not know are
+//! compressed ([`compress`]) and appended to [`pack`] files; a [`snapshot`]
+//! names the tree of items that holds them. [`repo`] ties it together;
+//! [`files`] walks and restores directories; [`check`] verifies.
+
+pub mod backend;
+pub mod check;
+pub mod chunker;
+pub mod compress;
+pub mod files;
+pub mod id;
+pub mod index;
+pub mod keys;
+pub mod lock;
+pub mod pack;
+pub mod progress;
+pub mod repo;
+pub mod snapshot;
+
+pub use id::{ChunkId, PackId, SnapshotId};
+pub use progress::{NoProgress, Progress};
+pub use repo::{Repository, SnapshotOptions};
+pub use snapshot::{Snapshot, Tier};

@@ -1,0 +1,335 @@
+//! Pack files: immutable containers of blobs, ending in a trailer that lists
+//! them, so the index can always be rebuilt from the packs alone.
+//!
+//! ```text
+//! pack    = header blob* trailer footer
+//! header  = "RELICPK1"
+//! blob    = body (compress.rs: tag byte + payload)
+//! trailer = count:u32 entry*            entry = id[32] kind:u8 offset:u32 length:u32 raw_length:u32
+//! footer  = trailer_length:u32 trailer_check[16] "RLCT"
+//! ```
+//! All integers little-endian. `trailer_check` is the first 16 bytes of the
+//! plain BLAKE3 of the trailer. A pack's name is the keyed BLAKE3 of all its
+//! bytes (see docs/format.md).
+
+use crate::backend::{Kind, Local};
+use crate::id::{ChunkId, PackId};
+use crate::keys::Keys;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use thiserror::Error;
+
+pub const HEADER: &[u8; 8] = b"RELICPK1";
+pub const FOOTER_MAGIC: &[u8; 4] = b"RLCT";
+pub const FOOTER_LEN: usize = 4 + 16 + 4;
+pub const ENTRY_LEN: usize = 32 + 1 + 4 + 4 + 4;
+/// A pack is sealed once it reaches this size.
+pub const TARGET_SIZE: u64 = 32 << 20;
+/// Packs are never larger than this (readers refuse bigger trailers).
+pub const MAX_SIZE: u64 = 1 << 30;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("pack {pack}: {source}")]
+    Io { pack: String, source: io::Error },
+    #[error("pack {pack} is damaged: {what}")]
+    Corrupt { pack: String, what: String },
+}
+
+fn corrupt(pack: &str, what: impl Into<String>) -> Error {
+    Error::Corrupt {
+        pack: pack.to_string(),
+        what: what.into(),
+    }
+}
+
+/// What a blob holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum BlobKind {
+    /// A chunk of a stream.
+    Data = 0,
+    /// A chunk list or a piece of a snapshot's item stream.
+    Meta = 1,
+}
+
+impl BlobKind {
+    pub fn from_u8(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(BlobKind::Data),
+            1 => Some(BlobKind::Meta),
+            _ => None,
+        }
+    }
+}
+
+/// One blob as listed in a trailer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub id: ChunkId,
+    pub kind: BlobKind,
+    pub offset: u32,
+    pub length: u32,
+    pub raw_length: u32,
+}
+
+pub fn encode_trailer(entries: &[Entry]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + entries.len() * ENTRY_LEN);
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for e in entries {
+        out.extend_from_slice(&e.id.0);
+        out.push(e.kind as u8);
+        out.extend_from_slice(&e.offset.to_le_bytes());
+        out.extend_from_slice(&e.length.to_le_bytes());
+        out.extend_from_slice(&e.raw_length.to_le_bytes());
+    }
+    out
+}
+
+/// Decodes a trailer; `body_end` is where the blobs stop (the trailer's
+/// offset), so every entry can be bounds-checked.
+pub fn decode_trailer(pack: &str, bytes: &[u8], body_end: u64) -> Result<Vec<Entry>, Error> {
+    let count = u32::from_le_bytes(
+        bytes
+            .get(..4)
+            .ok_or_else(|| corrupt(pack, "trailer shorter than its count"))?
+            .try_into()
+            .expect("4 bytes"),
+    ) as usize;
+    if bytes.len() != 4 + count * ENTRY_LEN {
+        return Err(corrupt(
+            pack,
+            format!(
+                "trailer of {} bytes cannot hold {count} entries",
+                bytes.len()
+            ),
+        ));
+    }
+    let u32_at = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("4"));
+    let mut out = Vec::with_capacity(count);
+    for raw in bytes[4..].chunks_exact(ENTRY_LEN) {
+        let kind = BlobKind::from_u8(raw[32])
+            .ok_or_else(|| corrupt(pack, format!("unknown blob kind {}", raw[32])))?;
+        let e = Entry {
+            id: ChunkId::from_slice(&raw[..32]).expect("32 bytes"),
+            kind,
+            offset: u32_at(raw, 33),
+            length: u32_at(raw, 37),
+            raw_length: u32_at(raw, 41),
+        };
+        if (e.offset as u64) < HEADER.len() as u64
+            || e.offset as u64 + e.length as u64 > body_end
+            || e.length == 0
+        {
+            return Err(corrupt(
+                pack,
+                format!("blob {} lies outside the pack", e.id.short()),
+            ));
+        }
+        out.push(e);
+    }
+    Ok(out)
+}
+
+/// Reads and checks the trailer of an open pack file of `len` bytes.
+pub fn read_trailer(pack: &str, file: &File, len: u64) -> Result<Vec<Entry>, Error> {
+    let io_err = |source| Error::Io {
+        pack: pack.to_string(),
+        source,
+    };
+    if len < (HEADER.len() + FOOTER_LEN) as u64 || len > MAX_SIZE {
+        return Err(corrupt(pack, format!("impossible size {len}")));
+    }
+    let mut footer = [0u8; FOOTER_LEN];
+    file.read_exact_at(&mut footer, len - FOOTER_LEN as u64)
+        .map_err(io_err)?;
+    if &footer[20..] != FOOTER_MAGIC {
+        return Err(corrupt(pack, "footer magic missing (truncated?)"));
+    }
+    let tlen = u32::from_le_bytes(footer[..4].try_into().expect("4")) as u64;
+    let body_end = len
+        .checked_sub(FOOTER_LEN as u64 + tlen)
+        .filter(|&e| e >= HEADER.len() as u64)
+        .ok_or_else(|| corrupt(pack, "trailer length exceeds the pack"))?;
+    let mut trailer = vec![0u8; tlen as usize];
+    file.read_exact_at(&mut trailer, body_end).map_err(io_err)?;
+    if blake3::hash(&trailer).as_bytes()[..16] != footer[4..20] {
+        return Err(corrupt(pack, "trailer checksum mismatch"));
+    }
+    let mut header = [0u8; 8];
+    file.read_exact_at(&mut header, 0).map_err(io_err)?;
+    if &header != HEADER {
+        return Err(corrupt(pack, "bad header"));
+    }
+    decode_trailer(pack, &trailer, body_end)
+}
+
+/// A pack being written to a temp file.
+pub struct PackWriter {
+    file: BufWriter<File>,
+    tmp: PathBuf,
+    hasher: blake3::Hasher,
+    entries: Vec<Entry>,
+    size: u64,
+}
+
+/// A pack sealed under its final name.
+#[derive(Debug)]
+pub struct Sealed {
+    pub id: PackId,
+    pub size: u64,
+    pub entries: Vec<Entry>,
+}
+
+impl PackWriter {
+    pub fn create(backend: &Local, keys: &Keys) -> io::Result<Self> {
+        let (tmp, file) = backend.temp_file()?;
+        let mut w = PackWriter {
+            file: BufWriter::with_capacity(1 << 20, file),
+            tmp,
+            hasher: keys.object_hasher(),
+            entries: Vec::new(),
+            size: 0,
+        };
+        w.write(HEADER)?;
+        Ok(w)
+    }
+
+    fn write(&mut self, b: &[u8]) -> io::Result<()> {
+        self.file.write_all(b)?;
+        self.hasher.update(b);
+        self.size += b.len() as u64;
+        Ok(())
+    }
+
+    /// Appends a blob body.
+    pub fn add(
+        &mut self,
+        id: ChunkId,
+        kind: BlobKind,
+        raw_length: u32,
+        body: &[u8],
+    ) -> io::Result<()> {
+        let offset = self.size as u32;
+        self.write(body)?;
+        self.entries.push(Entry {
+            id,
+            kind,
+            offset,
+            length: body.len() as u32,
+            raw_length,
+        });
+        Ok(())
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Writes trailer and footer, fsyncs, and publishes the pack under its id.
+    pub fn seal(mut self, backend: &Local) -> io::Result<Sealed> {
+        let trailer = encode_trailer(&self.entries);
+        let mut footer = Vec::with_capacity(FOOTER_LEN);
+        footer.extend_from_slice(&(trailer.len() as u32).to_le_bytes());
+        footer.extend_from_slice(&blake3::hash(&trailer).as_bytes()[..16]);
+        footer.extend_from_slice(FOOTER_MAGIC);
+        self.write(&trailer)?;
+        self.write(&footer)?;
+        let file = self.file.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        let id = PackId::from(self.hasher.finalize());
+        backend.publish(&self.tmp, Kind::Pack, &id.to_hex())?;
+        Ok(Sealed {
+            id,
+            size: self.size,
+            entries: self.entries,
+        })
+    }
+
+    /// Drops an unfinished pack.
+    pub fn abandon(self) {
+        let PackWriter { file, tmp, .. } = self;
+        drop(file);
+        let _ = fs::remove_file(tmp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn entry_strategy() -> impl Strategy<Value = Entry> {
+        (
+            any::<[u8; 32]>(),
+            0u8..2,
+            8u32..1000,
+            1u32..1000,
+            any::<u32>(),
+        )
+            .prop_map(|(id, k, offset, length, raw_length)| Entry {
+                id: ChunkId(id),
+                kind: BlobKind::from_u8(k).unwrap(),
+                offset,
+                length,
+                raw_length,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn trailer_round_trip(entries in proptest::collection::vec(entry_strategy(), 0..50)) {
+            let bytes = encode_trailer(&entries);
+            prop_assert_eq!(decode_trailer("p", &bytes, 2000).unwrap(), entries);
+        }
+
+        #[test]
+        fn trailer_decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode_trailer("p", &bytes, 1 << 20);
+        }
+    }
+
+    #[test]
+    fn write_seal_read() {
+        let d = tempfile::tempdir().unwrap();
+        let b = Local::new(d.path());
+        b.create_layout().unwrap();
+        let keys = Keys::from_master([3; 32]);
+        let mut w = PackWriter::create(&b, &keys).unwrap();
+        w.add(keys.chunk_id(b"a"), BlobKind::Data, 1, &[0, b'a'])
+            .unwrap();
+        w.add(keys.chunk_id(b"bb"), BlobKind::Meta, 2, &[0, b'b', b'b'])
+            .unwrap();
+        let sealed = w.seal(&b).unwrap();
+        let name = sealed.id.to_hex();
+        let bytes = b.read(Kind::Pack, &name).unwrap();
+        assert_eq!(sealed.size, bytes.len() as u64);
+        let mut h = keys.object_hasher();
+        h.update(&bytes);
+        assert_eq!(PackId::from(h.finalize()), sealed.id);
+        let f = b.open(Kind::Pack, &name).unwrap();
+        let entries = read_trailer(&name, &f, bytes.len() as u64).unwrap();
+        assert_eq!(entries, sealed.entries);
+        assert_eq!(entries[1].offset, 10);
+
+        // A flipped trailer byte is caught by the checksum, truncation by the magic.
+        let mut bad = bytes.clone();
+        let at = bad.len() - FOOTER_LEN - 3;
+        bad[at] ^= 1;
+        fs::write(d.path().join("bad"), &bad).unwrap();
+        let f = File::open(d.path().join("bad")).unwrap();
+        assert!(matches!(
+            read_trailer("bad", &f, bad.len() as u64),
+            Err(Error::Corrupt { .. })
+        ));
+        let f = File::open(b.path(Kind::Pack, &name)).unwrap();
+        assert!(read_trailer(&name, &f, bytes.len() as u64 - 1).is_err());
+    }
+}

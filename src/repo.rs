@@ -1,0 +1,1161 @@
+//! The repository: init and open, the write session that streams data in,
+//! and the read paths that stream it back out.
+//!
+//! Write order is packs → index → snapshot. A blob enters the index only
+//! after its pack is sealed (fsynced and linked into place), and a snapshot
+//! is written only after every pack it needs is sealed, so a crash at any
+//! moment leaves garbage at worst, never a snapshot pointing at nothing.
+
+use crate::backend::{Kind, Local};
+use crate::chunker::{Chunker, ChunkerParams, StreamChunker};
+use crate::compress::{Compressor, Decompressor};
+use crate::id::{ChunkId, PackId, SnapshotId};
+use crate::index::{self, ChunkEntry, Index};
+use crate::keys::Keys;
+use crate::lock::{self, Lock};
+use crate::pack::{self, BlobKind, PackWriter};
+use crate::progress::{Progress, Unit};
+use crate::snapshot::{self, ChunkList, Item, Snapshot, LIST_MAX};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// Version of the repository format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// Raw bytes handed to a worker at once.
+const BATCH_BYTES: usize = 1 << 20;
+/// Batches in flight per stream; bounds memory to about this many MiB.
+const WINDOW: usize = 8;
+/// How long a backup waits for an exclusive lock (a prune) to go away.
+const LOCK_WAIT: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("no relic repository at {0} (create one with `relic -r {0} init`)")]
+    NotARepository(String),
+    #[error("{0} already exists and is not empty; choose a new directory for the repository")]
+    AlreadyExists(String),
+    #[error("repository config {path}: {what}")]
+    Config { path: String, what: String },
+    #[error("{path}: {source}")]
+    Io { path: String, source: io::Error },
+    #[error(transparent)]
+    Index(#[from] index::Error),
+    #[error(transparent)]
+    Pack(#[from] pack::Error),
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::Error),
+    #[error(transparent)]
+    Lock(#[from] lock::Error),
+    #[error("chunk {0} is missing from the repository; run `relic check`")]
+    MissingChunk(String),
+    #[error("blob {chunk} in pack {pack} is damaged ({what}); run `relic check --read-data`")]
+    DamagedBlob {
+        chunk: String,
+        pack: String,
+        what: String,
+    },
+    #[error("restored {path} does not match its recorded BLAKE3 or size; the repository is damaged, run `relic check --read-data`")]
+    ContentMismatch { path: String },
+    #[error("reading the input: {0}")]
+    Input(io::Error),
+    #[error("writing the output: {0}")]
+    Output(io::Error),
+    #[error("the write pipeline stopped")]
+    PipelineClosed,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// The `config` file (JSON).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub version: u32,
+    pub id: String,
+    pub chunker: ChunkerParams,
+    pub compression_level: i32,
+    /// "none": the master key is stored here in the clear.
+    pub encryption: String,
+    pub master_key: String,
+}
+
+/// Options for a new repository.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    pub chunker: ChunkerParams,
+    pub compression_level: i32,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            chunker: ChunkerParams::default(),
+            compression_level: 3,
+        }
+    }
+}
+
+pub struct Repository {
+    backend: Local,
+    config: Config,
+    keys: Keys,
+    chunker: Chunker,
+    index: Index,
+    open_packs: Mutex<HashMap<PackId, Arc<File>>>,
+}
+
+impl Repository {
+    /// Creates a repository in an empty or missing directory.
+    pub fn init(path: &Path, opts: &InitOptions) -> Result<Repository> {
+        if path.join("config").exists()
+            || (path.exists()
+                && std::fs::read_dir(path)
+                    .map_err(io_at(path))?
+                    .next()
+                    .is_some())
+        {
+            return Err(Error::AlreadyExists(path.display().to_string()));
+        }
+        opts.chunker.validate().map_err(|what| Error::Config {
+            path: path.display().to_string(),
+            what,
+        })?;
+        let backend = Local::new(path);
+        backend.create_layout().map_err(io_at(path))?;
+        let keys = Keys::generate();
+        let config = Config {
+            version: FORMAT_VERSION,
+            id: hex::encode(rand::random::<[u8; 16]>()),
+            chunker: opts.chunker,
+            compression_level: opts.compression_level,
+            encryption: "none".into(),
+            master_key: hex::encode(keys.master()),
+        };
+        let bytes = serde_json::to_vec_pretty(&config).expect("config serializes");
+        backend
+            .write_once(Kind::Config, "config", &bytes)
+            .map_err(io_at(path))?;
+        Repository::open(path)
+    }
+
+    /// Opens a repository and brings its index up to date with the packs and
+    /// snapshots on disk.
+    pub fn open(path: &Path) -> Result<Repository> {
+        let cfg_path = path.join("config");
+        let bytes = match std::fs::read(&cfg_path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NotARepository(path.display().to_string()))
+            }
+            Err(e) => return Err(io_at(&cfg_path)(e)),
+        };
+        let bad = |what: String| Error::Config {
+            path: cfg_path.display().to_string(),
+            what,
+        };
+        let config: Config = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        if config.version != FORMAT_VERSION {
+            return Err(bad(format!(
+                "format version {} is not supported by this relic (it reads version {FORMAT_VERSION})",
+                config.version
+            )));
+        }
+        if config.encryption != "none" {
+            return Err(bad(format!("unknown encryption '{}'", config.encryption)));
+        }
+        config.chunker.validate().map_err(bad)?;
+        let mut master = [0u8; 32];
+        hex::decode_to_slice(&config.master_key, &mut master)
+            .map_err(|e| bad(format!("master key: {e}")))?;
+        let keys = Keys::from_master(master);
+        let chunker = Chunker::new(config.chunker, keys.gear_seed());
+        let index = Index::open(&path.join("index"))?;
+        let repo = Repository {
+            backend: Local::new(path),
+            config,
+            keys,
+            chunker,
+            index,
+            open_packs: Mutex::new(HashMap::new()),
+        };
+        repo.reconcile(&crate::progress::NoProgress)?;
+        Ok(repo)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn backend(&self) -> &Local {
+        &self.backend
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// Brings the index up to date with what other processes wrote since
+    /// this one opened the repository.
+    pub fn refresh(&self) -> Result<()> {
+        self.index.catch_up()?;
+        self.reconcile(&crate::progress::NoProgress)
+    }
+
+    /// Indexes packs the index does not know (written by a crashed or a
+    /// concurrent process), forgets packs that are gone, catalogs snapshots,
+    /// and removes temp files of dead processes. A secondary keeps what it
+    /// learns in memory.
+    fn reconcile(&self, progress: &dyn Progress) -> Result<()> {
+        let root = self.backend.root();
+        let on_disk: HashSet<String> = self
+            .backend
+            .list(Kind::Pack)
+            .map_err(io_at(root))?
+            .into_iter()
+            .collect();
+        let indexed: HashSet<String> = self
+            .index
+            .packs()?
+            .into_iter()
+            .map(|(id, _)| id.to_hex())
+            .collect();
+        for name in on_disk.difference(&indexed) {
+            match self.read_pack_trailer(name) {
+                Ok((size, entries)) => {
+                    let id = PackId::from_hex(name).expect("listed names are hex");
+                    self.index.add_pack(id, size, &entries)?;
+                }
+                Err(e) => progress.warn(&format!("not indexing {e}")),
+            }
+        }
+        for name in indexed.difference(&on_disk) {
+            self.index
+                .remove_pack(&PackId::from_hex(name).expect("hex"))?;
+        }
+        let snaps: HashSet<String> = self
+            .backend
+            .list(Kind::Snapshot)
+            .map_err(io_at(root))?
+            .into_iter()
+            .collect();
+        let cataloged: HashSet<String> = self
+            .index
+            .snapshots()?
+            .into_iter()
+            .map(|(id, _)| id.to_hex())
+            .collect();
+        for name in snaps.difference(&cataloged) {
+            let bytes = self.read_snapshot_object(name)?;
+            self.index
+                .put_snapshot(&SnapshotId::from_hex(name).expect("hex"), &bytes)?;
+        }
+        for name in cataloged.difference(&snaps) {
+            self.index
+                .remove_snapshot(&SnapshotId::from_hex(name).expect("hex"))?;
+        }
+        for tmp in self.backend.stale_temp_files().map_err(io_at(root))? {
+            let _ = std::fs::remove_file(tmp);
+        }
+        Ok(())
+    }
+
+    fn read_pack_trailer(
+        &self,
+        name: &str,
+    ) -> std::result::Result<(u64, Vec<pack::Entry>), pack::Error> {
+        let io = |source| pack::Error::Io {
+            pack: name.to_string(),
+            source,
+        };
+        let f = self.backend.open(Kind::Pack, name).map_err(io)?;
+        let len = f.metadata().map_err(io)?.len();
+        Ok((len, pack::read_trailer(name, &f, len)?))
+    }
+
+    /// Reads a snapshot object and checks that its bytes hash to its name.
+    fn read_snapshot_object(&self, name: &str) -> Result<Vec<u8>> {
+        let path = self.backend.path(Kind::Snapshot, name);
+        let bytes = std::fs::read(&path).map_err(io_at(&path))?;
+        let mut h = self.keys.object_hasher();
+        h.update(&bytes);
+        if h.finalize().to_hex().as_str() != name {
+            return Err(snapshot::Error::Corrupt {
+                id: name.to_string(),
+                what: "content does not match its id".into(),
+            }
+            .into());
+        }
+        Ok(bytes)
+    }
+
+    /// Every snapshot, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        let mut cached: HashMap<SnapshotId, Vec<u8>> =
+            self.index.snapshots()?.into_iter().collect();
+        let mut out = Vec::new();
+        for name in self
+            .backend
+            .list(Kind::Snapshot)
+            .map_err(io_at(self.backend.root()))?
+        {
+            let id = SnapshotId::from_hex(&name).expect("hex");
+            let bytes = match cached.remove(&id) {
+                Some(b) => b,
+                None => self.read_snapshot_object(&name)?,
+            };
+            out.push((id, Snapshot::decode(&name, &bytes)?));
+        }
+        out.sort_by_key(|(id, s)| (s.time_ns, *id));
+        Ok(out)
+    }
+
+    /// Finds a snapshot by `latest`, name or id prefix.
+    pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
+        let snaps = self.snapshots()?;
+        Ok(snapshot::select(&snaps, spec)?.clone())
+    }
+
+    /// Writes a snapshot object (the last step of a backup).
+    pub fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
+        let bytes = snap.encode();
+        let mut h = self.keys.object_hasher();
+        h.update(&bytes);
+        let id = SnapshotId::from(h.finalize());
+        self.backend
+            .write_once(Kind::Snapshot, &id.to_hex(), &bytes)
+            .map_err(io_at(self.backend.root()))?;
+        self.index.put_snapshot(&id, &bytes)?;
+        Ok(id)
+    }
+
+    /// Runs `f` with a [`Writer`] whose blobs are packed and indexed by a
+    /// pool of threads; returns once every pack is sealed and indexed.
+    pub fn write<T>(
+        &self,
+        progress: &dyn Progress,
+        f: impl FnOnce(&mut Writer<'_>) -> Result<T>,
+    ) -> Result<(T, WriteStats)> {
+        let _lock = match Lock::acquire(&self.backend, false, Duration::ZERO) {
+            Ok(l) => l,
+            Err(lock::Error::Held { .. }) => {
+                progress.warn("repository is locked exclusively (a prune?); waiting");
+                Lock::acquire(&self.backend, false, LOCK_WAIT)?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let shared = Shared {
+            repo: self,
+            pending: Mutex::new(HashSet::new()),
+            new_chunks: AtomicU64::new(0),
+            new_bytes: AtomicU64::new(0),
+            stored_bytes: AtomicU64::new(0),
+            packs: AtomicU64::new(0),
+        };
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .clamp(1, 8);
+        let started = Instant::now();
+        let shared = &shared;
+        let compressor = Compressor::new(self.config.compression_level).map_err(Error::Input)?;
+        let result = std::thread::scope(|s| {
+            let (job_tx, job_rx) = bounded::<Job>(workers * 2);
+            let (blob_tx, blob_rx) = bounded::<Blob>(64);
+            let (seal_tx, seal_rx) = bounded::<PackWriter>(1);
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    let (rx, tx) = (job_rx.clone(), blob_tx.clone());
+                    s.spawn(move || shared.work(rx, tx))
+                })
+                .collect();
+            drop(job_rx);
+            let packer = s.spawn(move || shared.pack(blob_rx, seal_tx));
+            let sealer = s.spawn(move || shared.seal(seal_rx));
+            let mut w = Writer {
+                shared,
+                jobs: job_tx,
+                blobs: blob_tx,
+                compressor,
+                window: VecDeque::new(),
+                tree_buf: Vec::new(),
+                tree: ListBuilder::default(),
+                items: 0,
+                size: 0,
+                chunks: 0,
+                progress,
+            };
+            let r = f(&mut w);
+            drop(w);
+            for h in handles {
+                h.join().expect("worker panicked");
+            }
+            let p = packer.join().expect("packer panicked");
+            let q = sealer.join().expect("sealer panicked");
+            // A failure of the packer or sealer is the cause of any
+            // "pipeline closed" seen upstream: report the real cause.
+            match (r, p, q) {
+                (Ok(t), Ok(()), Ok(())) => Ok(t),
+                (r, p, q) => Err([r.err(), p.err(), q.err()]
+                    .into_iter()
+                    .flatten()
+                    .find(|e| !matches!(e, Error::PipelineClosed))
+                    .unwrap_or(Error::PipelineClosed)),
+            }
+        })?;
+        let stats = WriteStats {
+            new_chunks: shared.new_chunks.load(Ordering::Relaxed),
+            new_bytes: shared.new_bytes.load(Ordering::Relaxed),
+            stored_bytes: shared.stored_bytes.load(Ordering::Relaxed),
+            packs: shared.packs.load(Ordering::Relaxed),
+            duration: started.elapsed(),
+        };
+        Ok((result, stats))
+    }
+
+    fn pack_file(&self, pack: &PackId) -> Result<Arc<File>> {
+        let mut open = self.open_packs.lock().expect("pack cache lock");
+        if let Some(f) = open.get(pack) {
+            return Ok(f.clone());
+        }
+        if open.len() >= 64 {
+            open.clear();
+        }
+        let name = pack.to_hex();
+        let f = Arc::new(self.backend.open(Kind::Pack, &name).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Error::DamagedBlob {
+                    chunk: String::new(),
+                    pack: name.clone(),
+                    what: "pack file is missing".into(),
+                }
+            } else {
+                io_at(&self.backend.path(Kind::Pack, &name))(e)
+            }
+        })?);
+        open.insert(*pack, f.clone());
+        Ok(f)
+    }
+
+    /// Reads, decompresses and verifies one blob into `out`.
+    fn read_blob_into(
+        &self,
+        id: &ChunkId,
+        e: &ChunkEntry,
+        dec: &mut Decompressor,
+        body: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let damaged = |what: String| Error::DamagedBlob {
+            chunk: id.to_hex(),
+            pack: e.pack.to_hex(),
+            what,
+        };
+        let f = self.pack_file(&e.pack)?;
+        body.resize(e.length as usize, 0);
+        f.read_exact_at(body, e.offset as u64)
+            .map_err(|err| damaged(format!("cannot read: {err}")))?;
+        dec.decode(body, e.raw_length as usize, out)
+            .map_err(|err| damaged(err.to_string()))?;
+        if self.keys.chunk_id(out) != *id {
+            return Err(damaged("content does not match its id".into()));
+        }
+        Ok(())
+    }
+
+    /// Reads one blob by id.
+    pub fn read_blob(&self, id: &ChunkId) -> Result<Vec<u8>> {
+        let e = self
+            .index
+            .get(id)?
+            .ok_or_else(|| Error::MissingChunk(id.to_hex()))?;
+        let mut dec = Decompressor::new().map_err(Error::Input)?;
+        let (mut body, mut out) = (Vec::new(), Vec::new());
+        self.read_blob_into(id, &e, &mut dec, &mut body, &mut out)?;
+        Ok(out)
+    }
+
+    /// The chunk ids of a list in order, loading list blobs one at a time.
+    pub fn chunk_ids<'a>(
+        &'a self,
+        list: &'a ChunkList,
+    ) -> impl Iterator<Item = Result<ChunkId>> + 'a {
+        let (inline, blocks): (&[ChunkId], &[ChunkId]) = match list {
+            ChunkList::Inline(ids) => (ids, &[]),
+            ChunkList::Indirect(blocks) => (&[], blocks),
+        };
+        let mut current: std::vec::IntoIter<ChunkId> = inline.to_vec().into_iter();
+        let mut blocks = blocks.iter();
+        std::iter::from_fn(move || loop {
+            if let Some(id) = current.next() {
+                return Some(Ok(id));
+            }
+            let block = blocks.next()?;
+            match self.read_blob(block).and_then(|b| {
+                snapshot::decode_list(&b).ok_or_else(|| Error::DamagedBlob {
+                    chunk: block.to_hex(),
+                    pack: String::new(),
+                    what: "not a chunk list".into(),
+                })
+            }) {
+                Ok(ids) => current = ids.into_iter(),
+                Err(e) => return Some(Err(e)),
+            }
+        })
+    }
+
+    /// Every item of a snapshot, in order, without holding the tree in memory.
+    pub fn items<'a>(&'a self, snap: &'a Snapshot) -> impl Iterator<Item = Result<Item>> + 'a {
+        let mut ids = self.chunk_ids(&snap.tree);
+        let mut buf: Vec<u8> = Vec::new();
+        let mut at = 0usize;
+        let mut done = false;
+        std::iter::from_fn(move || loop {
+            if done {
+                return None;
+            }
+            match snapshot::decode_item(&buf[at..]) {
+                Ok(Some((item, n))) => {
+                    at += n;
+                    return Some(Ok(item));
+                }
+                Ok(None) => {}
+                Err(what) => {
+                    done = true;
+                    return Some(Err(snapshot::Error::Corrupt {
+                        id: snap.name.clone(),
+                        what,
+                    }
+                    .into()));
+                }
+            }
+            buf.drain(..at);
+            at = 0;
+            match ids.next() {
+                Some(Ok(id)) => match self.read_blob(&id) {
+                    Ok(b) => buf.extend_from_slice(&b),
+                    Err(e) => {
+                        done = true;
+                        return Some(Err(e));
+                    }
+                },
+                Some(Err(e)) => {
+                    done = true;
+                    return Some(Err(e));
+                }
+                None => {
+                    done = true;
+                    if !buf.is_empty() {
+                        return Some(Err(snapshot::Error::Corrupt {
+                            id: snap.name.clone(),
+                            what: "item stream ends inside an item".into(),
+                        }
+                        .into()));
+                    }
+                    return None;
+                }
+            }
+        })
+    }
+
+    /// Streams an item's content into `out`, reading and verifying chunks on
+    /// a pool of threads, and checks the whole-stream BLAKE3 and size.
+    pub fn restore_item(
+        &self,
+        item: &Item,
+        out: &mut dyn Write,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .clamp(1, 8);
+        let mut hasher = blake3::Hasher::new();
+        let mut size = 0u64;
+        std::thread::scope(|s| -> Result<()> {
+            let (tx, rx) = bounded::<ReadJob>(workers * 2);
+            for _ in 0..workers {
+                let rx = rx.clone();
+                s.spawn(move || self.read_worker(rx));
+            }
+            drop(rx);
+            let mut window: VecDeque<Receiver<Result<Vec<Vec<u8>>>>> = VecDeque::new();
+            let mut emit = |r: Receiver<Result<Vec<Vec<u8>>>>| -> Result<()> {
+                let chunks = r.recv().map_err(|_| Error::PipelineClosed)??;
+                for c in chunks {
+                    hasher.update(&c);
+                    size += c.len() as u64;
+                    out.write_all(&c).map_err(Error::Output)?;
+                    progress.inc(c.len() as u64);
+                }
+                Ok(())
+            };
+            let mut batch = Vec::new();
+            let mut batch_bytes = 0usize;
+            for id in self.chunk_ids(&item.content) {
+                let id = id?;
+                let e = self
+                    .index
+                    .get(&id)?
+                    .ok_or_else(|| Error::MissingChunk(id.to_hex()))?;
+                batch_bytes += e.raw_length as usize;
+                batch.push((id, e));
+                if batch_bytes >= BATCH_BYTES {
+                    let (rtx, rrx) = bounded(1);
+                    tx.send(ReadJob {
+                        chunks: std::mem::take(&mut batch),
+                        reply: rtx,
+                    })
+                    .map_err(|_| Error::PipelineClosed)?;
+                    window.push_back(rrx);
+                    batch_bytes = 0;
+                    if window.len() > WINDOW {
+                        emit(window.pop_front().expect("non-empty"))?;
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                let (rtx, rrx) = bounded(1);
+                tx.send(ReadJob {
+                    chunks: batch,
+                    reply: rtx,
+                })
+                .map_err(|_| Error::PipelineClosed)?;
+                window.push_back(rrx);
+            }
+            drop(tx);
+            while let Some(r) = window.pop_front() {
+                emit(r)?;
+            }
+            Ok(())
+        })?;
+        out.flush().map_err(Error::Output)?;
+        if size != item.size || *hasher.finalize().as_bytes() != item.hash {
+            return Err(Error::ContentMismatch {
+                path: item.path_lossy(),
+            });
+        }
+        Ok(())
+    }
+
+    fn read_worker(&self, jobs: Receiver<ReadJob>) {
+        let mut dec = match Decompressor::new() {
+            Ok(d) => d,
+            Err(_) => return,
+        };
+        let mut body = Vec::new();
+        for job in jobs {
+            let r = job
+                .chunks
+                .iter()
+                .map(|(id, e)| {
+                    let mut out = Vec::with_capacity(e.raw_length as usize);
+                    self.read_blob_into(id, e, &mut dec, &mut body, &mut out)?;
+                    Ok(out)
+                })
+                .collect();
+            let _ = job.reply.send(r);
+        }
+    }
+
+    /// Makes the index a faithful copy of the packs and snapshots on disk,
+    /// from scratch.
+    pub fn rebuild_index(&self, progress: &dyn Progress) -> Result<RebuildReport> {
+        if self.index.is_secondary() {
+            return Err(index::Error::Busy.into());
+        }
+        self.index.clear()?;
+        let names = self
+            .backend
+            .list(Kind::Pack)
+            .map_err(io_at(self.backend.root()))?;
+        progress.start("indexing packs", Some(names.len() as u64), Unit::Items);
+        let mut report = RebuildReport::default();
+        for name in &names {
+            match self.read_pack_trailer(name) {
+                Ok((size, entries)) => {
+                    report.blobs += entries.len() as u64;
+                    self.index
+                        .add_pack(PackId::from_hex(name).expect("hex"), size, &entries)?;
+                    report.packs += 1;
+                }
+                Err(e) => {
+                    progress.warn(&format!("skipping {e}"));
+                    report.damaged_packs.push(name.clone());
+                }
+            }
+            progress.inc(1);
+        }
+        progress.finish();
+        self.reconcile(progress)?;
+        report.snapshots = self.index.snapshots()?.len() as u64;
+        self.index.flush()?;
+        Ok(report)
+    }
+}
+
+/// What `index rebuild` found.
+#[derive(Debug, Default, Serialize)]
+pub struct RebuildReport {
+    pub packs: u64,
+    pub blobs: u64,
+    pub snapshots: u64,
+    pub damaged_packs: Vec<String>,
+}
+
+/// Totals of one write session.
+#[derive(Clone, Debug, Default)]
+pub struct WriteStats {
+    pub new_chunks: u64,
+    pub new_bytes: u64,
+    pub stored_bytes: u64,
+    pub packs: u64,
+    pub duration: Duration,
+}
+
+struct Job {
+    kind: BlobKind,
+    chunks: Vec<Vec<u8>>,
+    reply: Sender<Result<Vec<ChunkId>>>,
+}
+
+struct ReadJob {
+    chunks: Vec<(ChunkId, ChunkEntry)>,
+    reply: Sender<Result<Vec<Vec<u8>>>>,
+}
+
+struct Blob {
+    id: ChunkId,
+    kind: BlobKind,
+    raw_length: u32,
+    body: Vec<u8>,
+}
+
+/// State shared by the threads of a write session.
+struct Shared<'r> {
+    repo: &'r Repository,
+    /// Blobs claimed by this session and not yet in the index.
+    pending: Mutex<HashSet<ChunkId>>,
+    new_chunks: AtomicU64,
+    new_bytes: AtomicU64,
+    stored_bytes: AtomicU64,
+    packs: AtomicU64,
+}
+
+impl Shared<'_> {
+    /// True when the caller is the one to store this blob: it is neither in
+    /// the index nor claimed by another thread of this session.
+    fn claim(&self, id: &ChunkId) -> Result<bool> {
+        if self.pending.lock().expect("pending lock").contains(id) {
+            return Ok(false);
+        }
+        if self.repo.index.get(id)?.is_some() {
+            return Ok(false);
+        }
+        Ok(self.pending.lock().expect("pending lock").insert(*id))
+    }
+
+    /// Compresses and hands over one blob if nobody has it yet.
+    fn store(
+        &self,
+        id: ChunkId,
+        kind: BlobKind,
+        data: &[u8],
+        comp: &mut Compressor,
+        blobs: &Sender<Blob>,
+    ) -> Result<()> {
+        if !self.claim(&id)? {
+            return Ok(());
+        }
+        let mut body = Vec::new();
+        comp.encode(data, &mut body).map_err(Error::Input)?;
+        self.new_chunks.fetch_add(1, Ordering::Relaxed);
+        self.new_bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.stored_bytes
+            .fetch_add(body.len() as u64, Ordering::Relaxed);
+        blobs
+            .send(Blob {
+                id,
+                kind,
+                raw_length: data.len() as u32,
+                body,
+            })
+            .map_err(|_| Error::PipelineClosed)
+    }
+
+    /// Worker: hashes chunks, skips known ones, compresses new ones.
+    fn work(&self, jobs: Receiver<Job>, blobs: Sender<Blob>) {
+        let mut comp = match Compressor::new(self.repo.config.compression_level) {
+            Ok(c) => c,
+            Err(_) => return,
+        };
+        for job in jobs {
+            let r = job
+                .chunks
+                .iter()
+                .map(|c| {
+                    let id = self.repo.keys.chunk_id(c);
+                    self.store(id, job.kind, c, &mut comp, &blobs)?;
+                    Ok(id)
+                })
+                .collect();
+            let _ = job.reply.send(r);
+        }
+    }
+
+    /// Packer: appends blobs to the current pack, handing full packs to the sealer.
+    fn pack(&self, blobs: Receiver<Blob>, seal: Sender<PackWriter>) -> Result<()> {
+        let backend = &self.repo.backend;
+        let mut current: Option<PackWriter> = None;
+        let r = (|| {
+            for b in blobs.iter() {
+                let w = match &mut current {
+                    Some(w) => w,
+                    None => current.insert(
+                        PackWriter::create(backend, &self.repo.keys)
+                            .map_err(io_at(backend.root()))?,
+                    ),
+                };
+                w.add(b.id, b.kind, b.raw_length, &b.body)
+                    .map_err(io_at(backend.root()))?;
+                if w.size() >= pack::TARGET_SIZE {
+                    seal.send(current.take().expect("current pack"))
+                        .map_err(|_| Error::PipelineClosed)?;
+                }
+            }
+            if let Some(w) = current.take() {
+                if !w.is_empty() {
+                    seal.send(w).map_err(|_| Error::PipelineClosed)?;
+                }
+            }
+            Ok(())
+        })();
+        if let Some(w) = current {
+            w.abandon();
+        }
+        r
+    }
+
+    /// Sealer: fsyncs and publishes packs, then indexes their blobs.
+    fn seal(&self, packs: Receiver<PackWriter>) -> Result<()> {
+        let backend = &self.repo.backend;
+        let mut packs = packs.into_iter();
+        let r = (|| {
+            for w in packs.by_ref() {
+                let sealed = w.seal(backend).map_err(io_at(backend.root()))?;
+                self.repo
+                    .index
+                    .add_pack(sealed.id, sealed.size, &sealed.entries)?;
+                self.packs.fetch_add(1, Ordering::Relaxed);
+                let mut pending = self.pending.lock().expect("pending lock");
+                for e in &sealed.entries {
+                    pending.remove(&e.id);
+                }
+            }
+            Ok(())
+        })();
+        for w in packs {
+            w.abandon();
+        }
+        r
+    }
+}
+
+/// Builds a [`ChunkList`], spilling full blocks of ids into list blobs.
+#[derive(Default)]
+struct ListBuilder {
+    current: Vec<ChunkId>,
+    blocks: Vec<ChunkId>,
+}
+
+/// The result of storing one stream.
+#[derive(Clone, Debug)]
+pub struct StoredStream {
+    pub content: ChunkList,
+    pub size: u64,
+    pub hash: [u8; 32],
+}
+
+/// Streams data into the repository during [`Repository::write`].
+pub struct Writer<'s> {
+    shared: &'s Shared<'s>,
+    jobs: Sender<Job>,
+    blobs: Sender<Blob>,
+    compressor: Compressor,
+    window: VecDeque<Receiver<Result<Vec<ChunkId>>>>,
+    tree_buf: Vec<u8>,
+    tree: ListBuilder,
+    items: u64,
+    size: u64,
+    chunks: u64,
+    progress: &'s dyn Progress,
+}
+
+impl Writer<'_> {
+    pub fn progress(&self) -> &dyn Progress {
+        self.progress
+    }
+
+    /// Stores one blob from this thread; returns its id.
+    fn store_now(&mut self, kind: BlobKind, data: &[u8]) -> Result<ChunkId> {
+        let id = self.shared.repo.keys.chunk_id(data);
+        self.shared
+            .store(id, kind, data, &mut self.compressor, &self.blobs)?;
+        Ok(id)
+    }
+
+    fn list_push(&mut self, list: &mut ListBuilder, id: ChunkId) -> Result<()> {
+        if list.current.len() == LIST_MAX {
+            let block = snapshot::encode_list(&list.current);
+            let bid = self.store_now(BlobKind::Meta, &block)?;
+            list.blocks.push(bid);
+            list.current.clear();
+        }
+        list.current.push(id);
+        Ok(())
+    }
+
+    fn list_finish(&mut self, mut list: ListBuilder) -> Result<ChunkList> {
+        if list.blocks.is_empty() {
+            return Ok(ChunkList::Inline(list.current));
+        }
+        if !list.current.is_empty() {
+            let block = snapshot::encode_list(&list.current);
+            let bid = self.store_now(BlobKind::Meta, &block)?;
+            list.blocks.push(bid);
+        }
+        Ok(ChunkList::Indirect(list.blocks))
+    }
+
+    fn collect_one(&mut self, list: &mut ListBuilder) -> Result<()> {
+        let r = self.window.pop_front().expect("window not empty");
+        let ids = r.recv().map_err(|_| Error::PipelineClosed)??;
+        for id in ids {
+            self.list_push(list, id)?;
+        }
+        Ok(())
+    }
+
+    fn submit(
+        &mut self,
+        kind: BlobKind,
+        chunks: Vec<Vec<u8>>,
+        list: &mut ListBuilder,
+    ) -> Result<()> {
+        let (tx, rx) = bounded(1);
+        self.jobs
+            .send(Job {
+                kind,
+                chunks,
+                reply: tx,
+            })
+            .map_err(|_| Error::PipelineClosed)?;
+        self.window.push_back(rx);
+        while self.window.len() > WINDOW {
+            self.collect_one(list)?;
+        }
+        Ok(())
+    }
+
+    /// Chunks, deduplicates and stores a whole stream.
+    pub fn store_stream(&mut self, reader: impl Read) -> Result<StoredStream> {
+        let mut sc = StreamChunker::new(reader, self.shared.repo.chunker.clone());
+        let mut hasher = blake3::Hasher::new();
+        let mut list = ListBuilder::default();
+        let mut batch: Vec<Vec<u8>> = Vec::new();
+        let mut batch_bytes = 0usize;
+        let mut size = 0u64;
+        while let Some(c) = sc.next_chunk().map_err(Error::Input)? {
+            hasher.update(c);
+            size += c.len() as u64;
+            batch_bytes += c.len();
+            self.progress.inc(c.len() as u64);
+            batch.push(c.to_vec());
+            if batch_bytes >= BATCH_BYTES {
+                self.chunks += batch.len() as u64;
+                self.submit(BlobKind::Data, std::mem::take(&mut batch), &mut list)?;
+                batch_bytes = 0;
+            }
+        }
+        if !batch.is_empty() {
+            self.chunks += batch.len() as u64;
+            self.submit(BlobKind::Data, batch, &mut list)?;
+        }
+        while !self.window.is_empty() {
+            self.collect_one(&mut list)?;
+        }
+        Ok(StoredStream {
+            content: self.list_finish(list)?,
+            size,
+            hash: *hasher.finalize().as_bytes(),
+        })
+    }
+
+    /// Appends an item to the snapshot's tree.
+    pub fn add_item(&mut self, item: &Item) -> Result<()> {
+        snapshot::encode_item(item, &mut self.tree_buf);
+        self.items += 1;
+        self.size += item.size;
+        if self.tree_buf.len() >= 4 << 20 {
+            self.flush_tree(false)?;
+        }
+        Ok(())
+    }
+
+    /// Stores the complete chunks of the tree buffer (all of it when `last`).
+    fn flush_tree(&mut self, last: bool) -> Result<()> {
+        let chunker = self.shared.repo.chunker.clone();
+        let max = chunker.params().max_size as usize;
+        let buf = std::mem::take(&mut self.tree_buf);
+        let mut at = 0;
+        let mut tree = std::mem::take(&mut self.tree);
+        while at < buf.len() && (last || buf.len() - at >= max) {
+            let n = chunker.next_len(&buf[at..]);
+            let id = self.store_now(BlobKind::Meta, &buf[at..at + n])?;
+            self.list_push(&mut tree, id)?;
+            at += n;
+        }
+        self.tree = tree;
+        self.tree_buf = buf[at..].to_vec();
+        Ok(())
+    }
+
+    /// Stores the tree and returns its chunk list with the totals; the
+    /// caller then builds and saves the snapshot.
+    pub fn finish_tree(&mut self) -> Result<(ChunkList, snapshot::Summary)> {
+        self.flush_tree(true)?;
+        let tree = std::mem::take(&mut self.tree);
+        let list = self.list_finish(tree)?;
+        Ok((
+            list,
+            snapshot::Summary {
+                size: self.size,
+                items: self.items,
+                chunks: self.chunks,
+                ..Default::default()
+            },
+        ))
+    }
+}
+
+/// What a new snapshot is called and how it is protected.
+#[derive(Clone, Debug)]
+pub struct SnapshotOptions {
+    pub name: String,
+    pub tier: snapshot::Tier,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub meta: std::collections::BTreeMap<String, String>,
+}
+
+/// Nanoseconds since the Unix epoch, now.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+impl Repository {
+    /// Runs `f` to store items, then writes the snapshot naming them. Nothing
+    /// is listed unless `f` and every pack write succeed.
+    pub fn backup(
+        &self,
+        opts: &SnapshotOptions,
+        progress: &dyn Progress,
+        f: impl FnOnce(&mut Writer<'_>) -> Result<()>,
+    ) -> Result<(SnapshotId, Snapshot)> {
+        if opts.name.is_empty() {
+            return Err(Error::Config {
+                path: "--name".into(),
+                what: "a snapshot needs a non-empty name".into(),
+            });
+        }
+        let snaps = self.snapshots()?;
+        if let Some((id, s)) = snaps.iter().find(|(_, s)| {
+            s.name == opts.name
+                && (s.tier == snapshot::Tier::Immaculate || opts.tier == snapshot::Tier::Immaculate)
+        }) {
+            return Err(snapshot::Error::Protected {
+                what: format!(
+                    "the name '{}' is taken by {} snapshot {}: an immaculate baseline is never updated; make a new one under a new name",
+                    opts.name,
+                    s.tier,
+                    id.short()
+                ),
+            }
+            .into());
+        }
+        let parent = snaps
+            .iter()
+            .rev()
+            .find(|(_, s)| s.name == opts.name)
+            .map(|(id, _)| *id);
+        let time_ns = now_ns();
+        let ((tree, mut summary), stats) = self.write(progress, |w| {
+            f(w)?;
+            w.finish_tree()
+        })?;
+        summary.new_chunks = stats.new_chunks;
+        summary.new_bytes = stats.new_bytes;
+        summary.stored_bytes = stats.stored_bytes;
+        summary.duration_ms = stats.duration.as_millis() as u64;
+        let snap = Snapshot {
+            name: opts.name.clone(),
+            tier: opts.tier,
+            labels: opts.labels.clone(),
+            host: lock::hostname(),
+            time_ns,
+            parent,
+            tree,
+            summary,
+            meta: opts.meta.clone(),
+        };
+        let id = self.save_snapshot(&snap)?;
+        Ok((id, snap))
+    }
+
+    /// Backs up one stream (stdin, a dump) as a one-item snapshot.
+    pub fn backup_stream(
+        &self,
+        opts: &SnapshotOptions,
+        item_name: &str,
+        reader: impl Read,
+        progress: &dyn Progress,
+    ) -> Result<(SnapshotId, Snapshot)> {
+        self.backup(opts, progress, |w| {
+            let s = w.store_stream(reader)?;
+            w.add_item(&Item {
+                path: item_name.as_bytes().to_vec(),
+                kind: snapshot::ItemKind::Stream,
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                mtime_ns: now_ns(),
+                size: s.size,
+                hash: s.hash,
+                target: None,
+                content: s.content,
+            })
+        })
+    }
+}
