@@ -183,7 +183,6 @@ bench_tool() { # series tool
   rm -rf "$repo" "$cache"
   mkdir -p "$cache"
   : >"$logf"
-  [[ $tool == borg ]] || mkdir -p "$(dirname "$repo")"
 
   cmd_init "$tool" "$repo" "$cache"
   run_timed /dev/null /dev/null "$logf" -- "${CMD[@]}"

@@ -179,7 +179,7 @@ pub fn restore_to(
         fs::set_permissions(dst, fs::Permissions::from_mode(item.mode & 0o7777))
             .map_err(io_err(dst))?;
         if let Ok(f) = File::open(dst) {
-            let _ = f.set_modified(mtime(&item));
+            let _ = f.set_modified(mtime(item));
         }
     }
     progress.finish();

@@ -503,13 +503,16 @@ impl Repository {
             ChunkList::Inline(ids) => (ids, &[]),
             ChunkList::Indirect(blocks) => (&[], blocks),
         };
-        let mut current: std::vec::IntoIter<ChunkId> = inline.to_vec().into_iter();
+        let mut current: Vec<ChunkId> = inline.to_vec();
+        let mut at = 0;
         let mut blocks = blocks.iter();
         std::iter::from_fn(move || loop {
-            if let Some(id) = current.next() {
-                return Some(Ok(id));
+            if let Some(id) = current.get(at) {
+                at += 1;
+                return Some(Ok(*id));
             }
             let block = blocks.next()?;
+            at = 0;
             match self.read_blob(block).and_then(|b| {
                 snapshot::decode_list(&b).ok_or_else(|| Error::DamagedBlob {
                     chunk: block.to_hex(),
@@ -517,7 +520,7 @@ impl Repository {
                     what: "not a chunk list".into(),
                 })
             }) {
-                Ok(ids) => current = ids.into_iter(),
+                Ok(ids) => current = ids,
                 Err(e) => return Some(Err(e)),
             }
         })

@@ -116,7 +116,7 @@ pub fn encode_list(ids: &[ChunkId]) -> Vec<u8> {
 }
 
 pub fn decode_list(bytes: &[u8]) -> Option<Vec<ChunkId>> {
-    if bytes.len() % 32 != 0 || bytes.len() / 32 > LIST_MAX {
+    if !bytes.len().is_multiple_of(32) || bytes.len() / 32 > LIST_MAX {
         return None;
     }
     Some(

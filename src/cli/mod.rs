@@ -310,7 +310,7 @@ fn backup(cli: &Cli, args: &BackupArgs, bar: &Bar) -> Result<()> {
     if tier == Tier::Safety {
         bail!("the safety tier is reserved for snapshots relic takes before a restore");
     }
-    if args.stdin == !args.paths.is_empty() {
+    if args.stdin != args.paths.is_empty() {
         bail!("give either --stdin or one or more paths");
     }
     let opts = SnapshotOptions {
