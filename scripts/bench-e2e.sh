@@ -84,7 +84,7 @@ tool_version() {
 # Configuration of each tool as benchmarked (printed with the results).
 tool_setup() {
   case $1 in
-    relic) echo "defaults" ;;
+    relic) echo "defaults${RELIC_INIT_ARGS:+ + init $RELIC_INIT_ARGS}" ;;
     rustic) echo "defaults (restic repo format v2: AES-256-CTR+Poly1305, zstd level 3); --force (else a stdin backup silently reuses the parent snapshot)" ;;
     restic) echo "defaults (repo format v2: AES-256-CTR+Poly1305, compression auto (fast zstd))" ;;
     borg) echo "-e $BORG_ENCRYPTION, --compression zstd,3 (borg's default would be lz4)" ;;
@@ -93,7 +93,7 @@ tool_setup() {
 
 cmd_init() { # tool repo cachedir
   case $1 in
-    relic) CMD=("$RELIC" -q -r "$2" init) ;;
+    relic) CMD=("$RELIC" -q -r "$2" init ${RELIC_INIT_ARGS:-}) ;;
     rustic) CMD=(rustic -r "$2" --cache-dir "$3" --no-progress init) ;;
     restic) CMD=(restic -r "$2" --cache-dir "$3" init) ;;
     borg) CMD=(env BORG_BASE_DIR="$3" borg init -e "$BORG_ENCRYPTION" "$2") ;;

@@ -17,6 +17,7 @@ pub enum Kind {
     Pack,
     Snapshot,
     Lock,
+    Key,
 }
 
 impl Kind {
@@ -26,6 +27,7 @@ impl Kind {
             Kind::Pack => "packs",
             Kind::Snapshot => "snapshots",
             Kind::Lock => "locks",
+            Kind::Key => "keys",
         }
     }
 }
@@ -47,7 +49,7 @@ impl Local {
 
     /// Creates the directory layout (all fan-out directories of packs too).
     pub fn create_layout(&self) -> io::Result<()> {
-        for d in ["packs", "snapshots", "locks", "tmp"] {
+        for d in ["packs", "snapshots", "locks", "keys", "tmp"] {
             fs::create_dir_all(self.root.join(d))?;
         }
         for i in 0..=255u8 {

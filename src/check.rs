@@ -54,7 +54,8 @@ fn check_pack(repo: &Repository, name: &str, read_data: bool, d: &Mutex<Damage>)
     let result = (|| -> std::result::Result<(), String> {
         let f = std::fs::File::open(&path).map_err(|e| e.to_string())?;
         let len = f.metadata().map_err(|e| e.to_string())?.len();
-        let entries = pack::read_trailer(name, &f, len).map_err(|e| e.to_string())?;
+        let entries =
+            pack::read_trailer(name, &f, len, repo.keys().cipher()).map_err(|e| e.to_string())?;
         local.blobs += entries.len() as u64;
         if !read_data {
             return Ok(());
@@ -71,9 +72,21 @@ fn check_pack(repo: &Repository, name: &str, read_data: bool, d: &Mutex<Damage>)
         }
         let mut dec = crate::compress::Decompressor::new().map_err(|e| e.to_string())?;
         let mut out = Vec::new();
+        let mut body = Vec::new();
         for e in &entries {
-            let body = &bytes[e.offset as usize..(e.offset + e.length) as usize];
-            let what = match dec.decode(body, e.raw_length as usize, &mut out) {
+            body.clear();
+            body.extend_from_slice(&bytes[e.offset as usize..(e.offset + e.length) as usize]);
+            if let Some(c) = repo.keys().cipher() {
+                if c.open(&e.id.0, &mut body).is_err() {
+                    local.problems.push(format!(
+                        "pack {name}: blob {} is damaged: authentication failed",
+                        e.id
+                    ));
+                    local.chunks.insert(e.id);
+                    continue;
+                }
+            }
+            let what = match dec.decode(&body, e.raw_length as usize, &mut out) {
                 Err(err) => Some(err.to_string()),
                 Ok(()) if repo.keys().chunk_id(&out) != e.id => {
                     Some("content does not match its id".to_string())
@@ -160,30 +173,26 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
         ..Default::default()
     };
 
-    let snap_names =
-        repo.backend()
-            .list(Kind::Snapshot)
-            .map_err(|source| crate::repo::Error::Io {
-                path: repo.backend().root().display().to_string(),
-                source,
-            })?;
+    let crate::repo::SnapshotList { ok: snaps, damaged } = repo.load_snapshots(true)?;
     progress.start(
         "checking snapshots",
-        Some(snap_names.len() as u64),
+        Some((snaps.len() + damaged.len()) as u64),
         Unit::Items,
     );
-    let snaps = match repo.snapshots() {
-        Ok(s) => s,
-        Err(e) => {
-            report.problems.push(e.to_string());
-            Vec::new()
-        }
-    };
+    report.snapshots = (snaps.len() + damaged.len()) as u64;
+    for (name, e) in damaged {
+        report
+            .problems
+            .push(format!("snapshot {}: {e}", &name[..8]));
+        report.damaged_snapshots.insert(name, "(unreadable)".into());
+    }
+    for (id, e) in repo.key_slot_damage()? {
+        report.problems.push(format!("key slot {}: {e}", &id[..8]));
+    }
     // Every pack a listed snapshot needs was sealed before the snapshot was
     // written: refreshing now makes them all visible, even when a
     // concurrent backup wrote them.
     repo.refresh()?;
-    report.snapshots = snap_names.len() as u64;
     for (id, snap) in &snaps {
         if let Some(problem) = check_snapshot(repo, snap, &on_disk, &damage.packs, &damage.chunks) {
             report.problems.push(format!(

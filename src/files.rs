@@ -58,6 +58,18 @@ fn item_from_meta(path: Vec<u8>, kind: ItemKind, m: &fs::Metadata) -> Item {
     }
 }
 
+/// Makes a pipe's buffer 1 MiB (when it is a pipe), so the writer is woken
+/// 16 times less often than with Linux's default 64 KiB: a pipe read is
+/// otherwise the slowest stage of a backup from `pg_dump | relic`.
+pub fn widen_pipe(fd: &impl std::os::fd::AsRawFd) {
+    let fd = fd.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own; F_SETPIPE_SZ fails harmlessly
+    // (EBADF/EINVAL) on anything that is not a pipe.
+    unsafe {
+        libc::fcntl(fd, libc::F_SETPIPE_SZ, 1 << 20);
+    }
+}
+
 /// Backs up files and directories (recursively, symlinks not followed).
 pub fn backup_paths(w: &mut Writer<'_>, paths: &[PathBuf]) -> Result<()> {
     for p in paths {

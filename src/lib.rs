@@ -10,6 +10,7 @@ pub mod backend;
 pub mod check;
 pub mod chunker;
 pub mod compress;
+pub mod crypto;
 pub mod files;
 pub mod id;
 pub mod index;

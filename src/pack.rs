@@ -6,6 +6,7 @@
 //! header  = "RELICPK1"
 //! blob    = body (compress.rs: tag byte + payload)
 //! trailer = count:u32 entry*            entry = id[32] kind:u8 offset:u32 length:u32 raw_length:u32
+//!           (sealed with the repository cipher when it is encrypted)
 //! footer  = trailer_length:u32 trailer_check[16] "RLCT"
 //! ```
 //! All integers little-endian. `trailer_check` is the first 16 bytes of the
@@ -13,6 +14,7 @@
 //! bytes (see docs/format.md).
 
 use crate::backend::{Kind, Local};
+use crate::crypto::Cipher;
 use crate::id::{ChunkId, PackId};
 use crate::keys::Keys;
 use std::fs::{self, File};
@@ -133,8 +135,17 @@ pub fn decode_trailer(pack: &str, bytes: &[u8], body_end: u64) -> Result<Vec<Ent
     Ok(out)
 }
 
-/// Reads and checks the trailer of an open pack file of `len` bytes.
-pub fn read_trailer(pack: &str, file: &File, len: u64) -> Result<Vec<Entry>, Error> {
+/// Associated data of a sealed trailer.
+const TRAILER_AAD: &[u8] = b"relic pack trailer";
+
+/// Reads and checks (and with a cipher, opens) the trailer of an open pack
+/// file of `len` bytes.
+pub fn read_trailer(
+    pack: &str,
+    file: &File,
+    len: u64,
+    cipher: Option<&Cipher>,
+) -> Result<Vec<Entry>, Error> {
     let io_err = |source| Error::Io {
         pack: pack.to_string(),
         source,
@@ -163,6 +174,10 @@ pub fn read_trailer(pack: &str, file: &File, len: u64) -> Result<Vec<Entry>, Err
     if &header != HEADER {
         return Err(corrupt(pack, "bad header"));
     }
+    if let Some(c) = cipher {
+        c.open(TRAILER_AAD, &mut trailer)
+            .map_err(|_| corrupt(pack, "trailer authentication failed"))?;
+    }
     decode_trailer(pack, &trailer, body_end)
 }
 
@@ -173,6 +188,7 @@ pub struct PackWriter {
     hasher: blake3::Hasher,
     entries: Vec<Entry>,
     size: u64,
+    cipher: Option<Cipher>,
 }
 
 /// A pack sealed under its final name.
@@ -192,6 +208,7 @@ impl PackWriter {
             hasher: keys.object_hasher(),
             entries: Vec::new(),
             size: 0,
+            cipher: keys.cipher().cloned(),
         };
         w.write(HEADER)?;
         Ok(w)
@@ -234,7 +251,10 @@ impl PackWriter {
 
     /// Writes trailer and footer, fsyncs, and publishes the pack under its id.
     pub fn seal(mut self, backend: &Local) -> io::Result<Sealed> {
-        let trailer = encode_trailer(&self.entries);
+        let mut trailer = encode_trailer(&self.entries);
+        if let Some(c) = &self.cipher {
+            c.seal(TRAILER_AAD, &mut trailer);
+        }
         let mut footer = Vec::with_capacity(FOOTER_LEN);
         footer.extend_from_slice(&(trailer.len() as u32).to_le_bytes());
         footer.extend_from_slice(&blake3::hash(&trailer).as_bytes()[..16]);
@@ -301,7 +321,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let b = Local::new(d.path());
         b.create_layout().unwrap();
-        let keys = Keys::from_master([3; 32]);
+        let keys = Keys::from_master([3; 32], true);
         let mut w = PackWriter::create(&b, &keys).unwrap();
         w.add(keys.chunk_id(b"a"), BlobKind::Data, 1, &[0, b'a'])
             .unwrap();
@@ -315,7 +335,7 @@ mod tests {
         h.update(&bytes);
         assert_eq!(PackId::from(h.finalize()), sealed.id);
         let f = b.open(Kind::Pack, &name).unwrap();
-        let entries = read_trailer(&name, &f, bytes.len() as u64).unwrap();
+        let entries = read_trailer(&name, &f, bytes.len() as u64, keys.cipher()).unwrap();
         assert_eq!(entries, sealed.entries);
         assert_eq!(entries[1].offset, 10);
 
@@ -326,10 +346,12 @@ mod tests {
         fs::write(d.path().join("bad"), &bad).unwrap();
         let f = File::open(d.path().join("bad")).unwrap();
         assert!(matches!(
-            read_trailer("bad", &f, bad.len() as u64),
+            read_trailer("bad", &f, bad.len() as u64, keys.cipher()),
             Err(Error::Corrupt { .. })
         ));
         let f = File::open(b.path(Kind::Pack, &name)).unwrap();
-        assert!(read_trailer(&name, &f, bytes.len() as u64 - 1).is_err());
+        assert!(read_trailer(&name, &f, bytes.len() as u64 - 1, keys.cipher()).is_err());
+        // Without the key the sealed trailer does not decode.
+        assert!(read_trailer(&name, &f, bytes.len() as u64, None).is_err());
     }
 }

@@ -9,6 +9,7 @@
 use crate::backend::{Kind, Local};
 use crate::chunker::{Chunker, ChunkerParams, StreamChunker};
 use crate::compress::{Compressor, Decompressor};
+use crate::crypto::{KdfParams, KeySlot};
 use crate::id::{ChunkId, PackId, SnapshotId};
 use crate::index::{self, ChunkEntry, Index};
 use crate::keys::Keys;
@@ -71,6 +72,12 @@ pub enum Error {
     Output(io::Error),
     #[error("the write pipeline stopped")]
     PipelineClosed,
+    #[error(transparent)]
+    Crypto(#[from] crate::crypto::Error),
+    #[error("the repository is encrypted: give its passphrase (RELIC_PASSWORD, RELIC_PASSWORD_FILE, RELIC_PASSWORD_COMMAND or the prompt)")]
+    PassphraseRequired,
+    #[error("key slot: {0}")]
+    KeySlot(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -90,9 +97,24 @@ pub struct Config {
     pub id: String,
     pub chunker: ChunkerParams,
     pub compression_level: i32,
-    /// "none": the master key is stored here in the clear.
+    /// "xchacha20poly1305" (the master key lives wrapped in `keys/`), or
+    /// "none" (the master key is stored here in the clear).
     pub encryption: String,
-    pub master_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_key: Option<String>,
+    /// Keyed BLAKE3 of this config with an empty `mac`.
+    #[serde(default)]
+    pub mac: String,
+}
+
+pub const ENCRYPTION: &str = "xchacha20poly1305";
+
+impl Config {
+    fn mac_input(&self) -> Vec<u8> {
+        let mut c = self.clone();
+        c.mac.clear();
+        serde_json::to_vec(&c).expect("config serializes")
+    }
 }
 
 /// Options for a new repository.
@@ -100,13 +122,18 @@ pub struct Config {
 pub struct InitOptions {
     pub chunker: ChunkerParams,
     pub compression_level: i32,
+    /// Encrypt with a key slot for this passphrase; `None`: no encryption.
+    pub passphrase: Option<Vec<u8>>,
+    pub kdf: KdfParams,
 }
 
 impl Default for InitOptions {
     fn default() -> Self {
         InitOptions {
             chunker: ChunkerParams::default(),
-            compression_level: 3,
+            compression_level: 1,
+            passphrase: None,
+            kdf: KdfParams::default(),
         }
     }
 }
@@ -118,6 +145,8 @@ pub struct Repository {
     chunker: Chunker,
     index: Index,
     open_packs: Mutex<HashMap<PackId, Arc<File>>>,
+    /// The key slot the passphrase opened.
+    unlocked_slot: Option<String>,
 }
 
 impl Repository {
@@ -138,25 +167,35 @@ impl Repository {
         })?;
         let backend = Local::new(path);
         backend.create_layout().map_err(io_at(path))?;
-        let keys = Keys::generate();
-        let config = Config {
+        let encrypt = opts.passphrase.is_some();
+        let keys = Keys::generate(encrypt);
+        let mut config = Config {
             version: FORMAT_VERSION,
             id: hex::encode(rand::random::<[u8; 16]>()),
             chunker: opts.chunker,
             compression_level: opts.compression_level,
-            encryption: "none".into(),
-            master_key: hex::encode(keys.master()),
+            encryption: if encrypt { ENCRYPTION } else { "none" }.into(),
+            master_key: (!encrypt).then(|| hex::encode(keys.master())),
+            mac: String::new(),
         };
+        if let Some(pass) = &opts.passphrase {
+            write_slot(
+                &backend,
+                &keys,
+                KeySlot::create(keys.master(), pass, opts.kdf)?,
+            )?;
+        }
+        config.mac = keys.meta_mac(&config.mac_input());
         let bytes = serde_json::to_vec_pretty(&config).expect("config serializes");
+        // The config is written last: its presence marks a complete repository.
         backend
             .write_once(Kind::Config, "config", &bytes)
             .map_err(io_at(path))?;
-        Repository::open(path)
+        Repository::open(path, opts.passphrase.as_deref())
     }
 
-    /// Opens a repository and brings its index up to date with the packs and
-    /// snapshots on disk.
-    pub fn open(path: &Path) -> Result<Repository> {
+    /// Reads a repository's config without unlocking it.
+    pub fn read_config(path: &Path) -> Result<Config> {
         let cfg_path = path.join("config");
         let bytes = match std::fs::read(&cfg_path) {
             Ok(b) => b,
@@ -165,37 +204,154 @@ impl Repository {
             }
             Err(e) => return Err(io_at(&cfg_path)(e)),
         };
+        serde_json::from_slice(&bytes).map_err(|e| Error::Config {
+            path: cfg_path.display().to_string(),
+            what: e.to_string(),
+        })
+    }
+
+    /// Opens a repository (an encrypted one with its passphrase) and brings
+    /// its index up to date with the packs and snapshots on disk.
+    pub fn open(path: &Path, passphrase: Option<&[u8]>) -> Result<Repository> {
+        let config = Self::read_config(path)?;
+        let cfg_path = path.join("config");
         let bad = |what: String| Error::Config {
             path: cfg_path.display().to_string(),
             what,
         };
-        let config: Config = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
         if config.version != FORMAT_VERSION {
             return Err(bad(format!(
                 "format version {} is not supported by this relic (it reads version {FORMAT_VERSION})",
                 config.version
             )));
         }
-        if config.encryption != "none" {
-            return Err(bad(format!("unknown encryption '{}'", config.encryption)));
+        let backend = Local::new(path);
+        let (keys, unlocked_slot) = match (config.encryption.as_str(), &config.master_key) {
+            ("none", Some(hexkey)) => {
+                let mut master = [0u8; 32];
+                hex::decode_to_slice(hexkey, &mut master)
+                    .map_err(|e| bad(format!("master key: {e}")))?;
+                (Keys::from_master(master, false), None)
+            }
+            (ENCRYPTION, None) => {
+                let pass = passphrase.ok_or(Error::PassphraseRequired)?;
+                let (slot, master) = unlock(&backend, pass)?;
+                (Keys::from_master(*master, true), Some(slot))
+            }
+            (e, _) => return Err(bad(format!("unknown or inconsistent encryption '{e}'"))),
+        };
+        if keys.meta_mac(&config.mac_input()) != config.mac {
+            return Err(bad(
+                "the config was altered (its MAC does not match); restore it from a copy".into(),
+            ));
         }
         config.chunker.validate().map_err(bad)?;
-        let mut master = [0u8; 32];
-        hex::decode_to_slice(&config.master_key, &mut master)
-            .map_err(|e| bad(format!("master key: {e}")))?;
-        let keys = Keys::from_master(master);
         let chunker = Chunker::new(config.chunker, keys.gear_seed());
         let index = Index::open(&path.join("index"))?;
         let repo = Repository {
-            backend: Local::new(path),
+            backend,
             config,
             keys,
             chunker,
             index,
             open_packs: Mutex::new(HashMap::new()),
+            unlocked_slot,
         };
         repo.reconcile(&crate::progress::NoProgress)?;
         Ok(repo)
+    }
+
+    /// The key slots: id → slot.
+    pub fn key_slots(&self) -> Result<Vec<(String, KeySlot)>> {
+        read_slots(&self.backend)
+    }
+
+    /// Key slots that do not parse or whose MAC does not match: id → why.
+    pub fn key_slot_damage(&self) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        for id in self
+            .backend
+            .list(Kind::Key)
+            .map_err(io_at(self.backend.root()))?
+        {
+            let path = self.backend.path(Kind::Key, &id);
+            let bytes = std::fs::read(&path).map_err(io_at(&path))?;
+            if blake3::hash(&bytes).to_hex().as_str() != id {
+                out.push((id, "content does not match its name".into()));
+                continue;
+            }
+            match serde_json::from_slice::<KeySlot>(&bytes) {
+                Err(e) => out.push((id, format!("cannot parse: {e}"))),
+                Ok(slot) if self.keys.meta_mac(&slot.mac_input()) != slot.mac => {
+                    out.push((id, "MAC does not match: the slot was altered".into()))
+                }
+                Ok(_) => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// The id of the slot this session was unlocked with.
+    pub fn unlocked_slot(&self) -> Option<&str> {
+        self.unlocked_slot.as_deref()
+    }
+
+    /// Adds a key slot for another passphrase; returns its id.
+    pub fn add_key(&self, passphrase: &[u8], kdf: KdfParams) -> Result<String> {
+        if self.keys.cipher().is_none() {
+            return Err(Error::KeySlot("the repository is not encrypted".into()));
+        }
+        write_slot(
+            &self.backend,
+            &self.keys,
+            KeySlot::create(self.keys.master(), passphrase, kdf)?,
+        )
+    }
+
+    /// Removes a key slot by id prefix. The slot in use and the last slot
+    /// are refused: a repository must stay openable.
+    pub fn remove_key(&self, prefix: &str) -> Result<String> {
+        let slots = self.key_slots()?;
+        let hits: Vec<_> = slots
+            .iter()
+            .filter(|(id, _)| id.starts_with(prefix))
+            .collect();
+        let id = match hits.as_slice() {
+            [(id, _)] => id.clone(),
+            [] => return Err(Error::KeySlot(format!("no key slot matches '{prefix}'"))),
+            _ => {
+                return Err(Error::KeySlot(format!(
+                    "'{prefix}' matches several key slots"
+                )))
+            }
+        };
+        if slots.len() == 1 {
+            return Err(Error::KeySlot(
+                "refusing to remove the last key slot".into(),
+            ));
+        }
+        if self.unlocked_slot.as_deref() == Some(id.as_str()) {
+            return Err(Error::KeySlot(
+                "refusing to remove the slot of the passphrase in use; use `key passwd` to replace it".into(),
+            ));
+        }
+        self.backend
+            .remove(Kind::Key, &id)
+            .map_err(io_at(self.backend.root()))?;
+        Ok(id)
+    }
+
+    /// Replaces the slot in use by one for a new passphrase.
+    pub fn change_passphrase(&self, new: &[u8], kdf: KdfParams) -> Result<String> {
+        let old = self
+            .unlocked_slot
+            .clone()
+            .ok_or_else(|| Error::KeySlot("the repository is not encrypted".into()))?;
+        let id = self.add_key(new, kdf)?;
+        self.backend
+            .remove(Kind::Key, &old)
+            .map_err(io_at(self.backend.root()))?;
+        Ok(id)
     }
 
     pub fn config(&self) -> &Config {
@@ -265,9 +421,11 @@ impl Repository {
             .map(|(id, _)| id.to_hex())
             .collect();
         for name in snaps.difference(&cataloged) {
-            let bytes = self.read_snapshot_object(name)?;
-            self.index
-                .put_snapshot(&SnapshotId::from_hex(name).expect("hex"), &bytes)?;
+            // A damaged object stays out of the catalog; `check` reports it.
+            if let Ok(bytes) = self.read_snapshot_object(name) {
+                self.index
+                    .put_snapshot(&SnapshotId::from_hex(name).expect("hex"), &bytes)?;
+            }
         }
         for name in cataloged.difference(&snaps) {
             self.index
@@ -289,7 +447,7 @@ impl Repository {
         };
         let f = self.backend.open(Kind::Pack, name).map_err(io)?;
         let len = f.metadata().map_err(io)?.len();
-        Ok((len, pack::read_trailer(name, &f, len)?))
+        Ok((len, pack::read_trailer(name, &f, len, self.keys.cipher())?))
     }
 
     /// Reads a snapshot object and checks that its bytes hash to its name.
@@ -308,25 +466,39 @@ impl Repository {
         Ok(bytes)
     }
 
-    /// Every snapshot, oldest first.
-    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
-        let mut cached: HashMap<SnapshotId, Vec<u8>> =
-            self.index.snapshots()?.into_iter().collect();
-        let mut out = Vec::new();
+    /// Every snapshot object: the readable ones oldest first, and those that
+    /// could not be read or decoded. With `from_disk` every object is read
+    /// and its name verified (for `check`); otherwise the catalog is used.
+    pub fn load_snapshots(&self, from_disk: bool) -> Result<SnapshotList> {
+        let mut cached: HashMap<SnapshotId, Vec<u8>> = if from_disk {
+            HashMap::new()
+        } else {
+            self.index.snapshots()?.into_iter().collect()
+        };
+        let mut list = SnapshotList::default();
         for name in self
             .backend
             .list(Kind::Snapshot)
             .map_err(io_at(self.backend.root()))?
         {
             let id = SnapshotId::from_hex(&name).expect("hex");
-            let bytes = match cached.remove(&id) {
-                Some(b) => b,
-                None => self.read_snapshot_object(&name)?,
-            };
-            out.push((id, Snapshot::decode(&name, &bytes)?));
+            let decoded = match cached.remove(&id) {
+                Some(b) => Ok(b),
+                None => self.read_snapshot_object(&name),
+            }
+            .and_then(|b| Ok(Snapshot::decode(&name, &b, self.keys.cipher())?));
+            match decoded {
+                Ok(s) => list.ok.push((id, s)),
+                Err(e) => list.damaged.push((name, e)),
+            }
         }
-        out.sort_by_key(|(id, s)| (s.time_ns, *id));
-        Ok(out)
+        list.ok.sort_by_key(|(id, s)| (s.time_ns, *id));
+        Ok(list)
+    }
+
+    /// Every readable snapshot, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        Ok(self.load_snapshots(false)?.ok)
     }
 
     /// Finds a snapshot by `latest`, name or id prefix.
@@ -337,7 +509,7 @@ impl Repository {
 
     /// Writes a snapshot object (the last step of a backup).
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
-        let bytes = snap.encode();
+        let bytes = snap.encode(self.keys.cipher());
         let mut h = self.keys.object_hasher();
         h.update(&bytes);
         let id = SnapshotId::from(h.finalize());
@@ -474,9 +646,15 @@ impl Repository {
         body.resize(e.length as usize, 0);
         f.read_exact_at(body, e.offset as u64)
             .map_err(|err| damaged(format!("cannot read: {err}")))?;
+        if let Some(c) = self.keys.cipher() {
+            c.open(&id.0, body)
+                .map_err(|_| damaged("authentication failed".into()))?;
+        }
         dec.decode(body, e.raw_length as usize, out)
             .map_err(|err| damaged(err.to_string()))?;
-        if self.keys.chunk_id(out) != *id {
+        // A sealed body is authenticated with its id as associated data, so
+        // rehashing adds nothing; `check --read-data` still does it.
+        if self.keys.cipher().is_none() && self.keys.chunk_id(out) != *id {
             return Err(damaged("content does not match its id".into()));
         }
         Ok(())
@@ -716,6 +894,15 @@ impl Repository {
     }
 }
 
+/// Snapshots as found on disk.
+#[derive(Debug, Default)]
+pub struct SnapshotList {
+    /// Readable snapshots, oldest first.
+    pub ok: Vec<(SnapshotId, Snapshot)>,
+    /// Objects that could not be read or decoded: name → why.
+    pub damaged: Vec<(String, Error)>,
+}
+
 /// What `index rebuild` found.
 #[derive(Debug, Default, Serialize)]
 pub struct RebuildReport {
@@ -791,6 +978,9 @@ impl Shared<'_> {
         }
         let mut body = Vec::new();
         comp.encode(data, &mut body).map_err(Error::Input)?;
+        if let Some(c) = self.repo.keys.cipher() {
+            c.seal(&id.0, &mut body);
+        }
         self.new_chunks.fetch_add(1, Ordering::Relaxed);
         self.new_bytes
             .fetch_add(data.len() as u64, Ordering::Relaxed);
@@ -1161,4 +1351,61 @@ impl Repository {
             })
         })
     }
+}
+
+/// MACs a key slot and writes it under the hash of its JSON; returns its id.
+fn write_slot(backend: &Local, keys: &Keys, mut slot: KeySlot) -> Result<String> {
+    slot.mac = keys.meta_mac(&slot.mac_input());
+    let bytes = serde_json::to_vec_pretty(&slot).expect("slot serializes");
+    let id = blake3::hash(&bytes).to_hex().to_string();
+    backend
+        .write_once(Kind::Key, &id, &bytes)
+        .map_err(io_at(backend.root()))?;
+    Ok(id)
+}
+
+/// Key slots that parse and match their names.
+type Slots = Vec<(String, KeySlot)>;
+
+/// The sound key slots, and the ids of those that are damaged (skipped
+/// here, since another slot may still open the repository; `check` reports
+/// them).
+fn read_slots_and_damage(backend: &Local) -> Result<(Slots, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut damaged = Vec::new();
+    for id in backend.list(Kind::Key).map_err(io_at(backend.root()))? {
+        let path = backend.path(Kind::Key, &id);
+        let bytes = std::fs::read(&path).map_err(io_at(&path))?;
+        match serde_json::from_slice(&bytes) {
+            Ok(slot) if blake3::hash(&bytes).to_hex().as_str() == id => out.push((id, slot)),
+            _ => damaged.push(id),
+        }
+    }
+    Ok((out, damaged))
+}
+
+fn read_slots(backend: &Local) -> Result<Slots> {
+    Ok(read_slots_and_damage(backend)?.0)
+}
+
+/// Tries the passphrase on every key slot.
+fn unlock(backend: &Local, pass: &[u8]) -> Result<(String, zeroize::Zeroizing<[u8; 32]>)> {
+    let (slots, damaged) = read_slots_and_damage(backend)?;
+    for (id, slot) in &slots {
+        match slot.open(pass) {
+            Ok(master) => return Ok((id.clone(), master)),
+            Err(crate::crypto::Error::WrongPassphrase) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !damaged.is_empty() {
+        return Err(Error::KeySlot(format!(
+            "no key slot opens with this passphrase, and key slot(s) {} are damaged (content does not match the name): restore keys/ from a copy, or use another passphrase",
+            damaged.iter().map(|d| &d[..8]).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    if slots.is_empty() {
+        return Err(Error::KeySlot("the repository has no key slots".into()));
+    }
+    Err(crate::crypto::Error::WrongPassphrase.into())
 }

@@ -6,6 +6,7 @@
 //! files dedups against yesterday's and never has to fit in memory. Long
 //! chunk lists of one item are split into list blobs of [`LIST_MAX`] ids.
 
+use crate::crypto::Cipher;
 use crate::id::{ChunkId, SnapshotId};
 use bincode::Options;
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,10 @@ use thiserror::Error;
 /// Object header: magic and format version.
 pub const MAGIC: &[u8; 4] = b"RLCS";
 pub const VERSION: u8 = 1;
+/// Body encodings of a snapshot object.
+pub const ENCODING_PLAIN: u8 = 0;
+pub const ENCODING_SEALED: u8 = 2;
+const SNAPSHOT_AAD: &[u8] = b"relic snapshot";
 /// Ids per chunk list blob (128 KiB); lists up to this length stay inline.
 pub const LIST_MAX: usize = 4096;
 /// Largest encoded item or snapshot accepted by the decoder.
@@ -193,18 +198,26 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// The object bytes: magic, version, then a compressed body.
-    pub fn encode(&self) -> Vec<u8> {
-        let body = codec().serialize(self).expect("snapshot serializes");
+    /// The object bytes: magic, version, body encoding, body. The body is
+    /// sealed when the repository has a cipher.
+    pub fn encode(&self, cipher: Option<&Cipher>) -> Vec<u8> {
+        let mut body = codec().serialize(self).expect("snapshot serializes");
+        let encoding = match cipher {
+            Some(c) => {
+                c.seal(SNAPSHOT_AAD, &mut body);
+                ENCODING_SEALED
+            }
+            None => ENCODING_PLAIN,
+        };
         let mut out = Vec::with_capacity(body.len() + 6);
         out.extend_from_slice(MAGIC);
         out.push(VERSION);
-        out.push(crate::compress::TAG_RAW);
+        out.push(encoding);
         out.extend_from_slice(&body);
         out
     }
 
-    pub fn decode(id: &str, bytes: &[u8]) -> Result<Self, Error> {
+    pub fn decode(id: &str, bytes: &[u8], cipher: Option<&Cipher>) -> Result<Self, Error> {
         let bad = |what: String| Error::Corrupt {
             id: id.to_string(),
             what,
@@ -215,11 +228,20 @@ impl Snapshot {
         if bytes[4] != VERSION {
             return Err(bad(format!("format version {} is not supported", bytes[4])));
         }
-        if bytes[5] != crate::compress::TAG_RAW {
-            return Err(bad(format!("unknown body encoding {}", bytes[5])));
+        let mut body = bytes[6..].to_vec();
+        match (bytes[5], cipher) {
+            (ENCODING_PLAIN, None) => {}
+            (ENCODING_SEALED, Some(c)) => c
+                .open(SNAPSHOT_AAD, &mut body)
+                .map_err(|_| bad("authentication failed".into()))?,
+            (e, _) => {
+                return Err(bad(format!(
+                    "body encoding {e} does not fit this repository"
+                )))
+            }
         }
         codec()
-            .deserialize(&bytes[6..])
+            .deserialize(&body)
             .map_err(|e| bad(format!("cannot decode: {e}")))
     }
 
@@ -311,12 +333,24 @@ mod tests {
     #[test]
     fn snapshot_round_trip_and_rejects() {
         let s = snap("db", 5);
-        let b = s.encode();
-        assert_eq!(Snapshot::decode("x", &b).unwrap(), s);
-        assert!(Snapshot::decode("x", &b[..b.len() - 1]).is_err());
+        let b = s.encode(None);
+        assert_eq!(Snapshot::decode("x", &b, None).unwrap(), s);
+        assert!(Snapshot::decode("x", &b[..b.len() - 1], None).is_err());
         let mut v = b.clone();
         v[4] = 99;
-        assert!(Snapshot::decode("x", &v).is_err());
+        assert!(Snapshot::decode("x", &v, None).is_err());
+        let c = Cipher::new(&[4; 32]);
+        let sealed = s.encode(Some(&c));
+        assert_eq!(Snapshot::decode("x", &sealed, Some(&c)).unwrap(), s);
+        assert!(Snapshot::decode("x", &sealed, None).is_err());
+        assert!(
+            Snapshot::decode("x", &b, Some(&c)).is_err(),
+            "no downgrade to plain"
+        );
+        let mut t = sealed.clone();
+        let at = t.len() / 2;
+        t[at] ^= 1;
+        assert!(Snapshot::decode("x", &t, Some(&c)).is_err());
     }
 
     #[test]
@@ -396,7 +430,7 @@ mod tests {
         fn snapshot_decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let mut v = b"RLCS\x01\x00".to_vec();
             v.extend(bytes);
-            let _ = Snapshot::decode("x", &v);
+            let _ = Snapshot::decode("x", &v, None);
         }
 
         #[test]

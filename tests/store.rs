@@ -221,6 +221,7 @@ fn killed_backup_lists_nothing_and_next_backup_reuses_its_packs() {
     let (_d, repo) = new_repo();
     let data = random(96 << 20, 14);
     let mut child = Command::new(bin())
+        .env("RELIC_PASSWORD", PASSWORD)
         .arg("-r")
         .arg(&repo)
         .args(["backup", "--stdin", "--name", "big"])

@@ -2,12 +2,14 @@
 //! messages with context. Everything it does goes through the library.
 
 mod progress;
+mod secret;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::HumanBytes;
 use progress::Bar;
 use relic::check::{check, stats};
+use relic::crypto::KdfParams;
 use relic::progress::{Progress, Unit};
 use relic::repo::{InitOptions, SnapshotOptions};
 use relic::snapshot::{ItemKind, Tier};
@@ -42,10 +44,20 @@ enum Command {
         /// Average chunk size in bytes (a power of two).
         #[arg(long, default_value_t = relic::chunker::ChunkerParams::default().avg_size)]
         chunk_avg: u32,
-        /// zstd level for new chunks.
-        #[arg(long, default_value_t = 3)]
+        /// zstd level for new chunks (1 by measurement: docs/design.md).
+        #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-7..=19))]
         compression: i32,
+        /// Store everything in the clear (the default encrypts, with a
+        /// passphrase from RELIC_PASSWORD, RELIC_PASSWORD_FILE or a prompt).
+        #[arg(long)]
+        no_encryption: bool,
+        /// Argon2id memory in MiB for the passphrase's key slot.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(8..=4096))]
+        kdf_memory: u32,
     },
+    /// Manage the passphrases (key slots) of an encrypted repository.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Back up standard input or files and directories.
     Backup(BackupArgs),
     /// List snapshots.
@@ -80,6 +92,21 @@ enum Command {
     /// Manage the local index.
     #[command(subcommand)]
     Index(IndexCommand),
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// List the key slots.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a slot for another passphrase (RELIC_NEW_PASSWORD, RELIC_NEW_PASSWORD_FILE or the prompt).
+    Add,
+    /// Remove a slot by id prefix (never the one in use, never the last).
+    Remove { id: String },
+    /// Replace the passphrase in use by a new one.
+    Passwd,
 }
 
 #[derive(Subcommand)]
@@ -142,7 +169,18 @@ fn repo_path(cli: &Cli) -> Result<PathBuf> {
 
 fn open(cli: &Cli) -> Result<Repository> {
     let path = repo_path(cli)?;
-    Repository::open(&path).with_context(|| format!("cannot open repository {}", path.display()))
+    let context = || format!("cannot open repository {}", path.display());
+    let config = Repository::read_config(&path).with_context(context)?;
+    let pass = if config.encryption == "none" {
+        None
+    } else {
+        Some(secret::passphrase()?)
+    };
+    Repository::open(&path, pass.as_ref().map(|p| p.as_bytes())).with_context(context)
+}
+
+fn kdf() -> KdfParams {
+    KdfParams::default()
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -151,20 +189,44 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Init {
             chunk_avg,
             compression,
+            no_encryption,
+            kdf_memory,
         } => {
             let path = repo_path(&cli)?;
+            if path.join("config").exists() {
+                bail!(
+                    "{} already exists and holds a relic repository",
+                    path.display()
+                );
+            }
+            let passphrase = if *no_encryption {
+                None
+            } else {
+                Some(secret::new_passphrase(true)?.as_bytes().to_vec())
+            };
             let opts = InitOptions {
                 chunker: relic::chunker::ChunkerParams::with_avg(*chunk_avg),
                 compression_level: *compression,
+                passphrase,
+                kdf: KdfParams {
+                    memory_kib: kdf_memory * 1024,
+                    ..KdfParams::default()
+                },
             };
             let repo = Repository::init(&path, &opts)
                 .with_context(|| format!("cannot create repository {}", path.display()))?;
             println!(
-                "created repository {} at {}",
+                "created {} repository {} at {}",
+                if repo.keys().cipher().is_some() {
+                    "encrypted"
+                } else {
+                    "unencrypted"
+                },
                 repo.config().id,
                 path.display()
             );
         }
+        Command::Key(cmd) => key(&cli, cmd)?,
         Command::Backup(args) => backup(&cli, args, &bar)?,
         Command::Snapshots { json } => list_snapshots(&open(&cli)?, *json)?,
         Command::Restore {
@@ -323,6 +385,7 @@ fn backup(cli: &Cli, args: &BackupArgs, bar: &Bar) -> Result<()> {
     bar.start("backing up", None, Unit::Bytes);
     let (id, snap) = if args.stdin {
         let item = args.stdin_name.as_deref().unwrap_or(&args.name);
+        relic::files::widen_pipe(&io::stdin());
         repo.backup_stream(&opts, item, io::stdin().lock(), bar)
     } else {
         repo.backup(&opts, bar, |w| files::backup_paths(w, &args.paths))
@@ -358,7 +421,14 @@ fn backup(cli: &Cli, args: &BackupArgs, bar: &Bar) -> Result<()> {
 }
 
 fn list_snapshots(repo: &Repository, json: bool) -> Result<()> {
-    let snaps = repo.snapshots()?;
+    let list = repo.load_snapshots(false)?;
+    let snaps = list.ok;
+    for (name, e) in &list.damaged {
+        eprintln!(
+            "warning: snapshot {} is unreadable ({e}); run `relic check`",
+            &name[..8]
+        );
+    }
     let mut out = io::stdout().lock();
     if json {
         let v: Vec<_> = snaps
@@ -395,5 +465,60 @@ fn list_snapshots(repo: &Repository, json: bool) -> Result<()> {
         )?;
     }
     writeln!(out, "{} snapshots", snaps.len())?;
+    Ok(())
+}
+
+fn key(cli: &Cli, cmd: &KeyCommand) -> Result<()> {
+    let repo = open(cli)?;
+    if repo.keys().cipher().is_none() {
+        bail!("the repository is not encrypted: it has no passphrases");
+    }
+    match cmd {
+        KeyCommand::List { json } => {
+            let slots = repo.key_slots()?;
+            if *json {
+                let v: Vec<_> = slots
+                    .iter()
+                    .map(|(id, s)| json!({"id": id, "current": repo.unlocked_slot() == Some(id.as_str()), "created": s.created, "host": s.host, "kdf": s.kdf, "params": s.params}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "{:<2}{:<10}  {:<28}  {:<16}  KDF",
+                    "", "ID", "CREATED", "HOST"
+                );
+                for (id, s) in &slots {
+                    let cur = if repo.unlocked_slot() == Some(id.as_str()) {
+                        "*"
+                    } else {
+                        ""
+                    };
+                    println!(
+                        "{cur:<2}{:<10}  {:<28}  {:<16}  {} {} MiB, {} passes",
+                        &id[..8],
+                        s.created,
+                        s.host,
+                        s.kdf,
+                        s.params.memory_kib / 1024,
+                        s.params.iterations
+                    );
+                }
+            }
+        }
+        KeyCommand::Add => {
+            let p = secret::new_passphrase(false)?;
+            let id = repo.add_key(p.as_bytes(), kdf())?;
+            println!("added key slot {}", &id[..8]);
+        }
+        KeyCommand::Remove { id } => {
+            let id = repo.remove_key(id)?;
+            println!("removed key slot {}", &id[..8]);
+        }
+        KeyCommand::Passwd => {
+            let p = secret::new_passphrase(false)?;
+            let id = repo.change_passphrase(p.as_bytes(), kdf())?;
+            println!("passphrase changed (new key slot {})", &id[..8]);
+        }
+    }
     Ok(())
 }

@@ -5,6 +5,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+/// The passphrase of every test repository.
+pub const PASSWORD: &str = "correct horse battery staple";
+
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_relic"))
 }
@@ -12,6 +15,7 @@ pub fn bin() -> PathBuf {
 /// Runs relic against `repo` with `args`, feeding `stdin`.
 pub fn relic_in(repo: &Path, args: &[&str], stdin: &[u8]) -> Output {
     let mut child = Command::new(bin())
+        .env("RELIC_PASSWORD", PASSWORD)
         .arg("-r")
         .arg(repo)
         .args(args)

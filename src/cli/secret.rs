@@ -1,0 +1,82 @@
+//! Where passphrases come from: RELIC_PASSWORD, RELIC_PASSWORD_FILE,
+//! RELIC_PASSWORD_COMMAND, or a prompt on the terminal (read from /dev/tty,
+//! so `pg_dump | relic backup --stdin` can still ask). New passphrases (for
+//! `key add` and `key passwd`) come from RELIC_NEW_PASSWORD or
+//! RELIC_NEW_PASSWORD_FILE, or the prompt, asked twice.
+
+use anyhow::{bail, Context, Result};
+use std::process::Command;
+use zeroize::Zeroizing;
+
+fn trim_newline(mut s: String) -> String {
+    while s.ends_with('\n') || s.ends_with('\r') {
+        s.pop();
+    }
+    s
+}
+
+fn from_env(var: &str, file_var: &str) -> Result<Option<Zeroizing<String>>> {
+    if let Ok(p) = std::env::var(var) {
+        return Ok(Some(Zeroizing::new(p)));
+    }
+    if let Ok(f) = std::env::var(file_var) {
+        let s = std::fs::read_to_string(&f).with_context(|| format!("reading {file_var}={f}"))?;
+        return Ok(Some(Zeroizing::new(trim_newline(s))));
+    }
+    Ok(None)
+}
+
+fn prompt(text: &str) -> Result<Zeroizing<String>> {
+    rpassword::prompt_password(text)
+        .map(Zeroizing::new)
+        .context("no passphrase given: set RELIC_PASSWORD, RELIC_PASSWORD_FILE or RELIC_PASSWORD_COMMAND (no terminal to ask on)")
+}
+
+/// The passphrase of an existing repository.
+pub fn passphrase() -> Result<Zeroizing<String>> {
+    if let Some(p) = from_env("RELIC_PASSWORD", "RELIC_PASSWORD_FILE")? {
+        return Ok(p);
+    }
+    if let Ok(cmd) = std::env::var("RELIC_PASSWORD_COMMAND") {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(&cmd)
+            .output()
+            .with_context(|| format!("running RELIC_PASSWORD_COMMAND '{cmd}'"))?;
+        if !out.status.success() {
+            bail!(
+                "RELIC_PASSWORD_COMMAND '{cmd}' failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let s =
+            String::from_utf8(out.stdout).context("RELIC_PASSWORD_COMMAND printed non-UTF-8")?;
+        return Ok(Zeroizing::new(trim_newline(s)));
+    }
+    prompt("repository passphrase: ")
+}
+
+/// A passphrase for a new key slot; `init` takes it from the usual sources.
+pub fn new_passphrase(for_init: bool) -> Result<Zeroizing<String>> {
+    let env = if for_init {
+        from_env("RELIC_PASSWORD", "RELIC_PASSWORD_FILE")?
+    } else {
+        from_env("RELIC_NEW_PASSWORD", "RELIC_NEW_PASSWORD_FILE")?
+    };
+    let p = match env {
+        Some(p) => p,
+        None => {
+            let a = prompt("new passphrase: ")?;
+            let b = prompt("the same again: ")?;
+            if *a != *b {
+                bail!("the two passphrases differ; nothing was changed");
+            }
+            a
+        }
+    };
+    if p.is_empty() {
+        bail!("an empty passphrase protects nothing; choose one (or init with --no-encryption)");
+    }
+    Ok(p)
+}
