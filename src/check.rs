@@ -86,6 +86,7 @@ fn check_pack(repo: &Repository, name: &str, read_data: bool, d: &Mutex<Damage>)
                     continue;
                 }
             }
+            out.clear();
             let what = match dec.decode(&body, e.raw_length as usize, &mut out) {
                 Err(err) => Some(err.to_string()),
                 Ok(()) if repo.keys().chunk_id(&out) != e.id => {

@@ -64,9 +64,9 @@ impl Decompressor {
         })
     }
 
-    /// Decodes a body whose plaintext is `raw_len` bytes into `out` (cleared first).
+    /// Decodes a body whose plaintext is `raw_len` bytes, appending it to
+    /// `out` (into its spare capacity: no zero-filling first).
     pub fn decode(&mut self, body: &[u8], raw_len: usize, out: &mut Vec<u8>) -> Result<(), Error> {
-        out.clear();
         let (&tag, payload) = body.split_first().ok_or(Error::Empty)?;
         match tag {
             TAG_RAW => {
@@ -79,12 +79,16 @@ impl Decompressor {
                 out.extend_from_slice(payload);
             }
             TAG_ZSTD => {
-                out.resize(raw_len, 0);
+                let start = out.len();
+                out.reserve(raw_len);
+                let mut tail = std::io::Cursor::new(&mut *out);
+                tail.set_position(start as u64);
                 let n = self
                     .zstd
-                    .decompress_to_buffer(payload, &mut out[..])
+                    .decompress_to_buffer(payload, &mut tail)
                     .map_err(Error::Zstd)?;
-                if n != raw_len {
+                if n != raw_len || out.len() != start + raw_len {
+                    out.truncate(start);
                     return Err(Error::Length {
                         got: n,
                         want: raw_len,
@@ -111,9 +115,11 @@ mod tests {
         c.encode(&text, &mut out).unwrap();
         assert_eq!(out[0], TAG_ZSTD);
         assert!(out.len() < text.len() / 10);
-        let mut back = vec![];
+        let mut back = b"prefix".to_vec();
         d.decode(&out, text.len(), &mut back).unwrap();
-        assert_eq!(back, text);
+        assert_eq!(&back[..6], b"prefix");
+        assert_eq!(&back[6..], &text[..]);
+        back.clear();
 
         let noise: Vec<u8> = (0..10_000u32)
             .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)

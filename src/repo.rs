@@ -35,6 +35,8 @@ pub const FORMAT_VERSION: u32 = 1;
 const BATCH_BYTES: usize = 1 << 20;
 /// Batches in flight per stream; bounds memory to about this many MiB.
 const WINDOW: usize = 8;
+/// Chunks a restore worker reads at once (about 1 MiB at the default size).
+const READ_BATCH: usize = 32;
 /// How long a backup waits for an exclusive lock (a prune) to go away.
 const LOCK_WAIT: Duration = Duration::from_secs(3600);
 
@@ -628,7 +630,7 @@ impl Repository {
         Ok(f)
     }
 
-    /// Reads, decompresses and verifies one blob into `out`.
+    /// Reads, opens, decompresses and verifies one blob, appending it to `out`.
     fn read_blob_into(
         &self,
         id: &ChunkId,
@@ -650,11 +652,12 @@ impl Repository {
             c.open(&id.0, body)
                 .map_err(|_| damaged("authentication failed".into()))?;
         }
+        let start = out.len();
         dec.decode(body, e.raw_length as usize, out)
             .map_err(|err| damaged(err.to_string()))?;
         // A sealed body is authenticated with its id as associated data, so
         // rehashing adds nothing; `check --read-data` still does it.
-        if self.keys.cipher().is_none() && self.keys.chunk_id(out) != *id {
+        if self.keys.cipher().is_none() && self.keys.chunk_id(&out[start..]) != *id {
             return Err(damaged("content does not match its id".into()));
         }
         Ok(())
@@ -758,8 +761,10 @@ impl Repository {
         })
     }
 
-    /// Streams an item's content into `out`, reading and verifying chunks on
-    /// a pool of threads, and checks the whole-stream BLAKE3 and size.
+    /// Streams an item's content into `out`: batches of chunk ids go to a
+    /// pool of threads that look them up, read, open and decompress them
+    /// into one buffer per batch; this thread writes the buffers in order
+    /// and checks the whole-stream BLAKE3 and size.
     pub fn restore_item(
         &self,
         item: &Item,
@@ -779,49 +784,31 @@ impl Repository {
                 s.spawn(move || self.read_worker(rx));
             }
             drop(rx);
-            let mut window: VecDeque<Receiver<Result<Vec<Vec<u8>>>>> = VecDeque::new();
-            let mut emit = |r: Receiver<Result<Vec<Vec<u8>>>>| -> Result<()> {
-                let chunks = r.recv().map_err(|_| Error::PipelineClosed)??;
-                for c in chunks {
-                    hasher.update(&c);
-                    size += c.len() as u64;
-                    out.write_all(&c).map_err(Error::Output)?;
-                    progress.inc(c.len() as u64);
-                }
+            let mut window: VecDeque<Receiver<Result<Vec<u8>>>> = VecDeque::new();
+            let mut emit = |r: Receiver<Result<Vec<u8>>>| -> Result<()> {
+                let data = r.recv().map_err(|_| Error::PipelineClosed)??;
+                hasher.update(&data);
+                size += data.len() as u64;
+                out.write_all(&data).map_err(Error::Output)?;
+                progress.inc(data.len() as u64);
                 Ok(())
             };
-            let mut batch = Vec::new();
-            let mut batch_bytes = 0usize;
-            for id in self.chunk_ids(&item.content) {
-                let id = id?;
-                let e = self
-                    .index
-                    .get(&id)?
-                    .ok_or_else(|| Error::MissingChunk(id.to_hex()))?;
-                batch_bytes += e.raw_length as usize;
-                batch.push((id, e));
-                if batch_bytes >= BATCH_BYTES {
-                    let (rtx, rrx) = bounded(1);
-                    tx.send(ReadJob {
-                        chunks: std::mem::take(&mut batch),
-                        reply: rtx,
-                    })
-                    .map_err(|_| Error::PipelineClosed)?;
-                    window.push_back(rrx);
-                    batch_bytes = 0;
-                    if window.len() > WINDOW {
-                        emit(window.pop_front().expect("non-empty"))?;
-                    }
-                }
-            }
-            if !batch.is_empty() {
+            let mut ids = self.chunk_ids(&item.content).peekable();
+            while ids.peek().is_some() {
+                let batch = ids
+                    .by_ref()
+                    .take(READ_BATCH)
+                    .collect::<Result<Vec<ChunkId>>>()?;
                 let (rtx, rrx) = bounded(1);
                 tx.send(ReadJob {
-                    chunks: batch,
+                    ids: batch,
                     reply: rtx,
                 })
                 .map_err(|_| Error::PipelineClosed)?;
                 window.push_back(rrx);
+                if window.len() > WINDOW {
+                    emit(window.pop_front().expect("non-empty"))?;
+                }
             }
             drop(tx);
             while let Some(r) = window.pop_front() {
@@ -845,15 +832,18 @@ impl Repository {
         };
         let mut body = Vec::new();
         for job in jobs {
-            let r = job
-                .chunks
-                .iter()
-                .map(|(id, e)| {
-                    let mut out = Vec::with_capacity(e.raw_length as usize);
-                    self.read_blob_into(id, e, &mut dec, &mut body, &mut out)?;
-                    Ok(out)
-                })
-                .collect();
+            let r = (|| {
+                let mut out =
+                    Vec::with_capacity(job.ids.len() * self.config.chunker.avg_size as usize * 2);
+                for id in &job.ids {
+                    let e = self
+                        .index
+                        .get(id)?
+                        .ok_or_else(|| Error::MissingChunk(id.to_hex()))?;
+                    self.read_blob_into(id, &e, &mut dec, &mut body, &mut out)?;
+                }
+                Ok(out)
+            })();
             let _ = job.reply.send(r);
         }
     }
@@ -929,8 +919,8 @@ struct Job {
 }
 
 struct ReadJob {
-    chunks: Vec<(ChunkId, ChunkEntry)>,
-    reply: Sender<Result<Vec<Vec<u8>>>>,
+    ids: Vec<ChunkId>,
+    reply: Sender<Result<Vec<u8>>>,
 }
 
 struct Blob {
