@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The whole test suite, from a bare Debian 12 machine with Rust: installs what
-# the tests need, then runs formatting, lints, unit and integration tests.
+# The whole test suite, from a bare Debian 12 machine with Rust: installs and
+# starts what the tests need (PostgreSQL), then runs formatting, lints, unit
+# and integration tests against the real binary and the real server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/relic-target}"
 scripts/deps.sh
+scripts/pg-start.sh
 cargo fmt --check
 cargo clippy --release --all-targets --locked -- -D warnings
 cargo test --release --locked "$@"

@@ -326,3 +326,40 @@ pub fn stats(repo: &Repository) -> Result<Stats> {
     s.total_ratio = ratio(s.total_size, s.pack_bytes);
     Ok(s)
 }
+
+/// Whether a snapshot can be restored: every chunk it needs is indexed and
+/// in a pack on disk; with `read_data`, every item is read back, opened,
+/// decompressed and checked against its BLAKE3. The first problem, if any.
+pub fn verify_snapshot(
+    repo: &Repository,
+    snap: &Snapshot,
+    read_data: bool,
+) -> Result<Option<String>> {
+    let names = repo
+        .backend()
+        .list(Kind::Pack)
+        .map_err(|source| crate::repo::Error::Io {
+            path: repo.backend().root().display().to_string(),
+            source,
+        })?;
+    let on_disk: HashSet<PackId> = names.iter().filter_map(|n| PackId::from_hex(n)).collect();
+    if let Some(p) = check_snapshot(repo, snap, &on_disk, &HashSet::new(), &HashSet::new()) {
+        return Ok(Some(p));
+    }
+    if read_data {
+        for item in repo.items(snap) {
+            let item = item?;
+            if matches!(
+                item.kind,
+                crate::snapshot::ItemKind::File | crate::snapshot::ItemKind::Stream
+            ) {
+                if let Err(e) =
+                    repo.restore_item(&item, &mut std::io::sink(), &crate::progress::NoProgress)
+                {
+                    return Ok(Some(format!("{}: {e}", item.path_lossy())));
+                }
+            }
+        }
+    }
+    Ok(None)
+}

@@ -17,6 +17,7 @@ pub mod index;
 pub mod keys;
 pub mod lock;
 pub mod pack;
+pub mod postgres;
 pub mod progress;
 pub mod repo;
 pub mod snapshot;

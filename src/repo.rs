@@ -80,6 +80,8 @@ pub enum Error {
     PassphraseRequired,
     #[error("key slot: {0}")]
     KeySlot(String),
+    #[error("{0}")]
+    Source(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -576,6 +578,7 @@ impl Repository {
                 items: 0,
                 size: 0,
                 chunks: 0,
+                meta: Default::default(),
                 progress,
             };
             let r = f(&mut w);
@@ -1091,12 +1094,18 @@ pub struct Writer<'s> {
     items: u64,
     size: u64,
     chunks: u64,
+    meta: std::collections::BTreeMap<String, String>,
     progress: &'s dyn Progress,
 }
 
 impl Writer<'_> {
     pub fn progress(&self) -> &dyn Progress {
         self.progress
+    }
+
+    /// Records a metadata entry in the snapshot being written.
+    pub fn set_meta(&mut self, key: &str, value: impl Into<String>) {
+        self.meta.insert(key.to_string(), value.into());
     }
 
     /// Stores one blob from this thread; returns its id.
@@ -1223,22 +1232,29 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Stores the tree and returns its chunk list with the totals; the
-    /// caller then builds and saves the snapshot.
-    pub fn finish_tree(&mut self) -> Result<(ChunkList, snapshot::Summary)> {
+    /// Stores the tree; returns its chunk list, the totals and the
+    /// metadata recorded, from which the caller builds the snapshot.
+    pub fn finish_tree(&mut self) -> Result<FinishedTree> {
         self.flush_tree(true)?;
         let tree = std::mem::take(&mut self.tree);
-        let list = self.list_finish(tree)?;
-        Ok((
-            list,
-            snapshot::Summary {
+        Ok(FinishedTree {
+            tree: self.list_finish(tree)?,
+            summary: snapshot::Summary {
                 size: self.size,
                 items: self.items,
                 chunks: self.chunks,
                 ..Default::default()
             },
-        ))
+            meta: std::mem::take(&mut self.meta),
+        })
     }
+}
+
+/// A stored tree, ready to be named by a snapshot.
+pub struct FinishedTree {
+    pub tree: ChunkList,
+    pub summary: snapshot::Summary,
+    pub meta: std::collections::BTreeMap<String, String>,
 }
 
 /// What a new snapshot is called and how it is protected.
@@ -1294,7 +1310,14 @@ impl Repository {
             .find(|(_, s)| s.name == opts.name)
             .map(|(id, _)| *id);
         let time_ns = now_ns();
-        let ((tree, mut summary), stats) = self.write(progress, |w| {
+        let (
+            FinishedTree {
+                tree,
+                mut summary,
+                meta,
+            },
+            stats,
+        ) = self.write(progress, |w| {
             f(w)?;
             w.finish_tree()
         })?;
@@ -1311,7 +1334,7 @@ impl Repository {
             parent,
             tree,
             summary,
-            meta: opts.meta.clone(),
+            meta: opts.meta.clone().into_iter().chain(meta).collect(),
         };
         let id = self.save_snapshot(&snap)?;
         Ok((id, snap))

@@ -75,6 +75,30 @@ enum Command {
         /// Restore every item under this directory.
         #[arg(long)]
         to: Option<PathBuf>,
+        /// Restore a database snapshot into PostgreSQL (libpq URL or key=value).
+        #[arg(long, value_name = "CONNINFO", conflicts_with_all = ["stdout", "to"])]
+        into_postgres: Option<String>,
+        /// Create the database first.
+        #[arg(long, requires = "into_postgres")]
+        create: bool,
+        /// Drop and recreate the database first.
+        #[arg(long, requires = "into_postgres")]
+        clean: bool,
+        /// Refuse unless the snapshot is at this Alembic revision.
+        #[arg(long, requires = "into_postgres")]
+        expect_revision: Option<String>,
+        /// Skip the safety snapshot of the target database.
+        #[arg(long, requires = "into_postgres")]
+        no_safety_snapshot: bool,
+        /// Print the plan and the checks, change nothing.
+        #[arg(long, requires = "into_postgres")]
+        dry_run: bool,
+        /// Restore despite an Alembic revision mismatch.
+        #[arg(long, requires = "into_postgres")]
+        force: bool,
+        /// Read and verify every chunk before restoring.
+        #[arg(long, requires = "into_postgres")]
+        verify_data: bool,
     },
     /// Verify the repository.
     Check {
@@ -115,11 +139,32 @@ enum IndexCommand {
     Rebuild,
 }
 
+#[derive(Subcommand)]
+enum BackupSource {
+    /// Back up a PostgreSQL database with pg_dump (plain SQL, streamed).
+    Pg {
+        /// libpq URL or key=value string; without it the PG* variables apply.
+        conninfo: Option<String>,
+        /// Snapshot name (default: the database name).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, default_value = "daily")]
+        tier: String,
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 struct BackupArgs {
+    #[command(subcommand)]
+    source: Option<BackupSource>,
     /// Snapshot name (backups under one name form a series).
-    #[arg(long)]
-    name: String,
+    #[arg(long, required = true)]
+    name: Option<String>,
     /// daily, named, immaculate, sacred.
     #[arg(long, default_value = "daily")]
     tier: String,
@@ -233,10 +278,50 @@ fn run(cli: Cli) -> Result<ExitCode> {
             snapshot,
             stdout,
             to,
+            into_postgres,
+            create,
+            clean,
+            expect_revision,
+            no_safety_snapshot,
+            dry_run,
+            force,
+            verify_data,
         } => {
             let repo = open(&cli)?;
             let (id, snap) = repo.find_snapshot(snapshot)?;
-            if *stdout {
+            if let Some(conninfo) = into_postgres {
+                let opts = relic::postgres::RestoreOptions {
+                    conninfo: conninfo.clone(),
+                    create: *create,
+                    clean: *clean,
+                    expect_revision: expect_revision.clone(),
+                    safety_snapshot: !*no_safety_snapshot,
+                    dry_run: *dry_run,
+                    force: *force,
+                    verify_data: *verify_data,
+                };
+                let say = |m: &str| bar.say(m);
+                let report = relic::postgres::restore(&repo, &id, &snap, &opts, &bar, &say)
+                    .with_context(|| {
+                        format!("restoring snapshot {} into PostgreSQL", id.short())
+                    })?;
+                bar.finish();
+                if !report.checks.is_empty() {
+                    println!("{:<40}  {:>16}  {:>16}  OK", "CHECK", "EXPECTED", "FOUND");
+                    for c in &report.checks {
+                        println!(
+                            "{:<40}  {:>16}  {:>16}  {}",
+                            c.what,
+                            c.expected,
+                            c.found,
+                            if c.ok { "yes" } else { "NO" }
+                        );
+                    }
+                }
+                if report.restored {
+                    println!("restored snapshot {} and verified it", id.short());
+                }
+            } else if *stdout {
                 let mut items = repo.items(&snap);
                 let item = items
                     .next()
@@ -374,34 +459,66 @@ fn parse_labels(labels: &[String]) -> Result<BTreeMap<String, String>> {
         .collect()
 }
 
-fn backup(cli: &Cli, args: &BackupArgs, bar: &Bar) -> Result<()> {
-    let tier: Tier = args.tier.parse()?;
+fn snapshot_options(name: &str, tier: &str, labels: &[String]) -> Result<SnapshotOptions> {
+    let tier: Tier = tier.parse()?;
     if tier == Tier::Safety {
         bail!("the safety tier is reserved for snapshots relic takes before a restore");
     }
+    Ok(SnapshotOptions {
+        name: name.to_string(),
+        tier,
+        labels: parse_labels(labels)?,
+        meta: BTreeMap::new(),
+    })
+}
+
+fn backup(cli: &Cli, args: &BackupArgs, bar: &Bar) -> Result<()> {
+    if let Some(BackupSource::Pg {
+        conninfo,
+        name,
+        tier,
+        labels,
+        json,
+    }) = &args.source
+    {
+        let name = match name {
+            Some(n) => n.clone(),
+            None => relic::postgres::config(conninfo.as_deref())?
+                .get_dbname()
+                .unwrap_or("postgres")
+                .to_string(),
+        };
+        let opts = snapshot_options(&name, tier, labels)?;
+        let repo = open(cli)?;
+        bar.start("dumping", None, Unit::Bytes);
+        let (id, snap) = relic::postgres::backup(&repo, &opts, conninfo.as_deref(), bar)
+            .with_context(|| format!("database backup '{name}' failed; no snapshot was written"))?;
+        bar.finish();
+        return print_backup(&id, &snap, *json);
+    }
+    let name = args.name.clone().unwrap_or_default();
+    let opts = snapshot_options(&name, &args.tier, &args.labels)?;
     if args.stdin != args.paths.is_empty() {
         bail!("give either --stdin or one or more paths");
     }
-    let opts = SnapshotOptions {
-        name: args.name.clone(),
-        tier,
-        labels: parse_labels(&args.labels)?,
-        meta: BTreeMap::new(),
-    };
     let repo = open(cli)?;
     bar.start("backing up", None, Unit::Bytes);
     let (id, snap) = if args.stdin {
-        let item = args.stdin_name.as_deref().unwrap_or(&args.name);
+        let item = args.stdin_name.as_deref().unwrap_or(&name);
         relic::files::widen_pipe(&io::stdin());
         repo.backup_stream(&opts, item, io::stdin().lock(), bar)
     } else {
         repo.backup(&opts, bar, |w| files::backup_paths(w, &args.paths))
     }
-    .with_context(|| format!("backup '{}' failed; no snapshot was written", args.name))?;
+    .with_context(|| format!("backup '{name}' failed; no snapshot was written"))?;
     bar.finish();
+    print_backup(&id, &snap, args.json)
+}
+
+fn print_backup(id: &relic::SnapshotId, snap: &relic::Snapshot, json: bool) -> Result<()> {
     let s = &snap.summary;
     let secs = (s.duration_ms as f64 / 1000.0).max(1e-3);
-    if args.json {
+    if json {
         println!(
             "{}",
             json!({

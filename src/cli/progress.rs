@@ -19,6 +19,13 @@ impl Bar {
     }
 }
 
+impl Bar {
+    /// Prints a line above the bar (or plainly when there is none).
+    pub fn say(&self, msg: &str) {
+        self.bar.suspend(|| eprintln!("{msg}"));
+    }
+}
+
 impl Progress for Bar {
     fn start(&self, phase: &str, total: Option<u64>, unit: Unit) {
         let template = match (total, unit) {

@@ -1,0 +1,417 @@
+//! PostgreSQL through the real binary and a real server (scripts/pg-start.sh
+//! starts it; the current user is a superuser role, reached over the local
+//! socket).
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static N: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh database name, unique per test process and call.
+fn dbname(tag: &str) -> String {
+    format!(
+        "relic_t{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        tag
+    )
+}
+
+fn psql(db: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-tA",
+            "-d",
+            db,
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn createdb(db: &str) {
+    psql("postgres", &format!("CREATE DATABASE {db}"));
+}
+
+fn dropdb(db: &str) {
+    psql(
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    );
+}
+
+/// A plain dump without its `\restrict KEY` / `\unrestrict KEY` lines:
+/// pg_dump (15.14 and later) writes a new random key into every dump, the
+/// one part of two dumps of the same database that always differs.
+fn pg_dump(db: &str) -> Vec<u8> {
+    let out = Command::new("pg_dump")
+        .args(["--format=plain", "-d", db])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with("\\restrict ") && !l.starts_with("\\unrestrict "))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .into_bytes()
+}
+
+/// A schema with an Alembic revision, a few thousand rows in several
+/// tables, text, NULLs, bytea and large objects.
+fn populate(db: &str, revision: &str) {
+    psql(
+        db,
+        &format!(
+            "CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY);
+             INSERT INTO alembic_version VALUES ('{revision}');
+             CREATE TABLE people (id serial PRIMARY KEY, name text NOT NULL, email text, note text);
+             INSERT INTO people (name, email, note)
+               SELECT 'person ' || g, CASE WHEN g % 7 = 0 THEN NULL ELSE 'p' || g || '@example.org' END,
+                      repeat('tab\there, newline\\n, quote '' ', g % 5)
+               FROM generate_series(1, 3000) g;
+             CREATE TABLE assignments (id serial PRIMARY KEY, person int REFERENCES people(id), day date, block text);
+             INSERT INTO assignments (person, day, block)
+               SELECT 1 + g % 3000, date '2026-01-01' + (g % 365), CASE WHEN g % 2 = 0 THEN 'AM' ELSE 'PM' END
+               FROM generate_series(1, 5000) g;
+             CREATE TABLE blobs (id int PRIMARY KEY, data bytea, doc oid);
+             INSERT INTO blobs SELECT g, decode(md5(g::text) || md5((g * 7)::text), 'hex'), NULL FROM generate_series(1, 400) g;
+             UPDATE blobs SET doc = lo_from_bytea(0, convert_to(repeat('large object ', 2000), 'UTF8')) WHERE id IN (1, 2);"
+        ),
+    );
+}
+
+/// A populated database, backed up as snapshot "app"; returns its name.
+fn backed_up_db(repo: &Path, tag: &str, revision: &str) -> String {
+    let db = dbname(tag);
+    createdb(&db);
+    populate(&db, revision);
+    ok_pg(
+        repo,
+        &["backup", "pg", &format!("dbname={db}"), "--name", "app"],
+    );
+    db
+}
+
+fn relic_pg(repo: &Path, args: &[&str]) -> Output {
+    Command::new(bin())
+        .env("RELIC_PASSWORD", PASSWORD)
+        .arg("-r")
+        .arg(repo)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn ok_pg(repo: &Path, args: &[&str]) -> String {
+    let out = relic_pg(repo, args);
+    assert!(out.status.success(), "relic {args:?}: {}", stderr(&out));
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out))
+}
+
+fn snapshots(repo: &Path) -> Vec<serde_json::Value> {
+    let out = ok(repo, &["snapshots", "--json"], b"");
+    serde_json::from_slice::<serde_json::Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn round_trip_through_drop_and_create_is_identical() {
+    let (_d, repo) = new_repo();
+    let db = dbname("rt");
+    createdb(&db);
+    populate(&db, "ae1027a6acf");
+    let before = pg_dump(&db);
+    ok_pg(
+        &repo,
+        &["backup", "pg", &format!("dbname={db}"), "--name", "app"],
+    );
+    let snaps = snapshots(&repo);
+    assert_eq!(snaps.len(), 1);
+    let meta = &snaps[0]["meta"];
+    assert_eq!(meta["pg.alembic_revision"], "ae1027a6acf");
+    assert_eq!(meta["pg.database"], db.as_str());
+    let tables: serde_json::Value =
+        serde_json::from_str(meta["pg.tables"].as_str().unwrap()).unwrap();
+    let people = tables
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "public.people")
+        .unwrap();
+    assert_eq!(people["rows"], 3000);
+    assert_eq!(people["exact"], true);
+
+    dropdb(&db);
+    let text = ok_pg(
+        &repo,
+        &[
+            "restore",
+            "app",
+            "--into-postgres",
+            &format!("dbname={db}"),
+            "--create",
+        ],
+    );
+    assert!(text.contains("5/5 verified"), "{text}");
+    assert!(text.contains("public.assignments"), "{text}");
+    assert_eq!(
+        pg_dump(&db),
+        before,
+        "a fresh dump of the restored database equals the original"
+    );
+    dropdb(&db);
+}
+
+#[test]
+fn a_second_backup_after_changing_one_percent_stores_a_small_increment() {
+    let (_d, repo) = new_repo();
+    let db = dbname("inc");
+    createdb(&db);
+    populate(&db, "r1");
+    psql(&db, "INSERT INTO people (name, email, note) SELECT 'more ' || g, md5(g::text), md5((g * 3)::text) || md5((g * 5)::text) FROM generate_series(1, 60000) g");
+    ok_pg(
+        &repo,
+        &["backup", "pg", &format!("dbname={db}"), "--name", "app"],
+    );
+    let first = repo_bytes(&repo);
+    // 1% of the rows, the most recent ones (where an application's updates
+    // cluster). Updates scattered uniformly over a table change nearly
+    // every chunk of a dump: that is what delta compression is for.
+    psql(
+        &db,
+        "UPDATE people SET note = 'changed ' || id WHERE id > (SELECT max(id) - 630 FROM people)",
+    );
+    ok_pg(
+        &repo,
+        &["backup", "pg", &format!("dbname={db}"), "--name", "app"],
+    );
+    let growth = repo_bytes(&repo) - first;
+    assert!(
+        growth * 4 < first,
+        "1% of rows changed grew the repository by {growth} (first {first})"
+    );
+    dropdb(&db);
+}
+
+#[test]
+fn failing_or_killed_pg_dump_leaves_no_snapshot() {
+    let (d, repo) = new_repo();
+    let out = relic_pg(&repo, &["backup", "pg", "dbname=relic_no_such_database"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("relic_no_such_database"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(snapshots(&repo).is_empty());
+
+    // A pg_dump that dies by SIGKILL half way through its output.
+    let db = dbname("kill");
+    createdb(&db);
+    populate(&db, "r1");
+    let bin_dir = d.path().join("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let real = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v pg_dump"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let wrapper = bin_dir.join("pg_dump");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n{} \"$@\" | head -c 100000\nkill -9 $$\n",
+            real.trim()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+    let out = Command::new(bin())
+        .env("RELIC_PASSWORD", PASSWORD)
+        .env("PATH", path)
+        .arg("-r")
+        .arg(&repo)
+        .args(["backup", "pg", &format!("dbname={db}")])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("pg_dump failed"), "{}", stderr(&out));
+    assert!(
+        snapshots(&repo).is_empty(),
+        "nothing half-written is listed"
+    );
+    ok(&repo, &["check"], b"");
+    dropdb(&db);
+}
+
+#[test]
+fn revision_mismatch_is_refused_and_safety_snapshot_taken() {
+    let (_d, repo) = new_repo();
+    let db = backed_up_db(&repo, "rev", "rev_old");
+    // The target moves on to a newer schema.
+    psql(&db, "UPDATE alembic_version SET version_num = 'rev_new'; INSERT INTO people (name) VALUES ('new hire')");
+    let conn = format!("dbname={db}");
+    let out = relic_pg(
+        &repo,
+        &["restore", "app", "--into-postgres", &conn, "--clean"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("rev_new") && stderr(&out).contains("--force"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        psql(&db, "SELECT version_num FROM alembic_version"),
+        "rev_new",
+        "nothing changed"
+    );
+    let out = relic_pg(
+        &repo,
+        &[
+            "restore",
+            "app",
+            "--into-postgres",
+            &conn,
+            "--clean",
+            "--expect-revision",
+            "other",
+        ],
+    );
+    assert!(!out.status.success());
+    // Dry run: the plan, nothing changed.
+    let text = ok_pg(
+        &repo,
+        &[
+            "restore",
+            "app",
+            "--into-postgres",
+            &conn,
+            "--clean",
+            "--force",
+            "--dry-run",
+        ],
+    );
+    assert!(text.contains("would take a safety snapshot"), "{text}");
+    assert_eq!(psql(&db, "SELECT count(*) FROM people"), "3001");
+    // Forced: restored, with a safety snapshot of the state before.
+    ok_pg(
+        &repo,
+        &[
+            "restore",
+            "app",
+            "--into-postgres",
+            &conn,
+            "--clean",
+            "--force",
+        ],
+    );
+    assert_eq!(
+        psql(&db, "SELECT version_num FROM alembic_version"),
+        "rev_old"
+    );
+    assert_eq!(psql(&db, "SELECT count(*) FROM people"), "3000");
+    let snaps = snapshots(&repo);
+    let safety: Vec<_> = snaps.iter().filter(|s| s["tier"] == "safety").collect();
+    assert_eq!(safety.len(), 1, "{snaps:?}");
+    assert_eq!(safety[0]["meta"]["pg.alembic_revision"], "rev_new");
+    // The safety snapshot brings the newer state back.
+    let sid = safety[0]["id"].as_str().unwrap()[..12].to_string();
+    ok_pg(
+        &repo,
+        &[
+            "restore",
+            &sid,
+            "--into-postgres",
+            &conn,
+            "--clean",
+            "--force",
+            "--no-safety-snapshot",
+        ],
+    );
+    assert_eq!(psql(&db, "SELECT count(*) FROM people"), "3001");
+    dropdb(&db);
+}
+
+#[test]
+fn row_count_verification_fails_loudly_on_a_tampered_restore() {
+    let (_d, repo) = new_repo();
+    let db = backed_up_db(&repo, "tamper", "r1");
+    dropdb(&db);
+    // The target drops every tenth row of `blobs` as it is loaded: a
+    // trigger installed by an event trigger when the table is created.
+    createdb(&db);
+    psql(
+        &db,
+        "CREATE FUNCTION drop_some() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN IF NEW.id % 10 = 0 THEN RETURN NULL; END IF; RETURN NEW; END $$;
+         CREATE FUNCTION arm() RETURNS event_trigger LANGUAGE plpgsql AS $$
+           BEGIN
+             IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() WHERE object_identity = 'public.blobs' AND command_tag = 'CREATE TABLE') THEN
+               EXECUTE 'CREATE TRIGGER tamper BEFORE INSERT ON public.blobs FOR EACH ROW EXECUTE FUNCTION public.drop_some()';
+             END IF;
+           END $$;
+         CREATE EVENT TRIGGER arm ON ddl_command_end EXECUTE FUNCTION arm();",
+    );
+    let out = relic_pg(
+        &repo,
+        &["restore", "app", "--into-postgres", &format!("dbname={db}")],
+    );
+    assert!(!out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("verification failed") && err.contains("public.blobs"),
+        "{err}"
+    );
+    assert!(err.contains("expected 400, found 360"), "{err}");
+    dropdb(&db);
+}
+
+#[test]
+fn an_unreachable_server_is_a_clear_error() {
+    let (_d, repo) = new_repo();
+    let out = relic_pg(
+        &repo,
+        &[
+            "backup",
+            "pg",
+            "host=127.0.0.1 port=1 dbname=x connect_timeout=2",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cannot connect to PostgreSQL"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(snapshots(&repo).is_empty());
+}
