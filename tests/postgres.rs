@@ -415,3 +415,71 @@ fn an_unreachable_server_is_a_clear_error() {
     );
     assert!(snapshots(&repo).is_empty());
 }
+
+#[test]
+fn a_failing_psql_rolls_back_and_names_the_safety_snapshot() {
+    let (_d, repo) = new_repo();
+    let db = dbname("fail");
+    let role = format!("{db}_owner");
+    createdb(&db);
+    populate(&db, "r1");
+    psql(
+        &db,
+        &format!("CREATE ROLE {role}; ALTER TABLE blobs OWNER TO {role}"),
+    );
+    ok_pg(
+        &repo,
+        &["backup", "pg", &format!("dbname={db}"), "--name", "app"],
+    );
+    // The role the dump needs disappears: psql will fail part way through.
+    psql(
+        &db,
+        &format!("REASSIGN OWNED BY {role} TO CURRENT_USER; DROP ROLE {role}"),
+    );
+    let conn = format!("dbname={db}");
+    let out = relic_pg(
+        &repo,
+        &["restore", "app", "--into-postgres", &conn, "--clean"],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("psql failed") && err.contains("rolled back"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("role \"{role}\" does not exist")),
+        "{err}"
+    );
+    let safety = snapshots(&repo)
+        .into_iter()
+        .find(|s| s["tier"] == "safety")
+        .expect("a safety snapshot was taken");
+    let sid = &safety["id"].as_str().unwrap()[..8];
+    assert!(
+        err.contains(&format!("relic restore {sid} --into-postgres")),
+        "{err}"
+    );
+    // Nothing of the failed restore is left: the transaction rolled back.
+    assert_eq!(
+        psql(
+            &db,
+            "SELECT count(*) FROM pg_class WHERE relname = 'people'"
+        ),
+        "0"
+    );
+    // The command it names brings the database back.
+    ok_pg(
+        &repo,
+        &[
+            "restore",
+            sid,
+            "--into-postgres",
+            &conn,
+            "--clean",
+            "--no-safety-snapshot",
+        ],
+    );
+    assert_eq!(psql(&db, "SELECT count(*) FROM people"), "3000");
+    dropdb(&db);
+}
