@@ -14,7 +14,23 @@ ver=$(ls /usr/lib/postgresql | sort -V | tail -1)
 if ! pg_lsclusters -h | awk '{print $1" "$2}' | grep -qx "$ver main"; then
   $SUDO pg_createcluster "$ver" main >/dev/null
 fi
+# True when the pid in a socket lock file is a live (not zombie) postgres.
+lock_owner_alive() {
+  local pid state
+  pid=$(head -n 1 "$1" 2>/dev/null) || return 1
+  [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || return 1
+  state=$(sed 's/^.*) //' "/proc/$pid/stat" | cut -d' ' -f1)
+  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = postgres ] && [ "$state" != Z ]
+}
 if ! pg_lsclusters -h | awk -v v="$ver" '$1==v && $2=="main" {print $4}' | grep -qx online; then
+  # A server killed with -9 (as at the end of a session) leaves socket lock
+  # files naming a pid that may since belong to another process.
+  for lock in /var/run/postgresql/.s.PGSQL.*.lock; do
+    [ -e "$lock" ] || continue
+    if ! lock_owner_alive "$lock"; then
+      $SUDO rm -f "$lock" "${lock%.lock}"
+    fi
+  done
   $SUDO pg_ctlcluster "$ver" main start
 fi
 for _ in $(seq 1 50); do
