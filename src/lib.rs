@@ -20,6 +20,7 @@ pub mod pack;
 pub mod postgres;
 pub mod progress;
 pub mod repo;
+pub mod retention;
 pub mod snapshot;
 
 pub use id::{ChunkId, PackId, SnapshotId};

@@ -511,6 +511,37 @@ impl Repository {
         Ok(snapshot::select(&snaps, spec)?.clone())
     }
 
+    /// Removes snapshot objects (their data stays until a prune). Refuses
+    /// immaculate and sacred snapshots: only `baseline retire` may.
+    pub fn forget(&self, ids: &[SnapshotId]) -> Result<()> {
+        let snaps = self.snapshots()?;
+        for id in ids {
+            if let Some((_, s)) = snaps.iter().find(|(i, _)| i == id) {
+                if matches!(s.tier, snapshot::Tier::Immaculate | snapshot::Tier::Sacred) {
+                    return Err(snapshot::Error::Protected {
+                        what: format!(
+                            "snapshot {} ({}) is {}: it can never be forgotten",
+                            id.short(),
+                            s.name,
+                            s.tier
+                        ),
+                    }
+                    .into());
+                }
+            }
+        }
+        let _lock = Lock::acquire(&self.backend, false, LOCK_WAIT)?;
+        for id in ids {
+            match self.backend.remove(Kind::Snapshot, &id.to_hex()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_at(self.backend.root())(e)),
+            }
+            self.index.remove_snapshot(id)?;
+        }
+        Ok(())
+    }
+
     /// Writes a snapshot object (the last step of a backup).
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
         let bytes = snap.encode(self.keys.cipher());

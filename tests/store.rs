@@ -353,3 +353,80 @@ fn bad_input_gives_clear_errors() {
     );
     assert!(stderr(&out).contains("unknown tier 'gold'"));
 }
+
+#[test]
+fn forget_by_policy_spares_protected_tiers_and_explicit_forget_refuses_them() {
+    let (_d, repo) = new_repo();
+    for day in 0..4u64 {
+        ok(
+            &repo,
+            &["backup", "--stdin", "--name", "db"],
+            &rows(64 << 10, day),
+        );
+    }
+    ok(
+        &repo,
+        &[
+            "backup",
+            "--stdin",
+            "--name",
+            "base",
+            "--tier",
+            "immaculate",
+        ],
+        b"base",
+    );
+    ok(
+        &repo,
+        &["backup", "--stdin", "--name", "pr-612", "--tier", "sacred"],
+        b"sacred",
+    );
+    ok(
+        &repo,
+        &[
+            "backup",
+            "--stdin",
+            "--name",
+            "before-migration",
+            "--tier",
+            "named",
+        ],
+        b"named",
+    );
+    let count = |repo: &std::path::Path| {
+        let v: serde_json::Value =
+            serde_json::from_slice(&ok(repo, &["snapshots", "--json"], b"")).unwrap();
+        v.as_array().unwrap().len()
+    };
+    assert_eq!(count(&repo), 7);
+    let out = relic(&repo, &["forget"]);
+    assert!(!out.status.success(), "no rule, nothing forgotten");
+    let plan =
+        String::from_utf8(ok(&repo, &["forget", "--keep-last", "1", "--dry-run"], b"")).unwrap();
+    assert_eq!(plan.matches("forget ").count(), 3, "{plan}");
+    assert!(
+        plan.contains("tier immaculate")
+            && plan.contains("tier sacred")
+            && plan.contains("tier named"),
+        "{plan}"
+    );
+    assert_eq!(count(&repo), 7, "dry run changes nothing");
+    ok(&repo, &["forget", "--keep-last", "1"], b"");
+    assert_eq!(count(&repo), 4);
+    assert_eq!(
+        ok(&repo, &["restore", "db", "--stdout"], b""),
+        rows(64 << 10, 3)
+    );
+    for protected in ["base", "pr-612"] {
+        let out = relic(&repo, &["forget", protected]);
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("can never be forgotten"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    ok(&repo, &["forget", "before-migration"], b"");
+    assert_eq!(count(&repo), 3);
+    ok(&repo, &["check", "--read-data"], b"");
+}

@@ -113,9 +113,44 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Forget snapshots: the ones named, or those a retention policy does
+    /// not keep. Immaculate, sacred and named snapshots are never forgotten
+    /// by a policy.
+    Forget(ForgetArgs),
     /// Manage the local index.
     #[command(subcommand)]
     Index(IndexCommand),
+}
+
+#[derive(Args)]
+struct ForgetArgs {
+    /// Snapshots to forget (id prefix or name); without them, the policy applies.
+    snapshots: Vec<String>,
+    /// Apply the policy to this tier only.
+    #[arg(long)]
+    tier: Option<String>,
+    /// Apply the policy to this series (snapshot name) only.
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    keep_last: Option<usize>,
+    #[arg(long)]
+    keep_daily: Option<usize>,
+    #[arg(long)]
+    keep_weekly: Option<usize>,
+    #[arg(long)]
+    keep_monthly: Option<usize>,
+    /// Keep everything younger than this span (for example 7d, 2w, 1mo).
+    #[arg(long)]
+    keep_within: Option<String>,
+    /// Show what would be kept and forgotten, and why; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Judge as if it were this time (RFC 3339).
+    #[arg(long)]
+    now: Option<String>,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -272,6 +307,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
         }
         Command::Key(cmd) => key(&cli, cmd)?,
+        Command::Forget(args) => forget(&cli, args)?,
         Command::Backup(args) => backup(&cli, args, &bar)?,
         Command::Snapshots { json } => list_snapshots(&open(&cli)?, *json)?,
         Command::Restore {
@@ -644,5 +680,101 @@ fn key(cli: &Cli, cmd: &KeyCommand) -> Result<()> {
             println!("passphrase changed (new key slot {})", &id[..8]);
         }
     }
+    Ok(())
+}
+
+fn forget(cli: &Cli, args: &ForgetArgs) -> Result<()> {
+    use relic::retention::{apply, Policy};
+    let repo = open(cli)?;
+    let snaps = repo.snapshots()?;
+    if !args.snapshots.is_empty() {
+        let mut ids = Vec::new();
+        for spec in &args.snapshots {
+            ids.push(relic::snapshot::select(&snaps, spec)?.0);
+        }
+        if args.dry_run {
+            for id in &ids {
+                println!("would forget {}", id.short());
+            }
+            return Ok(());
+        }
+        repo.forget(&ids)?;
+        println!(
+            "forgot {} snapshot(s); their chunks stay stored until they are pruned",
+            ids.len()
+        );
+        return Ok(());
+    }
+    let policy = Policy {
+        keep_last: args.keep_last,
+        keep_daily: args.keep_daily,
+        keep_weekly: args.keep_weekly,
+        keep_monthly: args.keep_monthly,
+        keep_within: args
+            .keep_within
+            .as_deref()
+            .map(|w| {
+                w.parse::<jiff::Span>().with_context(|| {
+                    format!("--keep-within '{w}' is not a span like 7d, 2w or 1mo")
+                })
+            })
+            .transpose()?,
+    };
+    if policy.is_empty() {
+        bail!("no retention rule given (--keep-last, --keep-daily, --keep-weekly, --keep-monthly, --keep-within); nothing forgotten");
+    }
+    let tier: Option<Tier> = args.tier.as_deref().map(str::parse).transpose()?;
+    let chosen: Vec<_> = snaps
+        .into_iter()
+        .filter(|(_, s)| {
+            tier.is_none_or(|t| s.tier == t) && args.name.as_ref().is_none_or(|n| &s.name == n)
+        })
+        .collect();
+    let now = match &args.now {
+        Some(t) => t
+            .parse::<jiff::Timestamp>()
+            .with_context(|| format!("--now '{t}' is not an RFC 3339 time"))?,
+        None => jiff::Timestamp::now(),
+    };
+    let decisions = apply(&chosen, &policy, now, &jiff::tz::TimeZone::system());
+    if args.json {
+        let v: Vec<_> = decisions
+            .iter()
+            .zip(&chosen)
+            .map(|(d, (id, s))| json!({"id": id.to_hex(), "name": s.name, "tier": s.tier.as_str(), "time": s.time().to_string(), "keep": d.keep, "reasons": d.reasons}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "{:<8}  {:<20}  {:<20}  {:<10}  {:<6}  REASONS",
+            "ID", "TIME", "NAME", "TIER", "ACTION"
+        );
+        for (d, (id, s)) in decisions.iter().zip(&chosen) {
+            println!(
+                "{:<8}  {:<20}  {:<20}  {:<10}  {:<6}  {}",
+                id.short(),
+                s.time().strftime("%Y-%m-%d %H:%M:%S"),
+                s.name,
+                s.tier.as_str(),
+                if d.keep { "keep" } else { "forget" },
+                d.reasons.join(", ")
+            );
+        }
+    }
+    let gone: Vec<_> = decisions.iter().filter(|d| !d.keep).map(|d| d.id).collect();
+    if args.dry_run {
+        eprintln!(
+            "dry run: {} of {} snapshot(s) would be forgotten",
+            gone.len(),
+            decisions.len()
+        );
+        return Ok(());
+    }
+    repo.forget(&gone)?;
+    eprintln!(
+        "forgot {} of {} snapshot(s); their chunks stay stored until they are pruned",
+        gone.len(),
+        decisions.len()
+    );
     Ok(())
 }
