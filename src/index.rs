@@ -24,7 +24,9 @@ use thiserror::Error;
 const CF_CHUNKS: &str = "chunks";
 const CF_PACKS: &str = "packs";
 const CF_SNAPSHOTS: &str = "snapshots";
-const CFS: [&str; 3] = [CF_CHUNKS, CF_PACKS, CF_SNAPSHOTS];
+/// Prune's mark set: ids of reachable blobs, empty values.
+const CF_MARKS: &str = "marks";
+const CFS: [&str; 4] = [CF_CHUNKS, CF_PACKS, CF_SNAPSHOTS, CF_MARKS];
 const CHUNK_VALUE_LEN: usize = 32 + 4 + 4 + 4 + 1;
 
 #[derive(Debug, Error)]
@@ -373,6 +375,72 @@ impl Index {
             let mut b = WriteBatch::default();
             b.delete_range_cf(self.cf(name), &[][..], &[0xffu8; 33][..]);
             self.db.write(b).map_err(|e| self.rocks(e))?;
+        }
+        Ok(())
+    }
+
+    /// True when `id` is in the mark set.
+    pub fn is_marked(&self, id: &ChunkId) -> Result<bool> {
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(CF_MARKS), id.0)
+            .map_err(|e| self.rocks(e))?
+            .is_some())
+    }
+
+    /// Empties the mark set.
+    pub fn clear_marks(&self) -> Result<()> {
+        let mut b = WriteBatch::default();
+        b.delete_range_cf(self.cf(CF_MARKS), &[][..], &[0xffu8; 33][..]);
+        self.db.write(b).map_err(|e| self.rocks(e))
+    }
+
+    /// Adds ids to the mark set.
+    pub fn mark(&self, ids: &[ChunkId]) -> Result<()> {
+        let mut b = WriteBatch::default();
+        for id in ids {
+            b.put_cf(self.cf(CF_MARKS), id.0, []);
+        }
+        self.db.write(b).map_err(|e| self.rocks(e))
+    }
+
+    /// Walks the chunk entries and the mark set together, both in id order
+    /// (a merge join: no lookups, nothing held in memory but the current
+    /// keys), calling `f(id, entry, marked)` for every chunk.
+    pub fn for_each_chunk_marked(
+        &self,
+        mut f: impl FnMut(ChunkId, ChunkEntry, bool),
+    ) -> Result<()> {
+        let mut marks = self
+            .db
+            .iterator_cf(self.cf(CF_MARKS), IteratorMode::Start)
+            .peekable();
+        for item in self.db.iterator_cf(self.cf(CF_CHUNKS), IteratorMode::Start) {
+            let (k, v) = item.map_err(|e| self.rocks(e))?;
+            let id = ChunkId::from_slice(&k).ok_or_else(|| Error::Malformed(hex::encode(&k)))?;
+            let e = ChunkEntry::decode(&v).ok_or_else(|| Error::Malformed(id.to_hex()))?;
+            let mut marked = false;
+            while let Some(m) = marks.peek() {
+                let mk = match m {
+                    Ok((mk, _)) => mk.clone(),
+                    Err(_) => {
+                        let err = marks.next().expect("peeked").expect_err("error");
+                        return Err(self.rocks(err));
+                    }
+                };
+                match (*mk).cmp(&k[..]) {
+                    std::cmp::Ordering::Less => {
+                        marks.next();
+                    }
+                    std::cmp::Ordering::Equal => {
+                        marked = true;
+                        marks.next();
+                        break;
+                    }
+                    std::cmp::Ordering::Greater => break,
+                }
+            }
+            f(id, e, marked);
         }
         Ok(())
     }

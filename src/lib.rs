@@ -19,6 +19,7 @@ pub mod lock;
 pub mod pack;
 pub mod postgres;
 pub mod progress;
+pub mod prune;
 pub mod repo;
 pub mod retention;
 pub mod snapshot;

@@ -555,6 +555,21 @@ impl Repository {
         Ok(id)
     }
 
+    /// A shared lock: held by backups, restores and checks, so a prune
+    /// (exclusive) never deletes a pack under them. Waits, saying so, while
+    /// a prune runs.
+    pub fn lock_shared(&self, progress: &dyn Progress) -> Result<Lock> {
+        match Lock::acquire(&self.backend, false, Duration::ZERO) {
+            Ok(l) => Ok(l),
+            Err(lock::Error::Held { .. }) => {
+                progress
+                    .warn("repository is locked exclusively (a prune); waiting for it to finish");
+                Ok(Lock::acquire(&self.backend, false, LOCK_WAIT)?)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Runs `f` with a [`Writer`] whose blobs are packed and indexed by a
     /// pool of threads; returns once every pack is sealed and indexed.
     pub fn write<T>(
@@ -562,14 +577,7 @@ impl Repository {
         progress: &dyn Progress,
         f: impl FnOnce(&mut Writer<'_>) -> Result<T>,
     ) -> Result<(T, WriteStats)> {
-        let _lock = match Lock::acquire(&self.backend, false, Duration::ZERO) {
-            Ok(l) => l,
-            Err(lock::Error::Held { .. }) => {
-                progress.warn("repository is locked exclusively (a prune?); waiting");
-                Lock::acquire(&self.backend, false, LOCK_WAIT)?
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let _lock = self.lock_shared(progress)?;
         let shared = Shared {
             repo: self,
             pending: Mutex::new(HashSet::new()),

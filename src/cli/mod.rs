@@ -117,6 +117,17 @@ enum Command {
     /// not keep. Immaculate, sacred and named snapshots are never forgotten
     /// by a policy.
     Forget(ForgetArgs),
+    /// Free the space of data no snapshot needs (deletes and repacks packs).
+    Prune {
+        /// Show what would be freed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Repack packs whose live fraction is below this (0 to 1).
+        #[arg(long, default_value_t = relic::prune::DEFAULT_REPACK_BELOW)]
+        max_repack_ratio: f64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage the local index.
     #[command(subcommand)]
     Index(IndexCommand),
@@ -308,6 +319,65 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Key(cmd) => key(&cli, cmd)?,
         Command::Forget(args) => forget(&cli, args)?,
+        Command::Prune {
+            dry_run,
+            max_repack_ratio,
+            json,
+        } => {
+            if !(0.0..=1.0).contains(max_repack_ratio) {
+                bail!("--max-repack-ratio must be between 0 and 1");
+            }
+            let repo = open(&cli)?;
+            let before = repo
+                .index()
+                .packs()?
+                .iter()
+                .map(|(_, i)| i.size)
+                .sum::<u64>();
+            let plan = relic::prune::prune(&repo, *max_repack_ratio, *dry_run, &bar)
+                .context("prune failed; run it again to finish")?;
+            let after = repo
+                .index()
+                .packs()?
+                .iter()
+                .map(|(_, i)| i.size)
+                .sum::<u64>();
+            if *json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &json!({"plan": plan, "pack_bytes_before": before, "pack_bytes_after": after, "dry_run": dry_run})
+                    )?
+                );
+            } else {
+                println!(
+                    "{} snapshots, {} packs ({}), {} of {} blobs live ({} live, {} dead)",
+                    plan.snapshots,
+                    plan.packs,
+                    HumanBytes(plan.pack_bytes),
+                    plan.live_chunks,
+                    plan.chunks,
+                    HumanBytes(plan.live_bytes),
+                    HumanBytes(plan.dead_bytes)
+                );
+                println!(
+                    "{} {} packs, repack {} ({} to copy): frees about {}",
+                    if *dry_run { "would delete" } else { "deleted" },
+                    plan.delete.len(),
+                    plan.repack.len(),
+                    HumanBytes(plan.repack_bytes),
+                    HumanBytes(plan.frees)
+                );
+                if !*dry_run {
+                    println!(
+                        "packs: {} before, {} after: {} freed",
+                        HumanBytes(before),
+                        HumanBytes(after),
+                        HumanBytes(before.saturating_sub(after))
+                    );
+                }
+            }
+        }
         Command::Backup(args) => backup(&cli, args, &bar)?,
         Command::Snapshots { json } => list_snapshots(&open(&cli)?, *json)?,
         Command::Restore {
@@ -324,6 +394,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             verify_data,
         } => {
             let repo = open(&cli)?;
+            let _lock = repo.lock_shared(&bar)?;
+            repo.refresh()?;
             let (id, snap) = repo.find_snapshot(snapshot)?;
             if let Some(conninfo) = into_postgres {
                 let opts = relic::postgres::RestoreOptions {
@@ -402,6 +474,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Check { read_data, json } => {
             let repo = open(&cli)?;
+            let _lock = repo.lock_shared(&bar)?;
+            repo.refresh()?;
             let report = check(&repo, *read_data, &bar)?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
