@@ -132,7 +132,10 @@ fn options() -> (Options, Vec<ColumnFamilyDescriptor>) {
             let mut t = BlockBasedOptions::default();
             t.set_bloom_filter(10.0, false);
             t.set_block_cache(&cache);
-            t.set_cache_index_and_filter_blocks(true);
+            // Index and filter blocks stay in the table readers (about 2.5 MB
+            // per million chunks) instead of competing with data blocks for
+            // the cache: evicted, every lookup re-read and re-checksummed them.
+            t.set_cache_index_and_filter_blocks(false);
             let mut o = Options::default();
             o.set_block_based_table_factory(&t);
             o.set_write_buffer_size(8 << 20);
