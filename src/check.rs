@@ -117,17 +117,8 @@ fn check_pack(repo: &Repository, name: &str, read_data: bool, d: &Mutex<Damage>)
 
 /// Checks the whole repository.
 pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Result<CheckReport> {
-    let names = repo
-        .backend()
-        .list(Kind::Pack)
-        .map_err(|source| crate::repo::Error::Io {
-            path: repo.backend().root().display().to_string(),
-            source,
-        })?;
-    let on_disk: HashSet<PackId> = names
-        .iter()
-        .map(|n| PackId::from_hex(n).expect("hex"))
-        .collect();
+    let names = repo.pack_names()?;
+    let on_disk: HashSet<PackId> = names.iter().filter_map(|n| PackId::from_hex(n)).collect();
     progress.start(
         if read_data {
             "reading packs"
@@ -335,14 +326,11 @@ pub fn verify_snapshot(
     snap: &Snapshot,
     read_data: bool,
 ) -> Result<Option<String>> {
-    let names = repo
-        .backend()
-        .list(Kind::Pack)
-        .map_err(|source| crate::repo::Error::Io {
-            path: repo.backend().root().display().to_string(),
-            source,
-        })?;
-    let on_disk: HashSet<PackId> = names.iter().filter_map(|n| PackId::from_hex(n)).collect();
+    let on_disk: HashSet<PackId> = repo
+        .pack_names()?
+        .iter()
+        .filter_map(|n| PackId::from_hex(n))
+        .collect();
     if let Some(p) = check_snapshot(repo, snap, &on_disk, &HashSet::new(), &HashSet::new()) {
         return Ok(Some(p));
     }

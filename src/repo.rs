@@ -374,6 +374,13 @@ impl Repository {
         &self.keys
     }
 
+    /// The names of the pack files on disk.
+    pub fn pack_names(&self) -> Result<Vec<String>> {
+        self.backend
+            .list(Kind::Pack)
+            .map_err(io_at(self.backend.root()))
+    }
+
     /// Brings the index up to date with what other processes wrote since
     /// this one opened the repository.
     pub fn refresh(&self) -> Result<()> {
