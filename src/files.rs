@@ -71,6 +71,9 @@ pub fn widen_pipe(fd: &impl std::os::fd::AsRawFd) {
 }
 
 /// Backs up files and directories (recursively, symlinks not followed).
+/// A path given that does not exist is an error; an entry below it that
+/// cannot be read is skipped with a warning and counted in the snapshot's
+/// `files.skipped`.
 pub fn backup_paths(w: &mut Writer<'_>, paths: &[PathBuf]) -> Result<()> {
     for p in paths {
         let m = fs::symlink_metadata(p).map_err(io_err(p))?;
@@ -84,22 +87,30 @@ fn walk(w: &mut Writer<'_>, path: &Path, m: &fs::Metadata) -> Result<()> {
     let ft = m.file_type();
     if ft.is_dir() {
         w.add_item(&item_from_meta(stored, ItemKind::Dir, m))?;
-        let mut entries: Vec<_> = fs::read_dir(path)
-            .map_err(io_err(path))?
-            .collect::<io::Result<_>>()
-            .map_err(io_err(path))?;
+        let entries = fs::read_dir(path).and_then(|d| d.collect::<io::Result<Vec<_>>>());
+        let mut entries = match entries {
+            Ok(e) => e,
+            Err(err) => {
+                w.skip(&format!("{}: {err}", path.display()));
+                return Ok(());
+            }
+        };
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
             let child = e.path();
             match fs::symlink_metadata(&child) {
                 Ok(cm) => walk(w, &child, &cm)?,
-                Err(err) => w
-                    .progress()
-                    .warn(&format!("skipping {}: {err}", child.display())),
+                Err(err) => w.skip(&format!("{}: {err}", child.display())),
             }
         }
     } else if ft.is_file() {
-        let f = File::open(path).map_err(io_err(path))?;
+        let f = match File::open(path) {
+            Ok(f) => f,
+            Err(err) => {
+                w.skip(&format!("{}: {err}", path.display()));
+                return Ok(());
+            }
+        };
         let s = w.store_stream(f)?;
         let mut item = item_from_meta(stored, ItemKind::File, m);
         item.size = s.size;
@@ -112,8 +123,8 @@ fn walk(w: &mut Writer<'_>, path: &Path, m: &fs::Metadata) -> Result<()> {
         item.target = Some(target.as_os_str().as_bytes().to_vec());
         w.add_item(&item)?;
     } else {
-        w.progress().warn(&format!(
-            "skipping {}: not a file, directory or symlink",
+        w.skip(&format!(
+            "{}: not a file, directory or symlink",
             path.display()
         ));
     }

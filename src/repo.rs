@@ -1149,6 +1149,19 @@ impl Writer<'_> {
         self.progress
     }
 
+    /// Leaves an entry out of the snapshot, warning about it; the count is
+    /// recorded as `files.skipped`.
+    pub fn skip(&mut self, what: &str) {
+        self.progress.warn(&format!("skipping {what}"));
+        let n = self
+            .meta
+            .get("files.skipped")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        self.meta
+            .insert("files.skipped".into(), (n + 1).to_string());
+    }
+
     /// Records a metadata entry in the snapshot being written.
     pub fn set_meta(&mut self, key: &str, value: impl Into<String>) {
         self.meta.insert(key.to_string(), value.into());

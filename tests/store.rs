@@ -430,3 +430,33 @@ fn forget_by_policy_spares_protected_tiers_and_explicit_forget_refuses_them() {
     assert_eq!(count(&repo), 3);
     ok(&repo, &["check", "--read-data"], b"");
 }
+
+#[test]
+fn entries_that_cannot_be_backed_up_are_skipped_loudly() {
+    let (d, repo) = new_repo();
+    let src = d.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("kept.txt"), b"kept").unwrap();
+    let fifo = src.join("a-fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let out = relic(&repo, &["backup", "--name", "t", src.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("a-fifo"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("1 entries could not be read"),
+        "{}",
+        stderr(&out)
+    );
+    let list: serde_json::Value =
+        serde_json::from_slice(&ok(&repo, &["snapshots", "--json"], b"")).unwrap();
+    assert_eq!(list[0]["meta"]["files.skipped"], "1");
+    let dst = d.path().join("dst");
+    ok(&repo, &["restore", "t", "--to", dst.to_str().unwrap()], b"");
+    let r = dst.join(src.strip_prefix("/").unwrap());
+    assert_eq!(std::fs::read(r.join("kept.txt")).unwrap(), b"kept");
+    assert!(!r.join("a-fifo").exists());
+}

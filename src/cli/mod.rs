@@ -622,7 +622,15 @@ fn backup(cli: &Cli, args: &BackupArgs, bar: &Bar) -> Result<()> {
     }
     .with_context(|| format!("backup '{name}' failed; no snapshot was written"))?;
     bar.finish();
-    print_backup(&id, &snap, args.json)
+    print_backup(&id, &snap, args.json)?;
+    if let Some(n) = snap.meta.get("files.skipped") {
+        eprintln!(
+            "warning: {n} entries could not be read and are not in snapshot {}",
+            id.short()
+        );
+        std::process::exit(3);
+    }
+    Ok(())
 }
 
 fn print_backup(id: &relic::SnapshotId, snap: &relic::Snapshot, json: bool) -> Result<()> {
