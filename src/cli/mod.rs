@@ -194,13 +194,38 @@ enum BackupSource {
         /// Snapshot name (default: the database name).
         #[arg(long)]
         name: Option<String>,
-        #[arg(long, default_value = "daily")]
-        tier: String,
-        #[arg(long = "label", value_name = "KEY=VALUE")]
-        labels: Vec<String>,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        snapshot: SnapshotArgs,
     },
+}
+
+/// How a new snapshot is filed, shared by every form of `backup`.
+#[derive(Args)]
+struct SnapshotArgs {
+    /// daily, named, immaculate, sacred.
+    #[arg(long, default_value = "daily")]
+    tier: String,
+    /// A label KEY=VALUE (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl SnapshotArgs {
+    fn options(&self, name: &str) -> Result<SnapshotOptions> {
+        let tier: Tier = self.tier.parse()?;
+        if tier == Tier::Safety {
+            bail!("the safety tier is reserved for snapshots relic takes before a restore");
+        }
+        Ok(SnapshotOptions {
+            name: name.to_string(),
+            tier,
+            labels: parse_labels(&self.labels)?,
+            meta: BTreeMap::new(),
+        })
+    }
 }
 
 #[derive(Args)]
@@ -211,21 +236,14 @@ struct BackupArgs {
     /// Snapshot name (backups under one name form a series).
     #[arg(long, required = true)]
     name: Option<String>,
-    /// daily, named, immaculate, sacred.
-    #[arg(long, default_value = "daily")]
-    tier: String,
-    /// A label KEY=VALUE (repeatable).
-    #[arg(long = "label", value_name = "KEY=VALUE")]
-    labels: Vec<String>,
+    #[command(flatten)]
+    snapshot: SnapshotArgs,
     /// Read the data from standard input.
     #[arg(long)]
     stdin: bool,
     /// Name of the stream inside the snapshot (default: the snapshot name).
     #[arg(long, requires = "stdin")]
     stdin_name: Option<String>,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
     /// Files and directories to back up.
     paths: Vec<PathBuf>,
 }
@@ -569,26 +587,11 @@ fn parse_labels(labels: &[String]) -> Result<BTreeMap<String, String>> {
         .collect()
 }
 
-fn snapshot_options(name: &str, tier: &str, labels: &[String]) -> Result<SnapshotOptions> {
-    let tier: Tier = tier.parse()?;
-    if tier == Tier::Safety {
-        bail!("the safety tier is reserved for snapshots relic takes before a restore");
-    }
-    Ok(SnapshotOptions {
-        name: name.to_string(),
-        tier,
-        labels: parse_labels(labels)?,
-        meta: BTreeMap::new(),
-    })
-}
-
 fn backup(cli: &Cli, args: &BackupArgs, bar: &Bar) -> Result<()> {
     if let Some(BackupSource::Pg {
         conninfo,
         name,
-        tier,
-        labels,
-        json,
+        snapshot,
     }) = &args.source
     {
         let name = match name {
@@ -598,16 +601,16 @@ fn backup(cli: &Cli, args: &BackupArgs, bar: &Bar) -> Result<()> {
                 .unwrap_or("postgres")
                 .to_string(),
         };
-        let opts = snapshot_options(&name, tier, labels)?;
+        let opts = snapshot.options(&name)?;
         let repo = open(cli)?;
         bar.start("dumping", None, Unit::Bytes);
         let (id, snap) = relic::postgres::backup(&repo, &opts, conninfo.as_deref(), bar)
             .with_context(|| format!("database backup '{name}' failed; no snapshot was written"))?;
         bar.finish();
-        return print_backup(&id, &snap, *json);
+        return print_backup(&id, &snap, snapshot.json);
     }
     let name = args.name.clone().unwrap_or_default();
-    let opts = snapshot_options(&name, &args.tier, &args.labels)?;
+    let opts = args.snapshot.options(&name)?;
     if args.stdin != args.paths.is_empty() {
         bail!("give either --stdin or one or more paths");
     }
@@ -622,7 +625,7 @@ fn backup(cli: &Cli, args: &BackupArgs, bar: &Bar) -> Result<()> {
     }
     .with_context(|| format!("backup '{name}' failed; no snapshot was written"))?;
     bar.finish();
-    print_backup(&id, &snap, args.json)?;
+    print_backup(&id, &snap, args.snapshot.json)?;
     if let Some(n) = snap.meta.get("files.skipped") {
         eprintln!(
             "warning: {n} entries could not be read and are not in snapshot {}",
