@@ -423,15 +423,16 @@ impl Index {
             let id = ChunkId::from_slice(&k).ok_or_else(|| Error::Malformed(hex::encode(&k)))?;
             let e = ChunkEntry::decode(&v).ok_or_else(|| Error::Malformed(id.to_hex()))?;
             let mut marked = false;
-            while let Some(m) = marks.peek() {
-                let mk = match m {
-                    Ok((mk, _)) => mk.clone(),
-                    Err(_) => {
-                        let err = marks.next().expect("peeked").expect_err("error");
+            loop {
+                let ord = match marks.peek() {
+                    None => break,
+                    Some(Ok((mk, _))) => mk[..].cmp(&k[..]),
+                    Some(Err(_)) => {
+                        let err = marks.next().expect("peeked").expect_err("an error");
                         return Err(self.rocks(err));
                     }
                 };
-                match (*mk).cmp(&k[..]) {
+                match ord {
                     std::cmp::Ordering::Less => {
                         marks.next();
                     }

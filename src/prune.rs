@@ -53,6 +53,7 @@ pub struct Plan {
 
 #[derive(Default, Clone, Copy)]
 struct PackUse {
+    size: u64,
     live: u64,
     total: u64,
 }
@@ -94,7 +95,13 @@ pub fn plan(repo: &Repository, repack_below: f64, progress: &dyn Progress) -> Re
         ..Default::default()
     };
     for (id, info) in index.packs()? {
-        usage.insert(id, PackUse::default());
+        usage.insert(
+            id,
+            PackUse {
+                size: info.size,
+                ..Default::default()
+            },
+        );
         plan.packs += 1;
         plan.pack_bytes += info.size;
     }
@@ -110,22 +117,17 @@ pub fn plan(repo: &Repository, repack_below: f64, progress: &dyn Progress) -> Re
             plan.dead_bytes += e.length as u64;
         }
     })?;
-    let sizes: HashMap<PackId, u64> = index
-        .packs()?
-        .into_iter()
-        .map(|(id, i)| (id, i.size))
-        .collect();
     let mut ids: Vec<_> = usage.into_iter().collect();
     ids.sort_by_key(|(id, _)| *id);
     for (id, u) in ids {
-        let size = sizes.get(&id).copied().unwrap_or(0);
+        let size = u.size;
         if u.live == 0 {
             plan.delete.push(id.to_hex());
             plan.frees += size;
         } else if (u.live as f64) < repack_below * u.total as f64 {
             plan.repack.push(id.to_hex());
             plan.repack_bytes += u.live;
-            plan.frees += size - u.live;
+            plan.frees += size.saturating_sub(u.live);
         }
     }
     Ok(plan)
@@ -205,7 +207,7 @@ fn repack(repo: &Repository, packs: &[String], progress: &dyn Progress) -> Resul
         for e in entries {
             // Live means: the index points this id at this pack and it is marked.
             let current = repo.index().get(&e.id)?;
-            if current.map(|c| c.pack) != Some(pid) || !is_marked(repo, &e.id)? {
+            if current.map(|c| c.pack) != Some(pid) || !repo.index().is_marked(&e.id)? {
                 continue;
             }
             body.resize(e.length as usize, 0);
@@ -234,8 +236,4 @@ fn repack(repo: &Repository, packs: &[String], progress: &dyn Progress) -> Resul
     }
     progress.finish();
     Ok(())
-}
-
-fn is_marked(repo: &Repository, id: &ChunkId) -> Result<bool> {
-    Ok(repo.index().is_marked(id)?)
 }
