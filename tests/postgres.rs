@@ -128,6 +128,23 @@ fn ok_pg(repo: &Path, args: &[&str]) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out))
 }
 
+/// `relic restore SNAP --into-postgres CONN EXTRA...`.
+fn try_restore(repo: &Path, snap: &str, conn: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["restore", snap, "--into-postgres", conn];
+    args.extend_from_slice(extra);
+    relic_pg(repo, &args)
+}
+
+fn ok_restore(repo: &Path, snap: &str, conn: &str, extra: &[&str]) -> String {
+    let out = try_restore(repo, snap, conn, extra);
+    assert!(
+        out.status.success(),
+        "restore {snap} {extra:?}: {}",
+        stderr(&out)
+    );
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out))
+}
+
 fn snapshots(repo: &Path) -> Vec<serde_json::Value> {
     let out = ok(repo, &["snapshots", "--json"], b"");
     serde_json::from_slice::<serde_json::Value>(&out)
@@ -165,16 +182,7 @@ fn round_trip_through_drop_and_create_is_identical() {
     assert_eq!(people["exact"], true);
 
     dropdb(&db);
-    let text = ok_pg(
-        &repo,
-        &[
-            "restore",
-            "app",
-            "--into-postgres",
-            &format!("dbname={db}"),
-            "--create",
-        ],
-    );
+    let text = ok_restore(&repo, "app", &format!("dbname={db}"), &["--create"]);
     assert!(text.contains("5/5 verified"), "{text}");
     assert!(text.contains("public.assignments"), "{text}");
     assert_eq!(
@@ -280,10 +288,7 @@ fn revision_mismatch_is_refused_and_safety_snapshot_taken() {
     // The target moves on to a newer schema.
     psql(&db, "UPDATE alembic_version SET version_num = 'rev_new'; INSERT INTO people (name) VALUES ('new hire')");
     let conn = format!("dbname={db}");
-    let out = relic_pg(
-        &repo,
-        &["restore", "app", "--into-postgres", &conn, "--clean"],
-    );
+    let out = try_restore(&repo, "app", &conn, &["--clean"]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("rev_new") && stderr(&out).contains("--force"),
@@ -295,46 +300,19 @@ fn revision_mismatch_is_refused_and_safety_snapshot_taken() {
         "rev_new",
         "nothing changed"
     );
-    let out = relic_pg(
+    let out = try_restore(
         &repo,
-        &[
-            "restore",
-            "app",
-            "--into-postgres",
-            &conn,
-            "--clean",
-            "--expect-revision",
-            "other",
-        ],
+        "app",
+        &conn,
+        &["--clean", "--expect-revision", "other"],
     );
     assert!(!out.status.success());
     // Dry run: the plan, nothing changed.
-    let text = ok_pg(
-        &repo,
-        &[
-            "restore",
-            "app",
-            "--into-postgres",
-            &conn,
-            "--clean",
-            "--force",
-            "--dry-run",
-        ],
-    );
+    let text = ok_restore(&repo, "app", &conn, &["--clean", "--force", "--dry-run"]);
     assert!(text.contains("would take a safety snapshot"), "{text}");
     assert_eq!(psql(&db, "SELECT count(*) FROM people"), "3001");
     // Forced: restored, with a safety snapshot of the state before.
-    ok_pg(
-        &repo,
-        &[
-            "restore",
-            "app",
-            "--into-postgres",
-            &conn,
-            "--clean",
-            "--force",
-        ],
-    );
+    ok_restore(&repo, "app", &conn, &["--clean", "--force"]);
     assert_eq!(
         psql(&db, "SELECT version_num FROM alembic_version"),
         "rev_old"
@@ -346,17 +324,11 @@ fn revision_mismatch_is_refused_and_safety_snapshot_taken() {
     assert_eq!(safety[0]["meta"]["pg.alembic_revision"], "rev_new");
     // The safety snapshot brings the newer state back.
     let sid = safety[0]["id"].as_str().unwrap()[..12].to_string();
-    ok_pg(
+    ok_restore(
         &repo,
-        &[
-            "restore",
-            &sid,
-            "--into-postgres",
-            &conn,
-            "--clean",
-            "--force",
-            "--no-safety-snapshot",
-        ],
+        &sid,
+        &conn,
+        &["--clean", "--force", "--no-safety-snapshot"],
     );
     assert_eq!(psql(&db, "SELECT count(*) FROM people"), "3001");
     dropdb(&db);
@@ -382,10 +354,7 @@ fn row_count_verification_fails_loudly_on_a_tampered_restore() {
            END $$;
          CREATE EVENT TRIGGER arm ON ddl_command_end EXECUTE FUNCTION arm();",
     );
-    let out = relic_pg(
-        &repo,
-        &["restore", "app", "--into-postgres", &format!("dbname={db}")],
-    );
+    let out = try_restore(&repo, "app", &format!("dbname={db}"), &[]);
     assert!(!out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -437,10 +406,7 @@ fn a_failing_psql_rolls_back_and_names_the_safety_snapshot() {
         &format!("REASSIGN OWNED BY {role} TO CURRENT_USER; DROP ROLE {role}"),
     );
     let conn = format!("dbname={db}");
-    let out = relic_pg(
-        &repo,
-        &["restore", "app", "--into-postgres", &conn, "--clean"],
-    );
+    let out = try_restore(&repo, "app", &conn, &["--clean"]);
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
@@ -469,17 +435,7 @@ fn a_failing_psql_rolls_back_and_names_the_safety_snapshot() {
         "0"
     );
     // The command it names brings the database back.
-    ok_pg(
-        &repo,
-        &[
-            "restore",
-            sid,
-            "--into-postgres",
-            &conn,
-            "--clean",
-            "--no-safety-snapshot",
-        ],
-    );
+    ok_restore(&repo, sid, &conn, &["--clean", "--no-safety-snapshot"]);
     assert_eq!(psql(&db, "SELECT count(*) FROM people"), "3000");
     dropdb(&db);
 }
