@@ -126,6 +126,36 @@ impl Chunker {
     }
 }
 
+/// A stream made of segments that are chunked independently: a cut is
+/// forced at the end of every segment, so a segment's chunks do not depend on
+/// what precedes it (a layer inside an image tar dedups wherever it sits).
+/// `read` returns 0 at the end of each segment.
+pub trait Segmented: Read {
+    /// Moves on after `read` returned 0: true if another segment follows.
+    fn next_segment(&mut self) -> io::Result<bool>;
+}
+
+impl<S: Segmented + ?Sized> Segmented for &mut S {
+    fn next_segment(&mut self) -> io::Result<bool> {
+        (**self).next_segment()
+    }
+}
+
+/// Any reader as a single segment.
+pub struct Whole<R>(pub R);
+
+impl<R: Read> Read for Whole<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<R: Read> Segmented for Whole<R> {
+    fn next_segment(&mut self) -> io::Result<bool> {
+        Ok(false)
+    }
+}
+
 /// Reads a stream and hands out its chunks, holding at most a few MiB.
 pub struct StreamChunker<R> {
     reader: R,
@@ -163,6 +193,20 @@ impl<R: Read> StreamChunker<R> {
         let chunk = &self.buf[self.start..self.start + n];
         self.start += n;
         Ok(Some(chunk))
+    }
+
+    /// After `next_chunk` returned `None`: starts on the next segment, if any.
+    pub fn next_segment(&mut self) -> io::Result<bool>
+    where
+        R: Segmented,
+    {
+        debug_assert_eq!(self.start, self.end);
+        if self.reader.next_segment()? {
+            self.eof = false;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
     }
 
     /// Moves the unread tail to the front and reads until the buffer is full

@@ -7,7 +7,7 @@
 //! moment leaves garbage at worst, never a snapshot pointing at nothing.
 
 use crate::backend::{Kind, Local};
-use crate::chunker::{Chunker, ChunkerParams, StreamChunker};
+use crate::chunker::{Chunker, ChunkerParams, Segmented, StreamChunker, Whole};
 use crate::compress::{Compressor, Decompressor};
 use crate::crypto::{KdfParams, KeySlot};
 use crate::id::{ChunkId, PackId, SnapshotId};
@@ -1128,6 +1128,24 @@ pub struct StoredStream {
     pub hash: [u8; 32],
 }
 
+impl StoredStream {
+    /// The snapshot item naming this stream, dated now.
+    pub fn into_item(self, path: &str, mode: u32) -> Item {
+        Item {
+            path: path.as_bytes().to_vec(),
+            kind: snapshot::ItemKind::Stream,
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime_ns: now_ns(),
+            size: self.size,
+            hash: self.hash,
+            target: None,
+            content: self.content,
+        }
+    }
+}
+
 /// Streams data into the repository during [`Repository::write`].
 pub struct Writer<'s> {
     shared: &'s Shared<'s>,
@@ -1230,22 +1248,33 @@ impl Writer<'_> {
 
     /// Chunks, deduplicates and stores a whole stream.
     pub fn store_stream(&mut self, reader: impl Read) -> Result<StoredStream> {
+        self.store_segments(Whole(reader))
+    }
+
+    /// Stores a stream as one item, with a chunk boundary forced at the end
+    /// of every segment.
+    pub fn store_segments(&mut self, reader: impl Segmented) -> Result<StoredStream> {
         let mut sc = StreamChunker::new(reader, self.shared.repo.chunker.clone());
         let mut hasher = blake3::Hasher::new();
         let mut list = ListBuilder::default();
         let mut batch: Vec<Vec<u8>> = Vec::new();
         let mut batch_bytes = 0usize;
         let mut size = 0u64;
-        while let Some(c) = sc.next_chunk().map_err(Error::Input)? {
-            hasher.update(c);
-            size += c.len() as u64;
-            batch_bytes += c.len();
-            self.progress.inc(c.len() as u64);
-            batch.push(c.to_vec());
-            if batch_bytes >= BATCH_BYTES {
-                self.chunks += batch.len() as u64;
-                self.submit(BlobKind::Data, std::mem::take(&mut batch), &mut list)?;
-                batch_bytes = 0;
+        loop {
+            while let Some(c) = sc.next_chunk().map_err(Error::Input)? {
+                hasher.update(c);
+                size += c.len() as u64;
+                batch_bytes += c.len();
+                self.progress.inc(c.len() as u64);
+                batch.push(c.to_vec());
+                if batch_bytes >= BATCH_BYTES {
+                    self.chunks += batch.len() as u64;
+                    self.submit(BlobKind::Data, std::mem::take(&mut batch), &mut list)?;
+                    batch_bytes = 0;
+                }
+            }
+            if !sc.next_segment().map_err(Error::Input)? {
+                break;
             }
         }
         if !batch.is_empty() {
@@ -1409,18 +1438,7 @@ impl Repository {
     ) -> Result<(SnapshotId, Snapshot)> {
         self.backup(opts, progress, |w| {
             let s = w.store_stream(reader)?;
-            w.add_item(&Item {
-                path: item_name.as_bytes().to_vec(),
-                kind: snapshot::ItemKind::Stream,
-                mode: 0o644,
-                uid: 0,
-                gid: 0,
-                mtime_ns: now_ns(),
-                size: s.size,
-                hash: s.hash,
-                target: None,
-                content: s.content,
-            })
+            w.add_item(&s.into_item(item_name, 0o644))
         })
     }
 }
