@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing relic needs on a bare Debian 12 machine:
-# a Rust toolchain is assumed; clang (RocksDB's bindgen) comes from Debian.
+# a Rust toolchain is assumed; clang (RocksDB's bindgen), PostgreSQL's
+# client tools and the Docker engine (docker.io) come from Debian.
 # Idempotent: installs only what is missing.
 set -euo pipefail
 
@@ -8,6 +9,8 @@ need=()
 [ -e /usr/lib/llvm-14/lib/libclang.so ] || ls /usr/lib/llvm-*/lib/libclang*.so >/dev/null 2>&1 || need+=(libclang-dev clang)
 command -v cc >/dev/null || need+=(build-essential)
 command -v c++ >/dev/null || need+=(g++)
+command -v dockerd >/dev/null || need+=(docker.io)
+command -v docker >/dev/null || need+=(docker.io)
 
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""

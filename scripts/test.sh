@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite, from a bare Debian 12 machine with Rust: installs and
-# starts what the tests need (PostgreSQL), then runs formatting, lints, unit
-# and integration tests against the real binary and the real server.
+# starts what the tests need (PostgreSQL, a private Docker engine), then runs
+# formatting, lints, unit and integration tests against the real binary and
+# the real servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/relic-target}"
 scripts/deps.sh
 scripts/pg-start.sh
+DOCKER_HOST="$(scripts/docker-start.sh)"
+export DOCKER_HOST
 cargo fmt --check
 cargo clippy --release --all-targets --locked -- -D warnings
 cargo test --release --locked "$@"

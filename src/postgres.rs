@@ -9,7 +9,7 @@
 
 use crate::progress::Progress;
 use crate::repo::{self, Repository, SnapshotOptions};
-use crate::snapshot::{Item, ItemKind, Snapshot, Tier};
+use crate::snapshot::{Snapshot, Tier};
 use crate::SnapshotId;
 use serde::{Deserialize, Serialize};
 use std::io::Read;
@@ -329,18 +329,7 @@ pub fn backup(
         info.to_meta(w);
         w.set_meta("pg.dump_size", s.size.to_string());
         w.set_meta("pg.dump_blake3", hex::encode(s.hash));
-        w.add_item(&Item {
-            path: DUMP_ITEM.as_bytes().to_vec(),
-            kind: ItemKind::Stream,
-            mode: 0o600,
-            uid: 0,
-            gid: 0,
-            mtime_ns: repo::now_ns(),
-            size: s.size,
-            hash: s.hash,
-            target: None,
-            content: s.content,
-        })
+        w.add_item(&s.into_item(DUMP_ITEM, 0o600))
     });
     // If the store failed first, pg_dump may still be writing: stop it.
     let _ = child.kill();

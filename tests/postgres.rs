@@ -145,15 +145,6 @@ fn ok_restore(repo: &Path, snap: &str, conn: &str, extra: &[&str]) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out))
 }
 
-fn snapshots(repo: &Path) -> Vec<serde_json::Value> {
-    let out = ok(repo, &["snapshots", "--json"], b"");
-    serde_json::from_slice::<serde_json::Value>(&out)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 #[test]
 fn round_trip_through_drop_and_create_is_identical() {
     let (_d, repo) = new_repo();

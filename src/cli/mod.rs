@@ -72,7 +72,8 @@ enum Command {
         /// Write the single stream of the snapshot to standard output.
         #[arg(long, conflicts_with = "to")]
         stdout: bool,
-        /// Restore every item under this directory.
+        /// Restore every item under this directory; for an image snapshot,
+        /// write the image's `docker save` tar to this file.
         #[arg(long)]
         to: Option<PathBuf>,
         /// Restore a database snapshot into PostgreSQL (libpq URL or key=value).
@@ -99,6 +100,14 @@ enum Command {
         /// Read and verify every chunk before restoring.
         #[arg(long, requires = "into_postgres")]
         verify_data: bool,
+        /// Load a Docker image snapshot into the engine (DOCKER_HOST), then
+        /// check that every tag points at the recorded image id.
+        #[arg(long, conflicts_with_all = ["stdout", "to", "into_postgres"])]
+        into_docker: bool,
+        /// Only this image of the snapshot: a tag, the reference it was
+        /// backed up by, or an image id prefix.
+        #[arg(long, value_name = "REF")]
+        image: Option<String>,
     },
     /// Verify the repository.
     Check {
@@ -192,6 +201,21 @@ enum BackupSource {
         /// libpq URL or key=value string; without it the PG* variables apply.
         conninfo: Option<String>,
         /// Snapshot name (default: the database name).
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        snapshot: SnapshotArgs,
+    },
+    /// Back up Docker images through the engine (DOCKER_HOST), one
+    /// `docker save` tar per image, or a `docker save` archive file.
+    Image {
+        /// Image references (name:tag or image id).
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        references: Vec<String>,
+        /// Read a `docker save` archive from this file (`-`: standard input).
+        #[arg(long, value_name = "TAR")]
+        file: Option<PathBuf>,
+        /// Snapshot name (default: the image name without its tag).
         #[arg(long)]
         name: Option<String>,
         #[command(flatten)]
@@ -410,12 +434,64 @@ fn run(cli: Cli) -> Result<ExitCode> {
             dry_run,
             force,
             verify_data,
+            into_docker,
+            image,
         } => {
             let repo = open(&cli)?;
             let _lock = repo.lock_shared(&bar)?;
             repo.refresh()?;
             let (id, snap) = repo.find_snapshot(snapshot)?;
-            if let Some(conninfo) = into_postgres {
+            let images = relic::docker::records(&snap)?;
+            if *into_docker {
+                let say = |m: &str| bar.say(m);
+                let checks = relic::docker::restore(&repo, &snap, image.as_deref(), &bar, &say)
+                    .with_context(|| {
+                        format!("loading snapshot {} into the Docker engine", id.short())
+                    })?;
+                bar.finish();
+                println!("{:<40}  {:<19}  {:<19}  OK", "IMAGE", "EXPECTED", "FOUND");
+                for c in &checks {
+                    println!(
+                        "{:<40}  {:<19}  {:<19}  {}",
+                        c.what,
+                        short_image_id(&c.expected),
+                        short_image_id(&c.found),
+                        if c.ok { "yes" } else { "NO" }
+                    );
+                }
+                println!("loaded snapshot {} and verified its tags", id.short());
+            } else if *stdout
+                || image.is_some()
+                || (!images.is_empty() && to.as_ref().is_some_and(|p| !p.is_dir()))
+            {
+                let item = single_stream(&repo, &id, &snap, image.as_deref())?;
+                bar.start("restoring", Some(item.size), Unit::Bytes);
+                if let Some(path) = to.as_ref().filter(|_| !*stdout) {
+                    restore_to_file(&repo, &item, path, &bar).with_context(|| {
+                        format!("restoring snapshot {} to {}", id.short(), path.display())
+                    })?;
+                    bar.finish();
+                    eprintln!(
+                        "wrote {} ({}) from snapshot {}",
+                        path.display(),
+                        HumanBytes(item.size),
+                        id.short()
+                    );
+                    return Ok(ExitCode::SUCCESS);
+                }
+                // Whole batches go straight to the descriptor: no line
+                // buffering, no extra copy.
+                use std::os::fd::AsFd;
+                let mut out = std::fs::File::from(
+                    io::stdout()
+                        .as_fd()
+                        .try_clone_to_owned()
+                        .context("duplicating stdout")?,
+                );
+                repo.restore_item(&item, &mut out, &bar)
+                    .with_context(|| format!("restoring snapshot {}", id.short()))?;
+                bar.finish();
+            } else if let Some(conninfo) = into_postgres {
                 let opts = relic::postgres::RestoreOptions {
                     conninfo: conninfo.clone(),
                     create: *create,
@@ -447,32 +523,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 if report.restored {
                     println!("restored snapshot {} and verified it", id.short());
                 }
-            } else if *stdout {
-                let mut items = repo.items(&snap);
-                let item = items
-                    .next()
-                    .transpose()?
-                    .with_context(|| format!("snapshot {} is empty", id.short()))?;
-                if items.next().is_some() || !matches!(item.kind, ItemKind::Stream | ItemKind::File)
-                {
-                    bail!(
-                        "snapshot {} holds more than one stream; use --to DIR",
-                        id.short()
-                    );
-                }
-                bar.start("restoring", Some(item.size), Unit::Bytes);
-                // Whole batches go straight to the descriptor: no line
-                // buffering, no extra copy.
-                use std::os::fd::AsFd;
-                let mut out = std::fs::File::from(
-                    io::stdout()
-                        .as_fd()
-                        .try_clone_to_owned()
-                        .context("duplicating stdout")?,
-                );
-                repo.restore_item(&item, &mut out, &bar)
-                    .with_context(|| format!("restoring snapshot {}", id.short()))?;
-                bar.finish();
             } else if let Some(dir) = to {
                 let st = files::restore_to(&repo, &snap, dir, &bar).with_context(|| {
                     format!("restoring snapshot {} into {}", id.short(), dir.display())
@@ -487,7 +537,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     HumanBytes(st.bytes)
                 );
             } else {
-                bail!("say where to restore: --stdout or --to DIR");
+                bail!(
+                    "say where to restore: --stdout, --to PATH, --into-postgres or --into-docker"
+                );
             }
         }
         Command::Check { read_data, json } => {
@@ -588,6 +640,22 @@ fn parse_labels(labels: &[String]) -> Result<BTreeMap<String, String>> {
 }
 
 fn backup(cli: &Cli, args: &BackupArgs, bar: &Bar) -> Result<()> {
+    if let Some(BackupSource::Image {
+        references,
+        file,
+        name,
+        snapshot,
+    }) = &args.source
+    {
+        return backup_image(
+            cli,
+            references,
+            file.as_deref(),
+            name.as_deref(),
+            snapshot,
+            bar,
+        );
+    }
     if let Some(BackupSource::Pg {
         conninfo,
         name,
@@ -634,6 +702,125 @@ fn backup(cli: &Cli, args: &BackupArgs, bar: &Bar) -> Result<()> {
         std::process::exit(3);
     }
     Ok(())
+}
+
+fn backup_image(
+    cli: &Cli,
+    references: &[String],
+    file: Option<&std::path::Path>,
+    name: Option<&str>,
+    snapshot: &SnapshotArgs,
+    bar: &Bar,
+) -> Result<()> {
+    let stdin = file.is_some_and(|f| f.as_os_str() == "-");
+    let name = match (name, file) {
+        (Some(n), _) => n.to_string(),
+        (None, Some(_)) if stdin => "image-archive".to_string(),
+        (None, Some(f)) => f
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "image-archive".into()),
+        (None, None) if references.len() == 1 => image_name(&references[0]).to_string(),
+        (None, None) => "images".to_string(),
+    };
+    let opts = snapshot.options(&name)?;
+    let repo = open(cli)?;
+    let (id, snap) = match file {
+        Some(f) => {
+            bar.start("backing up", None, Unit::Bytes);
+            if stdin {
+                relic::files::widen_pipe(&io::stdin());
+                relic::docker::backup_archive(&repo, &opts, io::stdin().lock(), &name, bar)
+            } else {
+                let r =
+                    std::fs::File::open(f).with_context(|| format!("opening {}", f.display()))?;
+                let item = f.file_stem().map(|s| s.to_string_lossy().into_owned());
+                relic::docker::backup_archive(
+                    &repo,
+                    &opts,
+                    r,
+                    item.as_deref().unwrap_or(&name),
+                    bar,
+                )
+            }
+        }
+        None => relic::docker::backup(&repo, &opts, references, bar),
+    }
+    .with_context(|| format!("image backup '{name}' failed; no snapshot was written"))?;
+    bar.finish();
+    print_backup(&id, &snap, snapshot.json)
+}
+
+/// `registry:5000/app:1.2` → `registry:5000/app`; digests and ids stay.
+fn image_name(reference: &str) -> &str {
+    let reference = reference.split('@').next().unwrap_or(reference);
+    match reference.rfind(':') {
+        Some(i) if !reference[i..].contains('/') => &reference[..i],
+        _ => reference,
+    }
+}
+
+/// `sha256:0123…` → `sha256:0123456789ab`.
+fn short_image_id(id: &str) -> &str {
+    &id[..id.len().min(19)]
+}
+
+/// The one stream a snapshot (or the image `image` of it) holds.
+fn single_stream(
+    repo: &Repository,
+    id: &relic::SnapshotId,
+    snap: &relic::Snapshot,
+    image: Option<&str>,
+) -> Result<relic::snapshot::Item> {
+    let mut items = if let Some(spec) = image {
+        let selected = relic::docker::select(&relic::docker::records(snap)?, Some(spec))?;
+        relic::docker::items_for(repo, snap, &selected)?
+    } else {
+        repo.items(snap)
+            .take(2)
+            .collect::<relic::repo::Result<Vec<_>>>()?
+    };
+    if items.is_empty() {
+        bail!("snapshot {} is empty", id.short());
+    }
+    if items.len() > 1 || !matches!(items[0].kind, ItemKind::Stream | ItemKind::File) {
+        bail!(
+            "snapshot {} holds more than one stream; use --image REF or --to DIR",
+            id.short()
+        );
+    }
+    Ok(items.remove(0))
+}
+
+/// Writes one item to a new file: temp file, fsync, rename.
+fn restore_to_file(
+    repo: &Repository,
+    item: &relic::snapshot::Item,
+    path: &std::path::Path,
+    bar: &Bar,
+) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.relic-tmp-{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let r = repo
+        .restore_item(item, &mut f, bar)
+        .map_err(anyhow::Error::from)
+        .and_then(|_| f.sync_all().context("fsync"))
+        .and_then(|_| std::fs::rename(&tmp, path).context("rename into place"));
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
 }
 
 fn print_backup(id: &relic::SnapshotId, snap: &relic::Snapshot, json: bool) -> Result<()> {

@@ -124,3 +124,13 @@ pub fn packs(repo: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// The repository's snapshots, as `snapshots --json` lists them.
+pub fn snapshots(repo: &Path) -> Vec<serde_json::Value> {
+    let out = ok(repo, &["snapshots", "--json"], b"");
+    serde_json::from_slice::<serde_json::Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
