@@ -285,8 +285,38 @@ pub fn backup(
     progress: &dyn Progress,
 ) -> Result<(SnapshotId, Snapshot)> {
     let cfg = config(conninfo)?;
+    let mut failure = None;
+    let result = repo.backup(opts, progress, |w| {
+        let (info, s) = match dump_into(w, conninfo, &cfg) {
+            Ok(r) => r,
+            Err(e) => {
+                let msg = e.to_string();
+                failure = Some(e);
+                return Err(repo::Error::Source(msg));
+            }
+        };
+        info.to_meta(w);
+        w.set_meta("pg.dump_size", s.size.to_string());
+        w.set_meta("pg.dump_blake3", hex::encode(s.hash));
+        w.add_item(&s.into_item(DUMP_ITEM, 0o600))
+    });
+    match (result, failure) {
+        (Ok(r), _) => Ok(r),
+        (Err(_), Some(e)) => Err(e),
+        (Err(e), None) => Err(e.into()),
+    }
+}
+
+/// Dumps one database into the write session: the stream is stored (the
+/// caller names it with an item), the state it holds is returned. Fails,
+/// with pg_dump's stderr, unless pg_dump exits 0.
+pub fn dump_into(
+    w: &mut repo::Writer<'_>,
+    conninfo: Option<&str>,
+    cfg: &Config,
+) -> Result<(DbInfo, repo::StoredStream)> {
     let rt = runtime();
-    let client = connect(&rt, &cfg)?;
+    let client = connect(&rt, cfg)?;
     let (snapshot_name, info) = rt.block_on(async {
         client
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -316,26 +346,22 @@ pub fn backup(
     crate::files::widen_pipe(&stdout);
     let stderr = child.stderr.take().expect("piped stderr");
     let err_reader = std::thread::spawn(move || tail_of(stderr));
-    let result = repo.backup(opts, progress, |w| {
-        let s = w.store_stream(stdout)?;
-        let status = child.wait().map_err(repo::Error::Input)?;
-        let err = err_reader.join().unwrap_or_default();
-        if !status.success() {
-            return Err(repo::Error::Source(format!(
-                "pg_dump failed ({status}); no snapshot was written:\n{}",
-                err.trim_end()
-            )));
-        }
-        info.to_meta(w);
-        w.set_meta("pg.dump_size", s.size.to_string());
-        w.set_meta("pg.dump_blake3", hex::encode(s.hash));
-        w.add_item(&s.into_item(DUMP_ITEM, 0o600))
-    });
+    let stored = w.store_stream(stdout);
     // If the store failed first, pg_dump may still be writing: stop it.
-    let _ = child.kill();
-    let _ = child.wait();
+    if stored.is_err() {
+        let _ = child.kill();
+    }
+    let status = child.wait();
+    let err = err_reader.join().unwrap_or_default();
     let _ = rt.block_on(client.batch_execute("COMMIT"));
-    Ok(result?)
+    let status = status.map_err(|e| Error::Repo(repo::Error::Input(e)))?;
+    if !status.success() {
+        return Err(Error::Repo(repo::Error::Source(format!(
+            "pg_dump failed ({status}); no snapshot was written:\n{}",
+            err.trim_end()
+        ))));
+    }
+    Ok((info, stored?))
 }
 
 /// The last 64 KiB of a stream (a child's stderr).
@@ -576,20 +602,6 @@ pub fn restore(
     }
 
     // 4. Restore in one transaction.
-    rt.block_on(async {
-        if opts.clean && state.exists {
-            maint
-                .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", quote_ident(&db)))
-                .await?;
-        }
-        if opts.clean || !state.exists {
-            maint
-                .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&db)))
-                .await?;
-        }
-        Ok::<_, Error>(())
-    })?;
-    say(&format!("4/5 restoring into '{db}'"));
     let hint = match &report.safety_snapshot {
         Some(s) => format!(
             "To return to the state before, restore the safety snapshot: relic restore {} --into-postgres '{}' --clean",
@@ -598,6 +610,69 @@ pub fn restore(
         ),
         None => String::new(),
     };
+    say(&format!("4/5 restoring into '{db}'"));
+    load_dump(
+        repo,
+        &item,
+        &opts.conninfo,
+        opts.clean && state.exists,
+        opts.clean || !state.exists,
+        &hint,
+        progress,
+    )?;
+    report.restored = true;
+
+    // 5. Verify.
+    report.checks = verify_db(&opts.conninfo, &info)?;
+    say(&format!("5/5 verified {} checks", report.checks.len()));
+    let failed: Vec<String> = report
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("  {}: expected {}, found {}", c.what, c.expected, c.found))
+        .collect();
+    if !failed.is_empty() {
+        return Err(Error::Verify(format!("{}\n{hint}", failed.join("\n"))));
+    }
+    Ok(report)
+}
+
+/// Streams a stored dump into `psql --single-transaction` against
+/// `conninfo`, first dropping and/or creating the database. `hint` ends the
+/// error message when psql fails (how to go back).
+pub fn load_dump(
+    repo: &Repository,
+    item: &crate::snapshot::Item,
+    conninfo: &str,
+    drop_first: bool,
+    create: bool,
+    hint: &str,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let target = config(Some(conninfo))?;
+    let db = target.get_dbname().unwrap_or_default().to_string();
+    if drop_first || create {
+        let rt = runtime();
+        let mut maint_cfg = target.clone();
+        maint_cfg.dbname("postgres");
+        let maint = connect(&rt, &maint_cfg)?;
+        rt.block_on(async {
+            if drop_first {
+                maint
+                    .batch_execute(&format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        quote_ident(&db)
+                    ))
+                    .await?;
+            }
+            if create {
+                maint
+                    .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&db)))
+                    .await?;
+            }
+            Ok::<_, Error>(())
+        })?;
+    }
     let mut child = Command::new("psql")
         .args([
             "-X",
@@ -607,7 +682,7 @@ pub fn restore(
             "--single-transaction",
             "--no-password",
         ])
-        .arg(format!("--dbname={}", opts.conninfo))
+        .arg(format!("--dbname={conninfo}"))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -622,7 +697,7 @@ pub fn restore(
     let err_reader = std::thread::spawn(move || tail_of(stderr));
     let mut filtered = SingleTransaction::new(&mut stdin);
     let streamed = repo
-        .restore_item(&item, &mut filtered, progress)
+        .restore_item(item, &mut filtered, progress)
         .and_then(|()| filtered.finish().map_err(repo::Error::Output));
     drop(stdin);
     let status = child
@@ -633,27 +708,21 @@ pub fn restore(
         return Err(Error::Psql {
             status: status.to_string(),
             stderr: err.trim_end().to_string(),
-            hint,
+            hint: hint.to_string(),
         });
     }
     streamed?;
-    report.restored = true;
+    Ok(())
+}
 
-    // 5. Verify.
-    let restored = rt.block_on(async {
-        let (client, conn) = target
-            .connect(NoTls)
-            .await
-            .map_err(|source| Error::Connect {
-                target: describe(&target),
-                source,
-            })?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        collect_info(&client).await
-    })?;
-    report.checks.push(Check {
+/// Compares a database with what a backup recorded: the Alembic revision
+/// and every table's row count (estimates pass when the table exists).
+pub fn verify_db(conninfo: &str, info: &DbInfo) -> Result<Vec<Check>> {
+    let target = config(Some(conninfo))?;
+    let rt = runtime();
+    let client = connect(&rt, &target)?;
+    let restored = rt.block_on(collect_info(&client))?;
+    let mut checks = vec![Check {
         what: "alembic revision".into(),
         expected: info.alembic_revision.clone().unwrap_or_else(|| "-".into()),
         found: restored
@@ -661,10 +730,10 @@ pub fn restore(
             .clone()
             .unwrap_or_else(|| "-".into()),
         ok: info.alembic_revision == restored.alembic_revision,
-    });
+    }];
     for t in &info.tables {
         let found = restored.tables.iter().find(|r| r.table == t.table);
-        report.checks.push(Check {
+        checks.push(Check {
             what: format!("rows {}", t.table),
             expected: format!("{}{}", t.rows, if t.exact { "" } else { " (estimate)" }),
             found: found
@@ -673,17 +742,7 @@ pub fn restore(
             ok: found.is_some_and(|f| !t.exact || f.rows == t.rows),
         });
     }
-    say(&format!("5/5 verified {} checks", report.checks.len()));
-    let failed: Vec<String> = report
-        .checks
-        .iter()
-        .filter(|c| !c.ok)
-        .map(|c| format!("  {}: expected {}, found {}", c.what, c.expected, c.found))
-        .collect();
-    if !failed.is_empty() {
-        return Err(Error::Verify(format!("{}\n{hint}", failed.join("\n"))));
-    }
-    Ok(report)
+    Ok(checks)
 }
 
 /// Keeps a plain dump inside psql's `--single-transaction`: pg_dump wraps
