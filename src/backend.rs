@@ -18,6 +18,8 @@ pub enum Kind {
     Snapshot,
     Lock,
     Key,
+    /// Records of baselines retired (`relic baseline retire`).
+    Audit,
 }
 
 impl Kind {
@@ -28,6 +30,7 @@ impl Kind {
             Kind::Snapshot => "snapshots",
             Kind::Lock => "locks",
             Kind::Key => "keys",
+            Kind::Audit => "audit",
         }
     }
 }

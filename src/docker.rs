@@ -706,6 +706,13 @@ impl Engine {
         }
     }
 
+    /// The engine's data root, when it is on this machine.
+    pub fn root_dir(&self) -> Option<std::path::PathBuf> {
+        let info = self.rt.block_on(self.docker.info()).ok()?;
+        let dir = std::path::PathBuf::from(info.docker_root_dir?);
+        dir.exists().then_some(dir)
+    }
+
     /// Looks an image up by reference or id.
     pub fn inspect(&self, image: &str) -> Result<EngineImage> {
         let r = self.rt.block_on(self.docker.inspect_image(image));
@@ -918,34 +925,7 @@ pub fn backup(
     let mut records = Vec::new();
     let r = repo.backup(opts, progress, |w| {
         for (r, info) in refs.iter().zip(&found) {
-            progress.start(&format!("exporting {r}"), Some(info.size), Unit::Bytes);
-            let item = item_name(r);
-            let images = store_archive(w, engine.export(r), &item)?;
-            let [img] = images.as_slice() else {
-                return Err(repo::Error::Source(format!(
-                    "the engine exported {} images for '{r}', expected one",
-                    images.len()
-                )));
-            };
-            if img.id != info.id {
-                return Err(repo::Error::Source(
-                    Error::Changed {
-                        image: r.to_string(),
-                        before: info.id.clone(),
-                        after: img.id.clone(),
-                    }
-                    .to_string(),
-                ));
-            }
-            records.push(ImageRecord {
-                item,
-                reference: r.to_string(),
-                id: info.id.clone(),
-                tags: img.tags.clone(),
-                layers: info.layers.clone(),
-                created: info.created.clone(),
-                size: info.size,
-            });
+            records.push(export_into(w, &engine, r, info, progress)?);
         }
         w.set_meta(
             META_KEY,
@@ -954,6 +934,49 @@ pub fn backup(
         Ok(())
     });
     Ok(r?)
+}
+
+/// Exports one image (looked up as `info`) into the write session as the
+/// item `images/<reference>.tar`; returns its record.
+pub fn export_into(
+    w: &mut repo::Writer<'_>,
+    engine: &Engine,
+    reference: &str,
+    info: &EngineImage,
+    progress: &dyn Progress,
+) -> repo::Result<ImageRecord> {
+    progress.start(
+        &format!("exporting {reference}"),
+        Some(info.size),
+        Unit::Bytes,
+    );
+    let item = item_name(reference);
+    let images = store_archive(w, engine.export(reference), &item)?;
+    let [img] = images.as_slice() else {
+        return Err(repo::Error::Source(format!(
+            "the engine exported {} images for '{reference}', expected one",
+            images.len()
+        )));
+    };
+    if img.id != info.id {
+        return Err(repo::Error::Source(
+            Error::Changed {
+                image: reference.to_string(),
+                before: info.id.clone(),
+                after: img.id.clone(),
+            }
+            .to_string(),
+        ));
+    }
+    Ok(ImageRecord {
+        item,
+        reference: reference.to_string(),
+        id: info.id.clone(),
+        tags: img.tags.clone(),
+        layers: info.layers.clone(),
+        created: info.created.clone(),
+        size: info.size,
+    })
 }
 
 /// Backs up a `docker save` archive read from a file or standard input.

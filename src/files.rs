@@ -77,16 +77,51 @@ pub fn widen_pipe(fd: &impl std::os::fd::AsRawFd) {
 pub fn backup_paths(w: &mut Writer<'_>, paths: &[PathBuf]) -> Result<()> {
     for p in paths {
         let m = fs::symlink_metadata(p).map_err(io_err(p))?;
-        walk(w, p, &m)?;
+        let stored = stored_path(p).map_err(io_err(p))?;
+        walk(w, p, stored, &m)?;
     }
     Ok(())
 }
 
-fn walk(w: &mut Writer<'_>, path: &Path, m: &fs::Metadata) -> Result<()> {
-    let stored = stored_path(path).map_err(io_err(path))?;
+/// Backs up `paths`, relative to `root`, stored as `prefix/<path>`. A path
+/// that leaves `root` is an error.
+pub fn backup_under(
+    w: &mut Writer<'_>,
+    root: &Path,
+    paths: &[PathBuf],
+    prefix: &str,
+) -> Result<()> {
+    for p in paths {
+        let rel = relative_inside(p).ok_or_else(|| {
+            Error::Source(format!(
+                "{}: a stack file must be a relative path inside the stack's root",
+                p.display()
+            ))
+        })?;
+        let full = root.join(p);
+        let m = fs::symlink_metadata(&full).map_err(io_err(&full))?;
+        walk(w, &full, format!("{prefix}/{rel}").into_bytes(), &m)?;
+    }
+    Ok(())
+}
+
+/// `a/./b/` → `a/b`; None for absolute paths, `..` and the empty path.
+pub fn relative_inside(p: &Path) -> Option<String> {
+    let mut parts = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => parts.push(n.to_str()?),
+            Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+fn walk(w: &mut Writer<'_>, path: &Path, stored: Vec<u8>, m: &fs::Metadata) -> Result<()> {
     let ft = m.file_type();
     if ft.is_dir() {
-        w.add_item(&item_from_meta(stored, ItemKind::Dir, m))?;
+        w.add_item(&item_from_meta(stored.clone(), ItemKind::Dir, m))?;
         let entries = fs::read_dir(path).and_then(|d| d.collect::<io::Result<Vec<_>>>());
         let mut entries = match entries {
             Ok(e) => e,
@@ -98,8 +133,11 @@ fn walk(w: &mut Writer<'_>, path: &Path, m: &fs::Metadata) -> Result<()> {
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
             let child = e.path();
+            let mut child_stored = stored.clone();
+            child_stored.push(b'/');
+            child_stored.extend_from_slice(e.file_name().as_bytes());
             match fs::symlink_metadata(&child) {
-                Ok(cm) => walk(w, &child, &cm)?,
+                Ok(cm) => walk(w, &child, child_stored, &cm)?,
                 Err(err) => w.skip(&format!("{}: {err}", child.display())),
             }
         }
@@ -159,6 +197,18 @@ pub fn restore_to(
     root: &Path,
     progress: &dyn Progress,
 ) -> Result<RestoreStats> {
+    restore_mapped(repo, snap, root, &|p| Some(p.to_vec()), progress)
+}
+
+/// Restores the items `map` names (it gives the path under `root`, or None
+/// to leave an item out).
+pub fn restore_mapped(
+    repo: &Repository,
+    snap: &Snapshot,
+    root: &Path,
+    map: &dyn Fn(&[u8]) -> Option<Vec<u8>>,
+    progress: &dyn Progress,
+) -> Result<RestoreStats> {
     fs::create_dir_all(root).map_err(io_err(root))?;
     let as_root = unsafe { libc::geteuid() } == 0;
     let mut dirs = Vec::new();
@@ -166,7 +216,10 @@ pub fn restore_to(
     progress.start("restoring", Some(snap.summary.size), Unit::Bytes);
     for item in repo.items(snap) {
         let item = item?;
-        let dst = target_path(root, &item.path)?;
+        let Some(rel) = map(&item.path) else {
+            continue;
+        };
+        let dst = target_path(root, &rel)?;
         match item.kind {
             ItemKind::Dir => {
                 fs::create_dir_all(&dst).map_err(io_err(&dst))?;

@@ -24,6 +24,7 @@ pub mod prune;
 pub mod repo;
 pub mod retention;
 pub mod snapshot;
+pub mod stack;
 
 pub use id::{ChunkId, PackId, SnapshotId};
 pub use progress::{NoProgress, Progress};

@@ -611,15 +611,12 @@ pub fn restore(
         None => String::new(),
     };
     say(&format!("4/5 restoring into '{db}'"));
-    load_dump(
-        repo,
-        &item,
-        &opts.conninfo,
-        opts.clean && state.exists,
-        opts.clean || !state.exists,
-        &hint,
-        progress,
-    )?;
+    let mode = match (opts.clean, state.exists) {
+        (true, true) => LoadMode::Recreate,
+        (_, false) => LoadMode::Create,
+        (false, true) => LoadMode::Into,
+    };
+    load_dump(repo, &item, &opts.conninfo, mode, &hint, progress)?;
     report.restored = true;
 
     // 5. Verify.
@@ -637,42 +634,121 @@ pub fn restore(
     Ok(report)
 }
 
+/// How [`load_dump`] treats the target database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadMode {
+    /// Into the database as it is.
+    Into,
+    /// Create it first.
+    Create,
+    /// Drop it (if it exists) and create it first.
+    Recreate,
+    /// Restore into a new database beside it, and only when that succeeded
+    /// drop the target and rename the new one into its place: a failure
+    /// leaves the target untouched.
+    Replace,
+}
+
+/// `conninfo` with its database replaced (libpq and tokio-postgres take
+/// the last `dbname`, in a URL's query too).
+pub fn with_dbname(conninfo: &str, db: &str) -> String {
+    if conninfo.starts_with("postgres://") || conninfo.starts_with("postgresql://") {
+        let sep = if conninfo.contains('?') { '&' } else { '?' };
+        let enc: String = db
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        format!("{conninfo}{sep}dbname={enc}")
+    } else {
+        let q = db.replace('\\', "\\\\").replace('\'', "\\'");
+        format!("{conninfo} dbname='{q}'")
+    }
+}
+
 /// Streams a stored dump into `psql --single-transaction` against
-/// `conninfo`, first dropping and/or creating the database. `hint` ends the
-/// error message when psql fails (how to go back).
+/// `conninfo`, preparing the database as `mode` says. `hint` ends the error
+/// message when psql fails (how to go back).
 pub fn load_dump(
     repo: &Repository,
     item: &crate::snapshot::Item,
     conninfo: &str,
-    drop_first: bool,
-    create: bool,
+    mode: LoadMode,
     hint: &str,
     progress: &dyn Progress,
 ) -> Result<()> {
     let target = config(Some(conninfo))?;
     let db = target.get_dbname().unwrap_or_default().to_string();
-    if drop_first || create {
-        let rt = runtime();
-        let mut maint_cfg = target.clone();
-        maint_cfg.dbname("postgres");
-        let maint = connect(&rt, &maint_cfg)?;
-        rt.block_on(async {
-            if drop_first {
-                maint
-                    .batch_execute(&format!(
-                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                        quote_ident(&db)
-                    ))
-                    .await?;
-            }
-            if create {
-                maint
-                    .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&db)))
-                    .await?;
-            }
-            Ok::<_, Error>(())
-        })?;
+    let rt = runtime();
+    let mut maint_cfg = target.clone();
+    maint_cfg.dbname("postgres");
+    let maint = if mode == LoadMode::Into {
+        None
+    } else {
+        Some(connect(&rt, &maint_cfg)?)
+    };
+    let exec = |sql: String| -> Result<()> {
+        let m = maint.as_ref().expect("maintenance connection");
+        Ok(rt.block_on(m.batch_execute(&sql))?)
+    };
+    let new_db: String = format!("{}_relic_new", db.chars().take(50).collect::<String>());
+    match mode {
+        LoadMode::Into => {}
+        LoadMode::Create => exec(format!("CREATE DATABASE {}", quote_ident(&db)))?,
+        LoadMode::Recreate => {
+            exec(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_ident(&db)
+            ))?;
+            exec(format!("CREATE DATABASE {}", quote_ident(&db)))?;
+        }
+        LoadMode::Replace => {
+            exec(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_ident(&new_db)
+            ))?;
+            exec(format!("CREATE DATABASE {}", quote_ident(&new_db)))?;
+        }
     }
+    let psql_conninfo = if mode == LoadMode::Replace {
+        with_dbname(conninfo, &new_db)
+    } else {
+        conninfo.to_string()
+    };
+    let r = psql_load(repo, item, &psql_conninfo, hint, progress);
+    if mode == LoadMode::Replace {
+        if r.is_err() {
+            let _ = exec(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_ident(&new_db)
+            ));
+            return r;
+        }
+        exec(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(&db)
+        ))?;
+        exec(format!(
+            "ALTER DATABASE {} RENAME TO {}",
+            quote_ident(&new_db),
+            quote_ident(&db)
+        ))?;
+    }
+    r
+}
+
+fn psql_load(
+    repo: &Repository,
+    item: &crate::snapshot::Item,
+    conninfo: &str,
+    hint: &str,
+    progress: &dyn Progress,
+) -> Result<()> {
     let mut child = Command::new("psql")
         .args([
             "-X",
@@ -713,6 +789,30 @@ pub fn load_dump(
     }
     streamed?;
     Ok(())
+}
+
+/// The database's Alembic revision (None without an `alembic_version`
+/// table); an error when it cannot be reached.
+pub fn revision(conninfo: &str) -> Result<Option<String>> {
+    let target = config(Some(conninfo))?;
+    let rt = runtime();
+    let client = connect(&rt, &target)?;
+    Ok(rt.block_on(collect_info(&client))?.alembic_revision)
+}
+
+/// The server's data directory, when it is on this machine and the role
+/// may read it (superuser or pg_read_all_settings).
+pub fn data_directory(conninfo: &str) -> Option<std::path::PathBuf> {
+    let mut target = config(Some(conninfo)).ok()?;
+    target.dbname("postgres");
+    let rt = runtime();
+    let client = connect(&rt, &target).ok()?;
+    let dir: String = rt
+        .block_on(client.query_one("SHOW data_directory", &[]))
+        .ok()?
+        .get(0);
+    let dir = std::path::PathBuf::from(dir);
+    dir.exists().then_some(dir)
 }
 
 /// Compares a database with what a backup recorded: the Alembic revision

@@ -93,6 +93,22 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
     }
 }
 
+/// Associated data of sealed audit records.
+const AUDIT_AAD: &[u8] = b"relic audit";
+
+/// What `relic baseline retire` leaves behind.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub action: String,
+    pub name: String,
+    pub snapshots: Vec<String>,
+    pub tiers: Vec<String>,
+    pub time_ns: i64,
+    pub host: String,
+    pub user: String,
+    pub reason: String,
+}
+
 /// The `config` file (JSON).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -547,6 +563,126 @@ impl Repository {
             self.index.remove_snapshot(id)?;
         }
         Ok(())
+    }
+
+    /// Gives a snapshot a new name: a new snapshot object is written, then
+    /// the old one removed. Immaculate and sacred snapshots never change,
+    /// and no snapshot may take an immaculate baseline's name.
+    pub fn rename(&self, id: &SnapshotId, new_name: &str) -> Result<SnapshotId> {
+        let snaps = self.snapshots()?;
+        let (_, old) = snaps
+            .iter()
+            .find(|(i, _)| i == id)
+            .ok_or_else(|| Error::Source(format!("no snapshot {}", id.short())))?;
+        if matches!(
+            old.tier,
+            snapshot::Tier::Immaculate | snapshot::Tier::Sacred
+        ) {
+            return Err(snapshot::Error::Protected {
+                what: format!(
+                    "snapshot {} ({}) is {}: it can never be renamed or changed; make a new baseline instead",
+                    id.short(),
+                    old.name,
+                    old.tier
+                ),
+            }
+            .into());
+        }
+        if new_name.is_empty() {
+            return Err(Error::Source("a snapshot needs a non-empty name".into()));
+        }
+        let taken = snaps
+            .iter()
+            .any(|(_, s)| s.name == new_name && s.tier == snapshot::Tier::Immaculate)
+            || self.audit_log()?.iter().any(|r| r.name == new_name);
+        if taken {
+            return Err(snapshot::Error::Protected {
+                what: format!("the name '{new_name}' belongs to an immaculate baseline"),
+            }
+            .into());
+        }
+        let mut renamed = old.clone();
+        renamed.name = new_name.to_string();
+        renamed.parent = snaps
+            .iter()
+            .rev()
+            .find(|(i, s)| s.name == new_name && i != id)
+            .map(|(i, _)| *i);
+        let new_id = self.save_snapshot(&renamed)?;
+        self.forget(&[*id])?;
+        Ok(new_id)
+    }
+
+    /// Retires the immaculate or sacred snapshots named `name`: writes an
+    /// audit record (sealed in an encrypted repository) naming them, then
+    /// deletes them. Their data goes with the next prune; the name stays
+    /// reserved for immaculate baselines.
+    pub fn retire(&self, name: &str, reason: &str) -> Result<Vec<SnapshotId>> {
+        let snaps = self.snapshots()?;
+        let victims: Vec<&(SnapshotId, Snapshot)> = snaps
+            .iter()
+            .filter(|(_, s)| {
+                s.name == name
+                    && matches!(s.tier, snapshot::Tier::Immaculate | snapshot::Tier::Sacred)
+            })
+            .collect();
+        if victims.is_empty() {
+            return Err(Error::Source(format!(
+                "no immaculate or sacred snapshot is named '{name}' (`relic snapshots` lists them)"
+            )));
+        }
+        let _lock = Lock::acquire(&self.backend, false, LOCK_WAIT)?;
+        let record = AuditRecord {
+            action: "retire".into(),
+            name: name.to_string(),
+            snapshots: victims.iter().map(|(id, _)| id.to_hex()).collect(),
+            tiers: victims.iter().map(|(_, s)| s.tier.to_string()).collect(),
+            time_ns: now_ns(),
+            host: lock::hostname(),
+            user: std::env::var("USER").unwrap_or_default(),
+            reason: reason.to_string(),
+        };
+        let mut bytes = serde_json::to_vec_pretty(&record).expect("record serializes");
+        if let Some(c) = self.keys.cipher() {
+            c.seal(AUDIT_AAD, &mut bytes);
+        }
+        let dir = self.backend.root().join("audit");
+        std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        let id = blake3::hash(&bytes).to_hex().to_string();
+        self.backend
+            .write_once(Kind::Audit, &id, &bytes)
+            .map_err(io_at(self.backend.root()))?;
+        for (sid, _) in &victims {
+            self.backend
+                .remove(Kind::Snapshot, &sid.to_hex())
+                .map_err(io_at(self.backend.root()))?;
+            self.index.remove_snapshot(sid)?;
+        }
+        Ok(victims.iter().map(|(id, _)| *id).collect())
+    }
+
+    /// The audit records, oldest first.
+    pub fn audit_log(&self) -> Result<Vec<AuditRecord>> {
+        let names = match self.backend.list(Kind::Audit) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_at(self.backend.root())(e)),
+        };
+        let mut out = Vec::new();
+        for n in names {
+            let path = self.backend.path(Kind::Audit, &n);
+            let mut bytes = std::fs::read(&path).map_err(io_at(&path))?;
+            if let Some(c) = self.keys.cipher() {
+                c.open(AUDIT_AAD, &mut bytes)?;
+            }
+            let r: AuditRecord = serde_json::from_slice(&bytes).map_err(|e| Error::Config {
+                path: path.display().to_string(),
+                what: format!("audit record unreadable: {e}"),
+            })?;
+            out.push(r);
+        }
+        out.sort_by_key(|r| r.time_ns);
+        Ok(out)
     }
 
     /// Writes a snapshot object (the last step of a backup).
@@ -1180,6 +1316,11 @@ impl Writer<'_> {
             .insert("files.skipped".into(), (n + 1).to_string());
     }
 
+    /// Items added so far and their content bytes.
+    pub fn totals(&self) -> (u64, u64) {
+        (self.items, self.size)
+    }
+
     /// Records a metadata entry in the snapshot being written.
     pub fn set_meta(&mut self, key: &str, value: impl Into<String>) {
         self.meta.insert(key.to_string(), value.into());
@@ -1388,6 +1529,17 @@ impl Repository {
                     opts.name,
                     s.tier,
                     id.short()
+                ),
+            }
+            .into());
+        }
+        if opts.tier == snapshot::Tier::Immaculate
+            && self.audit_log()?.iter().any(|r| r.name == opts.name)
+        {
+            return Err(snapshot::Error::Protected {
+                what: format!(
+                    "the name '{}' belonged to a retired baseline: an immaculate name is never reused; choose a new one",
+                    opts.name
                 ),
             }
             .into());

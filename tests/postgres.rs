@@ -3,101 +3,10 @@
 //! socket).
 
 mod common;
+use common::pg::*;
 use common::*;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-
-static N: AtomicU32 = AtomicU32::new(0);
-
-/// A fresh database name, unique per test process and call.
-fn dbname(tag: &str) -> String {
-    format!(
-        "relic_t{}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed),
-        tag
-    )
-}
-
-fn psql(db: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-tA",
-            "-d",
-            db,
-            "-c",
-            sql,
-        ])
-        .output()
-        .expect("psql runs");
-    assert!(
-        out.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn createdb(db: &str) {
-    psql("postgres", &format!("CREATE DATABASE {db}"));
-}
-
-fn dropdb(db: &str) {
-    psql(
-        "postgres",
-        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
-    );
-}
-
-/// A plain dump without its `\restrict KEY` / `\unrestrict KEY` lines:
-/// pg_dump (15.14 and later) writes a new random key into every dump, the
-/// one part of two dumps of the same database that always differs.
-fn pg_dump(db: &str) -> Vec<u8> {
-    let out = Command::new("pg_dump")
-        .args(["--format=plain", "-d", db])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    text.lines()
-        .filter(|l| !l.starts_with("\\restrict ") && !l.starts_with("\\unrestrict "))
-        .collect::<Vec<_>>()
-        .join("\n")
-        .into_bytes()
-}
-
-/// A schema with an Alembic revision, a few thousand rows in several
-/// tables, text, NULLs, bytea and large objects.
-fn populate(db: &str, revision: &str) {
-    psql(
-        db,
-        &format!(
-            "CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY);
-             INSERT INTO alembic_version VALUES ('{revision}');
-             CREATE TABLE people (id serial PRIMARY KEY, name text NOT NULL, email text, note text);
-             INSERT INTO people (name, email, note)
-               SELECT 'person ' || g, CASE WHEN g % 7 = 0 THEN NULL ELSE 'p' || g || '@example.org' END,
-                      repeat('tab\there, newline\\n, quote '' ', g % 5)
-               FROM generate_series(1, 3000) g;
-             CREATE TABLE assignments (id serial PRIMARY KEY, person int REFERENCES people(id), day date, block text);
-             INSERT INTO assignments (person, day, block)
-               SELECT 1 + g % 3000, date '2026-01-01' + (g % 365), CASE WHEN g % 2 = 0 THEN 'AM' ELSE 'PM' END
-               FROM generate_series(1, 5000) g;
-             CREATE TABLE blobs (id int PRIMARY KEY, data bytea, doc oid);
-             INSERT INTO blobs SELECT g, decode(md5(g::text) || md5((g * 7)::text), 'hex'), NULL FROM generate_series(1, 400) g;
-             UPDATE blobs SET doc = lo_from_bytea(0, convert_to(repeat('large object ', 2000), 'UTF8')) WHERE id IN (1, 2);"
-        ),
-    );
-}
 
 /// A populated database, backed up as snapshot "app"; returns its name.
 fn backed_up_db(repo: &Path, tag: &str, revision: &str) -> String {
@@ -379,23 +288,13 @@ fn an_unreachable_server_is_a_clear_error() {
 #[test]
 fn a_failing_psql_rolls_back_and_names_the_safety_snapshot() {
     let (_d, repo) = new_repo();
-    let db = dbname("fail");
-    let role = format!("{db}_owner");
-    createdb(&db);
-    populate(&db, "r1");
-    psql(
-        &db,
-        &format!("CREATE ROLE {role}; ALTER TABLE blobs OWNER TO {role}"),
-    );
+    let (db, role) = db_with_own_role("fail");
     ok_pg(
         &repo,
         &["backup", "pg", &format!("dbname={db}"), "--name", "app"],
     );
     // The role the dump needs disappears: psql will fail part way through.
-    psql(
-        &db,
-        &format!("REASSIGN OWNED BY {role} TO CURRENT_USER; DROP ROLE {role}"),
-    );
+    drop_owner(&db, &role);
     let conn = format!("dbname={db}");
     let out = try_restore(&repo, "app", &conn, &["--clean"]);
     assert!(!out.status.success());

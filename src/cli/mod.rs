@@ -3,6 +3,7 @@
 
 mod progress;
 mod secret;
+mod stack;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -26,7 +27,7 @@ use std::process::ExitCode;
     version,
     about = "Deduplicating backups of databases, images and files"
 )]
-struct Cli {
+pub(crate) struct Cli {
     /// Repository directory.
     #[arg(short = 'r', long = "repo", env = "RELIC_REPO", global = true)]
     repo: Option<PathBuf>,
@@ -88,18 +89,24 @@ enum Command {
         /// Refuse unless the snapshot is at this Alembic revision.
         #[arg(long, requires = "into_postgres")]
         expect_revision: Option<String>,
-        /// Skip the safety snapshot of the target database.
-        #[arg(long, requires = "into_postgres")]
+        /// Skip the safety snapshot of the target (database or stack).
+        #[arg(long)]
         no_safety_snapshot: bool,
         /// Print the plan and the checks, change nothing.
-        #[arg(long, requires = "into_postgres")]
+        #[arg(long)]
         dry_run: bool,
         /// Restore despite an Alembic revision mismatch.
-        #[arg(long, requires = "into_postgres")]
+        #[arg(long)]
         force: bool,
         /// Read and verify every chunk before restoring.
-        #[arg(long, requires = "into_postgres")]
+        #[arg(long)]
         verify_data: bool,
+        /// The stack's relic.toml, for a stack snapshot (default ./relic.toml).
+        #[arg(long, value_name = "PATH", conflicts_with_all = ["stdout", "to", "into_postgres", "into_docker"])]
+        config: Option<PathBuf>,
+        /// Restore one part of a stack snapshot: db, images or files.
+        #[arg(long, value_name = "PART")]
+        only: Option<relic::stack::Part>,
         /// Load a Docker image snapshot into the engine (DOCKER_HOST), then
         /// check that every tag points at the recorded image id.
         #[arg(long, conflicts_with_all = ["stdout", "to", "into_postgres"])]
@@ -140,6 +147,23 @@ enum Command {
     /// Manage the local index.
     #[command(subcommand)]
     Index(IndexCommand),
+    /// Give a snapshot a new name (never an immaculate or sacred one).
+    Rename { snapshot: String, new_name: String },
+    /// Back up a whole stack (databases, images, files, git commit) as
+    /// described by relic.toml into one snapshot.
+    Snapshot(stack::SnapshotCmd),
+    /// Print a stack snapshot's manifest (Markdown, or --json).
+    Manifest {
+        snapshot: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore the stack's newest immaculate baseline through the full
+    /// safety chain. Asks twice: --confirm, and the baseline's name.
+    Emergency(stack::EmergencyCmd),
+    /// Immaculate and sacred baselines.
+    #[command(subcommand)]
+    Baseline(stack::BaselineCmd),
 }
 
 #[derive(Args)]
@@ -225,7 +249,7 @@ enum BackupSource {
 
 /// How a new snapshot is filed, shared by every form of `backup`.
 #[derive(Args)]
-struct SnapshotArgs {
+pub(crate) struct SnapshotArgs {
     /// daily, named, immaculate, sacred.
     #[arg(long, default_value = "daily")]
     tier: String,
@@ -238,7 +262,7 @@ struct SnapshotArgs {
 }
 
 impl SnapshotArgs {
-    fn options(&self, name: &str) -> Result<SnapshotOptions> {
+    pub(crate) fn options(&self, name: &str) -> Result<SnapshotOptions> {
         let tier: Tier = self.tier.parse()?;
         if tier == Tier::Safety {
             bail!("the safety tier is reserved for snapshots relic takes before a restore");
@@ -294,14 +318,25 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// `-r`, RELIC_REPO, or the `repository` of ./relic.toml.
 fn repo_path(cli: &Cli) -> Result<PathBuf> {
-    cli.repo
-        .clone()
-        .context("no repository given: use -r PATH or set RELIC_REPO")
+    if let Some(r) = &cli.repo {
+        return Ok(r.clone());
+    }
+    if let Some(cfg) = stack::load_config(None, false)? {
+        if let Some(r) = &cfg.repository {
+            return Ok(cfg.dir().join(r));
+        }
+    }
+    bail!("no repository given: use -r PATH, set RELIC_REPO, or name it in ./relic.toml")
 }
 
-fn open(cli: &Cli) -> Result<Repository> {
-    let path = repo_path(cli)?;
+pub(crate) fn open(cli: &Cli) -> Result<Repository> {
+    open_path(&repo_path(cli)?)
+}
+
+pub(crate) fn open_path(path: &std::path::Path) -> Result<Repository> {
+    let path = path.to_path_buf();
     let context = || format!("cannot open repository {}", path.display());
     let config = Repository::read_config(&path).with_context(context)?;
     let pass = if config.encryption == "none" {
@@ -436,12 +471,49 @@ fn run(cli: Cli) -> Result<ExitCode> {
             verify_data,
             into_docker,
             image,
+            config,
+            only,
         } => {
-            let repo = open(&cli)?;
+            let stack_mode = config.is_some()
+                || !(*stdout || to.is_some() || into_postgres.is_some() || *into_docker);
+            let cfg = if stack_mode {
+                stack::load_config(config.as_deref(), config.is_some())?
+            } else {
+                None
+            };
+            let repo = stack::open(&cli, cfg.as_ref())?;
             let _lock = repo.lock_shared(&bar)?;
             repo.refresh()?;
             let (id, snap) = repo.find_snapshot(snapshot)?;
             let images = relic::docker::records(&snap)?;
+            if stack_mode && snap.meta.contains_key(relic::stack::MANIFEST_KEY) {
+                let cfg = cfg.with_context(|| {
+                    format!(
+                        "snapshot {} is a stack snapshot: give its relic.toml with --config (no ./relic.toml here)",
+                        id.short()
+                    )
+                })?;
+                let opts = relic::stack::RestoreOptions {
+                    only: *only,
+                    dry_run: *dry_run,
+                    verify_data: *verify_data,
+                    safety_snapshot: !*no_safety_snapshot,
+                    force: *force,
+                };
+                stack::restore(&repo, &id, &snap, &cfg, &opts, &bar)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if only.is_some() {
+                bail!(
+                    "--only applies to stack snapshots; {} is not one",
+                    id.short()
+                );
+            }
+            if into_postgres.is_none()
+                && (*dry_run || *force || *verify_data || *no_safety_snapshot)
+            {
+                bail!("--dry-run, --force, --verify-data and --no-safety-snapshot apply to --into-postgres and stack restores");
+            }
             if *into_docker {
                 let say = |m: &str| bar.say(m);
                 let checks = relic::docker::restore(&repo, &snap, image.as_deref(), &bar, &say)
@@ -449,16 +521,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         format!("loading snapshot {} into the Docker engine", id.short())
                     })?;
                 bar.finish();
-                println!("{:<40}  {:<19}  {:<19}  OK", "IMAGE", "EXPECTED", "FOUND");
-                for c in &checks {
-                    println!(
-                        "{:<40}  {:<19}  {:<19}  {}",
-                        c.what,
-                        short_image_id(&c.expected),
-                        short_image_id(&c.found),
-                        if c.ok { "yes" } else { "NO" }
-                    );
-                }
+                print_checks(&checks);
                 println!("loaded snapshot {} and verified its tags", id.short());
             } else if *stdout
                 || image.is_some()
@@ -508,18 +571,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         format!("restoring snapshot {} into PostgreSQL", id.short())
                     })?;
                 bar.finish();
-                if !report.checks.is_empty() {
-                    println!("{:<40}  {:>16}  {:>16}  OK", "CHECK", "EXPECTED", "FOUND");
-                    for c in &report.checks {
-                        println!(
-                            "{:<40}  {:>16}  {:>16}  {}",
-                            c.what,
-                            c.expected,
-                            c.found,
-                            if c.ok { "yes" } else { "NO" }
-                        );
-                    }
-                }
+                print_checks(&report.checks);
                 if report.restored {
                     println!("restored snapshot {} and verified it", id.short());
                 }
@@ -609,6 +661,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("total ratio:        {:.2}", s.total_ratio);
             }
         }
+        Command::Snapshot(cmd) => stack::snapshot(&cli, cmd, &bar)?,
+        Command::Rename { snapshot, new_name } => {
+            let repo = open(&cli)?;
+            let (id, _) = repo.find_snapshot(snapshot)?;
+            let new_id = repo
+                .rename(&id, new_name)
+                .with_context(|| format!("renaming snapshot {}", id.short()))?;
+            println!(
+                "snapshot {} is now {} ({new_name})",
+                id.short(),
+                new_id.short()
+            );
+        }
+        Command::Manifest { snapshot, json } => {
+            let repo = stack::open(&cli, stack::load_config(None, false)?.as_ref())?;
+            let (id, snap) = repo.find_snapshot(snapshot)?;
+            let m = relic::stack::manifest(&id, &snap)?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&m)?);
+            } else {
+                print!("{}", relic::stack::manifest_markdown(&id, &snap, &m));
+            }
+        }
+        Command::Emergency(cmd) => stack::emergency(&cli, cmd, &bar)?,
+        Command::Baseline(cmd) => stack::baseline(&cli, cmd)?,
         Command::Index(IndexCommand::Rebuild) => {
             let repo = open(&cli)?;
             let r = repo.rebuild_index(&bar).context("rebuilding the index")?;
@@ -760,9 +837,25 @@ fn image_name(reference: &str) -> &str {
     }
 }
 
-/// `sha256:0123…` → `sha256:0123456789ab`.
-fn short_image_id(id: &str) -> &str {
-    &id[..id.len().min(19)]
+/// The table of what a restore verified; image ids shortened to 12 digits.
+pub(crate) fn print_checks(checks: &[relic::postgres::Check]) {
+    if checks.is_empty() {
+        return;
+    }
+    let short = |v: &str| {
+        v.strip_prefix("sha256:")
+            .map_or(v.to_string(), |h| h[..12.min(h.len())].to_string())
+    };
+    println!("{:<44}  {:>20}  {:>20}  OK", "CHECK", "EXPECTED", "FOUND");
+    for c in checks {
+        println!(
+            "{:<44}  {:>20}  {:>20}  {}",
+            c.what,
+            short(&c.expected),
+            short(&c.found),
+            if c.ok { "yes" } else { "NO" }
+        );
+    }
 }
 
 /// The one stream a snapshot (or the image `image` of it) holds.
@@ -823,7 +916,11 @@ fn restore_to_file(
     r
 }
 
-fn print_backup(id: &relic::SnapshotId, snap: &relic::Snapshot, json: bool) -> Result<()> {
+pub(crate) fn print_backup(
+    id: &relic::SnapshotId,
+    snap: &relic::Snapshot,
+    json: bool,
+) -> Result<()> {
     let s = &snap.summary;
     let secs = (s.duration_ms as f64 / 1000.0).max(1e-3);
     if json {

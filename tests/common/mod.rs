@@ -1,6 +1,9 @@
 //! Helpers for integration tests: run the real `relic` binary, make data.
 #![allow(dead_code)]
 
+pub mod engine;
+pub mod pg;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
