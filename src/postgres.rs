@@ -649,6 +649,21 @@ pub enum LoadMode {
     Replace,
 }
 
+/// Drops the database `conninfo` names, if it exists.
+pub fn drop_database(conninfo: &str) -> Result<()> {
+    let target = config(Some(conninfo))?;
+    let db = target.get_dbname().unwrap_or_default().to_string();
+    let mut maint_cfg = target.clone();
+    maint_cfg.dbname("postgres");
+    let rt = runtime();
+    let maint = connect(&rt, &maint_cfg)?;
+    rt.block_on(maint.batch_execute(&format!(
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+        quote_ident(&db)
+    )))?;
+    Ok(())
+}
+
 /// `conninfo` with its database replaced (libpq and tokio-postgres take
 /// the last `dbname`, in a URL's query too).
 pub fn with_dbname(conninfo: &str, db: &str) -> String {

@@ -381,3 +381,38 @@ fn a_bad_relic_toml_is_a_clear_error_naming_the_line() {
     assert!(err.contains("the stack has no parts"), "{err}");
     assert!(snapshots(&st.repo).is_empty());
 }
+
+#[test]
+fn a_drill_passes_on_a_good_snapshot_and_fails_on_a_missing_chunk() {
+    let db = dbname("drill");
+    createdb(&db);
+    populate(&db, "rev-d");
+    let imgs = Images::build(&prefix("drill"), 1 << 20, 200 << 10, 41);
+    let st = Stack::new("drilled", Some(&db), &[&imgs.app]);
+    st.snapshot("immaculate", "base");
+    let dump_before = pg_dump(&db);
+
+    let out = st.ok(&["drill", "--config", st.cfg()]);
+    assert!(out.contains("passed"), "{out}");
+    assert!(out.contains("main: rows public.people"), "{out}");
+    assert!(out.contains(&format!("image {}", imgs.app)), "{out}");
+    // Production untouched, scratch copies gone.
+    assert_eq!(pg_dump(&db), dump_before);
+    let dbs = psql(
+        "postgres",
+        "SELECT count(*) FROM pg_database WHERE datname LIKE 'relic_drill%'",
+    );
+    assert_eq!(dbs, "0");
+    let listed = String::from_utf8(docker_ok(&["images", "--format", "{{.Repository}}"])).unwrap();
+    assert!(!listed.contains("relic-drill"), "{listed}");
+
+    // Lose a pack: the drill fails and says so.
+    let biggest = packs(&st.repo)
+        .into_iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    std::fs::remove_file(biggest).unwrap();
+    let err = st.fails(&["drill", "base", "--config", st.cfg()]);
+    assert!(err.contains("FAILED") && err.contains("damaged"), "{err}");
+    dropdb(&db);
+}

@@ -147,6 +147,15 @@ enum Command {
     /// Manage the local index.
     #[command(subcommand)]
     Index(IndexCommand),
+    /// Prove a snapshot restores, without touching production: scratch
+    /// database, scratch image tags, scratch directory, all verified and
+    /// removed. Default: the stack's newest immaculate baseline.
+    Drill {
+        snapshot: Option<String>,
+        /// The stack's relic.toml (default ./relic.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Give a snapshot a new name (never an immaculate or sacred one).
     Rename { snapshot: String, new_name: String },
     /// Back up a whole stack (databases, images, files, git commit) as
@@ -662,6 +671,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Snapshot(cmd) => stack::snapshot(&cli, cmd, &bar)?,
+        Command::Drill { snapshot, config } => {
+            stack::drill(&cli, snapshot.as_deref(), config.as_deref(), &bar)?
+        }
         Command::Rename { snapshot, new_name } => {
             let repo = open(&cli)?;
             let (id, _) = repo.find_snapshot(snapshot)?;
@@ -846,10 +858,10 @@ pub(crate) fn print_checks(checks: &[relic::postgres::Check]) {
         v.strip_prefix("sha256:")
             .map_or(v.to_string(), |h| h[..12.min(h.len())].to_string())
     };
-    println!("{:<44}  {:>20}  {:>20}  OK", "CHECK", "EXPECTED", "FOUND");
+    println!("{:<56}  {:>16}  {:>16}  OK", "CHECK", "EXPECTED", "FOUND");
     for c in checks {
         println!(
-            "{:<44}  {:>20}  {:>20}  {}",
+            "{:<56}  {:>16}  {:>16}  {}",
             c.what,
             short(&c.expected),
             short(&c.found),

@@ -216,3 +216,37 @@ pub fn baseline(cli: &Cli, cmd: &BaselineCmd) -> Result<()> {
     }
     Ok(())
 }
+
+pub fn drill(cli: &Cli, snapshot: Option<&str>, config: Option<&Path>, bar: &Bar) -> Result<()> {
+    let cfg = load_config(config, config.is_some())?;
+    let repo = open(cli, cfg.as_ref())?;
+    let _lock = repo.lock_shared(bar)?;
+    repo.refresh()?;
+    let (id, snap) = match (snapshot, &cfg) {
+        (Some(s), _) => repo.find_snapshot(s)?,
+        (None, Some(c)) => stack::newest_baseline(&repo, c)?,
+        (None, None) => bail!("say which snapshot to drill, or give the stack's relic.toml (--config) to drill its newest immaculate baseline"),
+    };
+    let say = |m: &str| bar.say(m);
+    let checks = stack::drill(&repo, &id, &snap, cfg.as_ref(), bar, &say)
+        .with_context(|| format!("drill of snapshot {} ({}) FAILED", id.short(), snap.name))?;
+    bar.finish();
+    super::print_checks(&checks);
+    if let Some(c) = checks.iter().find(|c| !c.ok) {
+        bail!(
+            "drill of snapshot {} ({}) FAILED: {}: expected {}, found {}",
+            id.short(),
+            snap.name,
+            c.what,
+            c.expected,
+            c.found
+        );
+    }
+    println!(
+        "drill of snapshot {} ({}) passed: {} checks, scratch copies removed",
+        id.short(),
+        snap.name,
+        checks.len()
+    );
+    Ok(())
+}
