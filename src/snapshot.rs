@@ -286,6 +286,20 @@ pub fn select<'a>(
     if spec == "latest" {
         return snaps.last().ok_or_else(|| Error::NotFound(spec.into()));
     }
+    // NAME~N: the Nth snapshot of the series before its newest.
+    if let Some((name, back)) = spec.rsplit_once('~') {
+        if let Ok(back) = back.parse::<usize>() {
+            let series: Vec<_> = snaps
+                .iter()
+                .filter(|(_, s)| name == "latest" || s.name == name)
+                .collect();
+            return series
+                .len()
+                .checked_sub(back + 1)
+                .map(|i| series[i])
+                .ok_or_else(|| Error::NotFound(spec.into()));
+        }
+    }
     if let Some(s) = snaps.iter().rev().find(|(_, s)| s.name == spec) {
         return Ok(s);
     }
@@ -366,6 +380,13 @@ mod tests {
         assert!(matches!(select(&snaps, "a"), Err(Error::Ambiguous { .. })));
         assert!(matches!(select(&snaps, "nope"), Err(Error::NotFound(_))));
         assert!(matches!(select(&[], "latest"), Err(Error::NotFound(_))));
+        assert_eq!(select(&snaps, "db~0").unwrap().0, SnapshotId([0xac; 32]));
+        assert_eq!(select(&snaps, "db~1").unwrap().0, SnapshotId([0xab; 32]));
+        assert!(matches!(select(&snaps, "db~2"), Err(Error::NotFound(_))));
+        assert_eq!(
+            select(&snaps, "latest~2").unwrap().0,
+            SnapshotId([0xab; 32])
+        );
     }
 
     fn item_strategy() -> impl Strategy<Value = Item> {

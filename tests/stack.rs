@@ -416,3 +416,42 @@ fn a_drill_passes_on_a_good_snapshot_and_fails_on_a_missing_chunk() {
     assert!(err.contains("FAILED") && err.contains("damaged"), "{err}");
     dropdb(&db);
 }
+
+#[test]
+fn diff_names_what_changed_between_two_stack_snapshots() {
+    let db = dbname("diff");
+    createdb(&db);
+    populate(&db, "rev-a");
+    let st = Stack::new("diffed", Some(&db), &[]);
+    st.snapshot("daily", "day");
+    psql(
+        &db,
+        "UPDATE alembic_version SET version_num = 'rev-b'; DELETE FROM assignments WHERE id <= 10",
+    );
+    std::fs::write(st.app.join(".env"), "MODE=dev\n").unwrap();
+    std::fs::write(st.app.join("secrets/new-key"), "k").unwrap();
+    git(&st.app, &["commit", "-qam", "next"]);
+    st.snapshot("daily", "day");
+    let out = st.ok(&["diff", "day~1", "day", "--json"]);
+    let json = out
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .collect::<String>();
+    let d: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let has = |k: &str, s: &str| {
+        d[k].as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v.as_str().unwrap().contains(s))
+    };
+    assert!(has("databases", "alembic rev-a -> rev-b"), "{d}");
+    assert!(
+        has("databases", "public.assignments 5000 -> 4990 rows (-10)"),
+        "{d}"
+    );
+    assert!(has("changed", "files/.env"), "{d}");
+    assert!(has("added", "files/secrets/new-key"), "{d}");
+    assert!(d["git"].as_str().is_some(), "{d}");
+    assert!(d["new_bytes"].as_u64().unwrap() > 0);
+    dropdb(&db);
+}

@@ -156,6 +156,14 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// What changed between two snapshots: items, and for stacks the
+    /// databases' revisions and row counts, images and layers, git commit.
+    Diff {
+        from: String,
+        to: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Give a snapshot a new name (never an immaculate or sacred one).
     Rename { snapshot: String, new_name: String },
     /// Back up a whole stack (databases, images, files, git commit) as
@@ -673,6 +681,40 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Snapshot(cmd) => stack::snapshot(&cli, cmd, &bar)?,
         Command::Drill { snapshot, config } => {
             stack::drill(&cli, snapshot.as_deref(), config.as_deref(), &bar)?
+        }
+        Command::Diff { from, to, json } => {
+            let repo = open(&cli)?;
+            let a = repo.find_snapshot(from)?;
+            let b = repo.find_snapshot(to)?;
+            let d = relic::stack::diff(&repo, (&a.0, &a.1), (&b.0, &b.1))?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&d)?);
+            } else {
+                println!("{} -> {}", d.from, d.to);
+                for (title, lines) in [
+                    ("databases", &d.databases),
+                    ("images", &d.images),
+                    ("added", &d.added),
+                    ("removed", &d.removed),
+                    ("changed", &d.changed),
+                ] {
+                    if !lines.is_empty() {
+                        println!("{title}:");
+                        for l in lines {
+                            println!("  {l}");
+                        }
+                    }
+                }
+                if let Some(g) = &d.git {
+                    println!("git: {g}");
+                }
+                println!(
+                    "new data stored by {}: {} ({} after compression)",
+                    d.to,
+                    HumanBytes(d.new_bytes),
+                    HumanBytes(d.stored_bytes)
+                );
+            }
         }
         Command::Rename { snapshot, new_name } => {
             let repo = open(&cli)?;
