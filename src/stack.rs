@@ -1168,21 +1168,23 @@ pub struct Diff {
     pub stored_bytes: u64,
 }
 
+/// Path → (kind, size, BLAKE3) of a snapshot's items.
+type ItemIndex = std::collections::BTreeMap<Vec<u8>, (ItemKind, u64, [u8; 32])>;
+
 /// Compares two snapshots item by item and, for stacks, part by part.
 pub fn diff(
     repo: &Repository,
     (aid, a): (&SnapshotId, &Snapshot),
     (bid, b): (&SnapshotId, &Snapshot),
 ) -> Result<Diff> {
-    let index =
-        |s: &Snapshot| -> Result<std::collections::BTreeMap<Vec<u8>, (ItemKind, u64, [u8; 32])>> {
-            let mut m = std::collections::BTreeMap::new();
-            for i in repo.items(s) {
-                let i = i?;
-                m.insert(i.path.clone(), (i.kind, i.size, i.hash));
-            }
-            Ok(m)
-        };
+    let index = |s: &Snapshot| -> Result<ItemIndex> {
+        let mut m = std::collections::BTreeMap::new();
+        for i in repo.items(s) {
+            let i = i?;
+            m.insert(i.path.clone(), (i.kind, i.size, i.hash));
+        }
+        Ok(m)
+    };
     let (ia, ib) = (index(a)?, index(b)?);
     let name = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
     let mut d = Diff {
