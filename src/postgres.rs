@@ -127,6 +127,64 @@ fn os_user() -> Option<String> {
     }
 }
 
+/// The password ~/.pgpass (or PGPASSFILE) gives for this connection, as
+/// libpq reads it: `host:port:database:user:password` lines, `*` matching
+/// anything, `\\` escaping `:` and `\\`, a socket directory matching
+/// `localhost`; the file is ignored unless only its owner may read it.
+fn pgpass_lookup(file: &std::path::Path, c: &Config) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(file).ok()?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return None;
+    }
+    let text = std::fs::read_to_string(file).ok()?;
+    let host = match c.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "localhost".to_string(),
+    };
+    let port = c.get_ports().first().copied().unwrap_or(5432).to_string();
+    let want = [
+        host.as_str(),
+        port.as_str(),
+        c.get_dbname().unwrap_or_default(),
+        c.get_user().unwrap_or_default(),
+    ];
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let fields = split_pgpass(line);
+        if fields.len() != 5 {
+            continue;
+        }
+        if fields[..4]
+            .iter()
+            .zip(want)
+            .all(|(f, w)| f == "*" || f == w)
+        {
+            return Some(fields[4].clone());
+        }
+    }
+    None
+}
+
+fn split_pgpass(line: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut chars = line.chars();
+    while let Some(ch) = chars.next() {
+        match ch {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    out.last_mut().expect("one field").push(n);
+                }
+            }
+            ':' if out.len() < 5 => out.push(String::new()),
+            _ => out.last_mut().expect("one field").push(ch),
+        }
+    }
+    out
+}
+
 /// Connection settings as libpq would take them: the CONNINFO string (URL
 /// or key/value), then the PG* environment variables, then libpq's
 /// defaults (the local socket directory, the OS user, a database named
@@ -177,6 +235,14 @@ pub fn config(conninfo: Option<&str>) -> Result<Config> {
     if c.get_dbname().is_none() {
         let db = env("PGDATABASE").unwrap_or_else(|| c.get_user().unwrap_or_default().to_string());
         c.dbname(&db);
+    }
+    if c.get_password().is_none() {
+        let file = env("PGPASSFILE")
+            .map(std::path::PathBuf::from)
+            .or_else(|| env("HOME").map(|h| std::path::Path::new(&h).join(".pgpass")));
+        if let Some(pw) = file.and_then(|f| pgpass_lookup(&f, &c)) {
+            c.password(pw);
+        }
     }
     c.application_name("relic");
     c.connect_timeout(std::time::Duration::from_secs(10));
@@ -949,6 +1015,32 @@ fn megabytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pgpass_lines_match_like_libpq() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pgpass");
+        std::fs::write(
+            &f,
+            "# comment\ndbhost:5432:other:app:nope\ndbhost:*:app:app:s3cr\\:et\nlocalhost:5432:*:*:local\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let c: Config = "host=dbhost port=6000 dbname=app user=app".parse().unwrap();
+        assert_eq!(pgpass_lookup(&f, &c).as_deref(), Some("s3cr:et"));
+        let c: Config = "host=/var/run/postgresql dbname=x user=y".parse().unwrap();
+        assert_eq!(pgpass_lookup(&f, &c).as_deref(), Some("local"));
+        let c: Config = "host=elsewhere dbname=app user=app".parse().unwrap();
+        assert_eq!(pgpass_lookup(&f, &c), None);
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let c: Config = "host=dbhost dbname=app user=app".parse().unwrap();
+        assert_eq!(
+            pgpass_lookup(&f, &c),
+            None,
+            "a world-readable file is ignored"
+        );
+    }
     use std::io::Write;
 
     fn filter(input: &[u8], step: usize) -> Vec<u8> {
