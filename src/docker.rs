@@ -244,7 +244,7 @@ impl<R: Read> TarSplitter<R> {
             let at = self.offset;
             let start = self.out.len();
             self.out.resize(start + BLOCK, 0);
-            if read_full(&mut self.inner, &mut self.out[start..])? < BLOCK {
+            if crate::files::read_full(&mut self.inner, &mut self.out[start..])? < BLOCK {
                 return Err(self.truncated());
             }
             self.offset += BLOCK as u64;
@@ -279,7 +279,7 @@ impl<R: Read> TarSplitter<R> {
             }
             let start = self.out.len();
             self.out.resize(start + padded as usize, 0);
-            if (read_full(&mut self.inner, &mut self.out[start..])? as u64) < padded {
+            if (crate::files::read_full(&mut self.inner, &mut self.out[start..])? as u64) < padded {
                 return Err(self.truncated());
             }
             self.offset += padded;
@@ -372,19 +372,6 @@ impl<R: Read> Segmented for TarSplitter<R> {
         }
         Ok(true)
     }
-}
-
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 struct Header {

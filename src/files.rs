@@ -58,6 +58,20 @@ fn item_from_meta(path: Vec<u8>, kind: ItemKind, m: &fs::Metadata) -> Item {
     }
 }
 
+/// Reads until `buf` is full or the stream ends; returns the bytes read.
+pub fn read_full(r: &mut impl std::io::Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
 /// Makes a pipe's buffer 1 MiB (when it is a pipe), so the writer is woken
 /// 16 times less often than with Linux's default 64 KiB: a pipe read is
 /// otherwise the slowest stage of a backup from `pg_dump | relic`.

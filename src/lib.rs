@@ -25,6 +25,7 @@ pub mod repo;
 pub mod retention;
 pub mod snapshot;
 pub mod stack;
+pub mod sync;
 
 pub use id::{ChunkId, PackId, SnapshotId};
 pub use progress::{NoProgress, Progress};

@@ -164,6 +164,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Copy the repository to another directory or to S3-compatible
+    /// storage (s3://bucket/prefix; AWS_ENDPOINT_URL, AWS_REGION,
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY): only what DEST lacks,
+    /// packs first, then snapshots. Never deletes anything at DEST.
+    Sync {
+        /// A directory or s3://bucket/prefix.
+        #[arg(long, value_name = "DEST")]
+        to: String,
+        /// Show what would be sent; send nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Re-read every object sent at DEST and compare its BLAKE3.
+        #[arg(long)]
+        verify: bool,
+        /// Parallel transfers.
+        #[arg(long, default_value_t = 4)]
+        jobs: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Give a snapshot a new name (never an immaculate or sacred one).
     Rename { snapshot: String, new_name: String },
     /// Back up a whole stack (databases, images, files, git commit) as
@@ -713,6 +733,54 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     d.to,
                     HumanBytes(d.new_bytes),
                     HumanBytes(d.stored_bytes)
+                );
+            }
+        }
+        Command::Sync {
+            to,
+            dry_run,
+            verify,
+            jobs,
+            json,
+        } => {
+            let repo = open(&cli)?;
+            let _lock = repo.lock_shared(&bar)?;
+            let dest = relic::sync::open_dest(to)?;
+            let opts = relic::sync::Options {
+                dry_run: *dry_run,
+                verify: *verify,
+                jobs: *jobs,
+            };
+            let r = relic::sync::sync(&repo, dest.as_ref(), &opts, &bar)
+                .with_context(|| format!("sync to {to} stopped; run it again to resume"))?;
+            bar.finish();
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "{}{}: {} packs ({}), {} snapshots, {} other objects{}{}, {:.1}s ({}/s)",
+                    if *dry_run {
+                        "would sync to "
+                    } else {
+                        "synced to "
+                    },
+                    r.dest,
+                    r.packs,
+                    HumanBytes(r.pack_bytes),
+                    r.snapshots,
+                    r.other,
+                    if r.created {
+                        ", repository created"
+                    } else {
+                        ""
+                    },
+                    if *verify {
+                        format!(", {} verified", r.verified)
+                    } else {
+                        String::new()
+                    },
+                    r.seconds,
+                    HumanBytes((r.pack_bytes as f64 / r.seconds.max(1e-3)) as u64)
                 );
             }
         }

@@ -1,0 +1,302 @@
+//! `relic sync` to a directory and to a real S3-compatible server (s3s-fs,
+//! installed by scripts/test.sh, run here on a loopback port).
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+const KEY: &str = "relic-test-key";
+const SECRET: &str = "relic-test-secret";
+
+/// An s3s-fs server on a free loopback port, killed on drop.
+struct S3 {
+    child: Child,
+    endpoint: String,
+    root: tempfile::TempDir,
+}
+
+impl S3 {
+    fn start() -> S3 {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("bucket")).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("s3s-fs")
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", KEY, "--secret-key", SECRET])
+            .arg(root.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("s3s-fs is installed (scripts/test.sh installs it)");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        S3 {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            root,
+        }
+    }
+
+    /// Objects stored (s3s-fs keeps one data file per object, beside
+    /// hidden metadata files).
+    fn objects(&self) -> usize {
+        fn walk(p: &Path) -> usize {
+            std::fs::read_dir(p)
+                .unwrap()
+                .map(|e| {
+                    let e = e.unwrap();
+                    if e.file_type().unwrap().is_dir() {
+                        walk(&e.path())
+                    } else {
+                        usize::from(!e.file_name().to_string_lossy().starts_with('.'))
+                    }
+                })
+                .sum()
+        }
+        walk(&self.root.path().join("bucket"))
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn relic_env(repo: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(bin());
+    c.env("RELIC_PASSWORD", PASSWORD)
+        .env_remove("AWS_PROFILE")
+        .arg("-r")
+        .arg(repo)
+        .args(args)
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn s3_env(s3: &S3) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", s3.endpoint.clone()),
+        ("AWS_ACCESS_KEY_ID", KEY.to_string()),
+        ("AWS_SECRET_ACCESS_KEY", SECRET.to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+    ]
+}
+
+fn sync_json(repo: &Path, to: &str, env: &[(&str, String)], extra: &[&str]) -> serde_json::Value {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut args = vec!["sync", "--to", to, "--json"];
+    args.extend_from_slice(extra);
+    let out = relic_env(repo, &args, &env);
+    assert!(out.status.success(), "sync: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A repository with `n` daily snapshots of a slowly changing dump.
+fn series(n: usize) -> (tempfile::TempDir, PathBuf) {
+    let (d, repo) = new_repo();
+    let mut data = rows(2 << 20, 1);
+    for day in 0..n {
+        let at = (day * 7919) % (data.len() - 4096);
+        data[at..at + 4096].copy_from_slice(&random(4096, day as u64));
+        ok(&repo, &["backup", "--stdin", "--name", "db"], &data);
+    }
+    (d, repo)
+}
+
+#[test]
+fn sync_to_a_directory_sends_only_what_is_new_and_the_copy_restores() {
+    let (d, repo) = series(20);
+    let dest = d.path().join("offsite");
+    let to = dest.to_str().unwrap();
+    let first = sync_json(&repo, to, &[], &["--verify"]);
+    assert_eq!(first["created"], true);
+    assert_eq!(first["snapshots"], 20);
+    assert_eq!(first["packs"].as_u64().unwrap(), packs(&repo).len() as u64);
+    ok(&dest, &["check", "--read-data"], b"");
+
+    let before = packs(&repo);
+    let last = [rows(2 << 20, 1), random(300_000, 77)].concat();
+    ok(&repo, &["backup", "--stdin", "--name", "db"], &last);
+    let new_packs = packs(&repo).len() - before.len();
+    let second = sync_json(&repo, to, &[], &[]);
+    assert_eq!(second["created"], false);
+    assert_eq!(second["snapshots"], 1, "only the new snapshot travels");
+    assert_eq!(second["packs"].as_u64().unwrap(), new_packs as u64);
+    let again = sync_json(&repo, to, &[], &[]);
+    assert_eq!(
+        (again["packs"].as_u64(), again["snapshots"].as_u64()),
+        (Some(0), Some(0))
+    );
+
+    // The copy is a repository: check it, restore from it.
+    ok(&dest, &["check", "--read-data"], b"");
+    assert_eq!(ok(&dest, &["restore", "db", "--stdout"], b""), last);
+    assert_eq!(snapshots(&dest).len(), 21);
+}
+
+#[test]
+fn a_killed_sync_resumes_and_the_copy_checks() {
+    let (d, repo) = new_repo();
+    for i in 0..6 {
+        ok(
+            &repo,
+            &["backup", "--stdin", "--name", "big"],
+            &random(40 << 20, i),
+        );
+    }
+    let dest = d.path().join("copy");
+    let mut killed = 0;
+    for delay_ms in [40u64, 120, 250, 400] {
+        let mut child = Command::new(bin())
+            .env("RELIC_PASSWORD", PASSWORD)
+            .arg("-r")
+            .arg(&repo)
+            .args(["sync", "--to", dest.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_none() {
+            killed += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        // Whatever is there is a valid repository (maybe still empty).
+        if dest.join("config").exists() {
+            ok(&dest, &["check"], b"");
+        }
+    }
+    assert!(killed > 0, "no sync was interrupted");
+    sync_json(&repo, dest.to_str().unwrap(), &[], &[]);
+    ok(&dest, &["check", "--read-data"], b"");
+    assert_eq!(snapshots(&dest).len(), 6);
+}
+
+#[test]
+fn sync_to_s3_is_incremental_and_resumable() {
+    let s3 = S3::start();
+    let env = s3_env(&s3);
+    let (_d, repo) = series(20);
+    let to = "s3://bucket/offsite/relic";
+    let first = sync_json(&repo, to, &env, &["--verify"]);
+    assert_eq!(first["snapshots"], 20);
+    let objects = s3.objects();
+    let keys = std::fs::read_dir(repo.join("keys")).unwrap().count();
+    assert_eq!(
+        objects,
+        packs(&repo).len() + 20 + keys + 1,
+        "packs, snapshots, key slots and the config"
+    );
+    ok(
+        &repo,
+        &["backup", "--stdin", "--name", "db"],
+        &random(500_000, 5),
+    );
+    let second = sync_json(&repo, to, &env, &[]);
+    assert_eq!(second["snapshots"], 1);
+    let sent = second["packs"].as_u64().unwrap() as usize;
+    assert!(sent >= 1);
+    assert_eq!(
+        s3.objects(),
+        objects + sent + 1,
+        "only the new pack(s) and snapshot"
+    );
+
+    // Interrupted uploads of big packs resume.
+    for i in 0..3 {
+        ok(
+            &repo,
+            &["backup", "--stdin", "--name", "big"],
+            &random(40 << 20, 100 + i),
+        );
+    }
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut child = Command::new(bin())
+        .env("RELIC_PASSWORD", PASSWORD)
+        .envs(env_ref.iter().copied())
+        .arg("-r")
+        .arg(&repo)
+        .args(["sync", "--to", to])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _ = child.kill();
+    let _ = child.wait();
+    let resumed = sync_json(&repo, to, &env, &["--verify"]);
+    assert_eq!(
+        resumed["verified"].as_u64().unwrap(),
+        resumed["packs"].as_u64().unwrap() + resumed["snapshots"].as_u64().unwrap()
+    );
+    let keys = std::fs::read_dir(repo.join("keys")).unwrap().count();
+    assert_eq!(
+        s3.objects(),
+        packs(&repo).len() + snapshots(&repo).len() + keys + 1
+    );
+    let again = sync_json(&repo, to, &env, &[]);
+    assert_eq!(
+        (again["packs"].as_u64(), again["snapshots"].as_u64()),
+        (Some(0), Some(0))
+    );
+}
+
+#[test]
+fn bad_credentials_an_unreachable_endpoint_or_a_foreign_repository_change_nothing() {
+    let s3 = S3::start();
+    let (d, repo) = series(2);
+    let wrong = [
+        ("AWS_ENDPOINT_URL", s3.endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", KEY),
+        ("AWS_SECRET_ACCESS_KEY", "not-the-secret"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let out = relic_env(&repo, &["sync", "--to", "s3://bucket/x"], &wrong);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("access denied"), "{}", stderr(&out));
+    assert_eq!(s3.objects(), 0);
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let nowhere = format!("http://127.0.0.1:{port}");
+    let down = [
+        ("AWS_ENDPOINT_URL", nowhere.as_str()),
+        ("AWS_ACCESS_KEY_ID", KEY),
+        ("AWS_SECRET_ACCESS_KEY", SECRET),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let out = relic_env(&repo, &["sync", "--to", "s3://bucket/x"], &down);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("cannot reach"), "{}", stderr(&out));
+
+    // A directory holding another repository is refused.
+    let other = d.path().join("other");
+    ok(&other, &["init"], b"");
+    let before = repo_bytes(&other);
+    let out = relic_env(&repo, &["sync", "--to", other.to_str().unwrap()], &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("holds another repository"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(repo_bytes(&other), before);
+}
