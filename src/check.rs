@@ -351,3 +351,56 @@ pub fn verify_snapshot(
     }
     Ok(None)
 }
+
+/// The file in which `repair` records the snapshots it found damaged
+/// (advisory: `snapshots` flags them; `check` is the truth).
+pub const DAMAGED_FILE: &str = "damaged.json";
+
+/// What `repair` found and did.
+#[derive(Debug, Serialize)]
+pub struct RepairReport {
+    pub rebuild: crate::repo::RebuildReport,
+    pub check: CheckReport,
+    /// Snapshots every chunk of which is intact.
+    pub intact_snapshots: u64,
+}
+
+/// Rebuilds the index from the packs on disk (a damaged pack's blobs are
+/// left out), reads and verifies every byte, and records the damaged
+/// snapshots in `damaged.json`. Deletes nothing: damaged packs stay for
+/// forensic tools, damaged snapshots stay listed (their intact items still
+/// restore), and a later `check` tells whether anything changed.
+pub fn repair(repo: &Repository, progress: &dyn Progress) -> Result<RepairReport> {
+    let rebuild = repo.rebuild_index(progress)?;
+    let check = check(repo, true, progress)?;
+    let path = repo.backend().root().join(DAMAGED_FILE);
+    if check.damaged_snapshots.is_empty() {
+        let _ = std::fs::remove_file(&path);
+    } else {
+        let bytes = serde_json::to_vec_pretty(&check.damaged_snapshots).expect("map serializes");
+        let tmp = path.with_extension("json.tmp");
+        let io = |e: std::io::Error| crate::repo::Error::Io {
+            path: path.display().to_string(),
+            source: e,
+        };
+        std::fs::write(&tmp, bytes).map_err(io)?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)?;
+    }
+    let intact_snapshots = check.snapshots - check.damaged_snapshots.len() as u64;
+    Ok(RepairReport {
+        rebuild,
+        check,
+        intact_snapshots,
+    })
+}
+
+/// Snapshots the last `repair` found damaged: id → name.
+pub fn damaged_snapshots(repo: &Repository) -> BTreeMap<String, String> {
+    std::fs::read(repo.backend().root().join(DAMAGED_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}

@@ -57,11 +57,21 @@ pub fn hostname() -> String {
 
 /// A held lock; released on drop.
 pub struct Lock {
-    backend: Local,
+    /// None for a read-only repository, where nobody can take a lock and
+    /// nothing can be deleted under us.
+    backend: Option<Local>,
     name: String,
 }
 
 impl Lock {
+    /// The lock of a read-only repository: nothing to write, nothing held.
+    pub fn read_only() -> Lock {
+        Lock {
+            backend: None,
+            name: String::new(),
+        }
+    }
+
     /// Takes a lock, waiting up to `wait` for conflicting holders to finish.
     pub fn acquire(backend: &Local, exclusive: bool, wait: Duration) -> Result<Lock, Error> {
         let info = LockInfo {
@@ -81,7 +91,7 @@ impl Lock {
         loop {
             backend.write_once(Kind::Lock, &name, &bytes)?;
             let lock = Lock {
-                backend: backend.clone(),
+                backend: Some(backend.clone()),
                 name: name.clone(),
             };
             match lock.conflict(exclusive)? {
@@ -111,18 +121,21 @@ impl Lock {
     /// Another live lock that conflicts with ours, removing stale ones.
     fn conflict(&self, exclusive: bool) -> Result<Option<LockInfo>, Error> {
         let me = hostname();
-        for name in self.backend.list(Kind::Lock)? {
+        let Some(backend) = &self.backend else {
+            return Ok(None);
+        };
+        for name in backend.list(Kind::Lock)? {
             if name == self.name {
                 continue;
             }
-            let Ok(bytes) = self.backend.read(Kind::Lock, &name) else {
+            let Ok(bytes) = backend.read(Kind::Lock, &name) else {
                 continue;
             };
             let Ok(info) = serde_json::from_slice::<LockInfo>(&bytes) else {
                 continue;
             };
             if info.host == me && !pid_alive(info.pid) {
-                let _ = self.backend.remove(Kind::Lock, &name);
+                let _ = backend.remove(Kind::Lock, &name);
                 continue;
             }
             if exclusive || info.exclusive {
@@ -135,7 +148,9 @@ impl Lock {
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        let _ = self.backend.remove(Kind::Lock, &self.name);
+        if let Some(b) = &self.backend {
+            let _ = b.remove(Kind::Lock, &self.name);
+        }
     }
 }
 

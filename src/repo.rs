@@ -23,7 +23,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -91,6 +91,16 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
         path: path.display().to_string(),
         source,
     }
+}
+
+/// False when the directory cannot be written (a read-only mount).
+fn writable(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return true;
+    };
+    // SAFETY: access() reads a valid C string.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
 }
 
 /// Associated data of sealed audit records.
@@ -167,6 +177,8 @@ pub struct Repository {
     open_packs: Mutex<HashMap<PackId, Arc<File>>>,
     /// The key slot the passphrase opened.
     unlocked_slot: Option<String>,
+    /// The directory cannot be written: reads only, index in the cache.
+    read_only: bool,
 }
 
 impl Repository {
@@ -267,8 +279,22 @@ impl Repository {
         }
         config.chunker.validate().map_err(bad)?;
         let chunker = Chunker::new(config.chunker, keys.gear_seed());
-        let index = Index::open(&path.join("index"))?;
+        // A repository on a read-only filesystem (a mounted backup disk)
+        // is read with an index of its own in the user's cache.
+        let read_only = !writable(path);
+        let index_dir = if read_only {
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .unwrap_or_else(std::env::temp_dir)
+                .join("relic/index")
+                .join(&config.id)
+        } else {
+            path.join("index")
+        };
+        let index = Index::open(&index_dir)?;
         let repo = Repository {
+            read_only,
             backend,
             config,
             keys,
@@ -702,6 +728,9 @@ impl Repository {
     /// (exclusive) never deletes a pack under them. Waits, saying so, while
     /// a prune runs.
     pub fn lock_shared(&self, progress: &dyn Progress) -> Result<Lock> {
+        if self.read_only {
+            return Ok(Lock::read_only());
+        }
         match Lock::acquire(&self.backend, false, Duration::ZERO) {
             Ok(l) => Ok(l),
             Err(lock::Error::Held { .. }) => {

@@ -105,7 +105,7 @@ fn protected_snapshots_survive_forget_and_prune() {
 
 /// Starts prune, kills it with SIGKILL after `delay`, then checks every byte
 /// and restores every snapshot.
-fn kill_prune_and_verify(repo: &Path, data: &[(String, Vec<u8>)], delay: Duration) {
+fn kill_prune_and_verify(repo: &Path, data: &[(String, Vec<u8>)], delay: Duration) -> bool {
     let mut child = Command::new(bin())
         .arg("-r")
         .arg(repo)
@@ -115,6 +115,7 @@ fn kill_prune_and_verify(repo: &Path, data: &[(String, Vec<u8>)], delay: Duratio
         .spawn()
         .unwrap();
     std::thread::sleep(delay);
+    let mid_way = child.try_wait().unwrap().is_none();
     let _ = child.kill();
     child.wait().unwrap();
     ok(repo, &["check", "--read-data"], b"");
@@ -125,6 +126,7 @@ fn kill_prune_and_verify(repo: &Path, data: &[(String, Vec<u8>)], delay: Duratio
             "snapshot {id} after a kill at {delay:?}"
         );
     }
+    mid_way
 }
 
 #[test]
@@ -134,6 +136,7 @@ fn prune_killed_at_random_moments_never_damages_anything() {
     let ids = snapshot_ids(&repo);
     let mut alive: Vec<(String, Vec<u8>)> = ids.iter().cloned().zip(data).collect();
     let mut seed = 0x2545F4914F6CDD1Du64;
+    let mut killed = 0;
     let runs = std::env::var("RELIC_KILL_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -154,8 +157,11 @@ fn prune_killed_at_random_moments_never_damages_anything() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let delay = Duration::from_micros(seed % 60_000);
-        kill_prune_and_verify(&repo, &alive, delay);
+        if kill_prune_and_verify(&repo, &alive, delay) {
+            killed += 1;
+        }
     }
+    eprintln!("harness: prune: {runs} kills, {killed} mid-way, 0 damaged");
     // A prune left to finish completes the work.
     ok(&repo, &["prune", "--max-repack-ratio", "0.99"], b"");
     ok(&repo, &["check", "--read-data"], b"");

@@ -161,21 +161,10 @@ fn a_killed_sync_resumes_and_the_copy_checks() {
     let dest = d.path().join("copy");
     let mut killed = 0;
     for delay_ms in [40u64, 120, 250, 400] {
-        let mut child = Command::new(bin())
-            .env("RELIC_PASSWORD", PASSWORD)
-            .arg("-r")
-            .arg(&repo)
-            .args(["sync", "--to", dest.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        if child.try_wait().unwrap().is_none() {
+        let delay = std::time::Duration::from_millis(delay_ms);
+        if kill_after(&repo, &["sync", "--to", dest.to_str().unwrap()], &[], delay) {
             killed += 1;
         }
-        let _ = child.kill();
-        let _ = child.wait();
         // Whatever is there is a valid repository (maybe still empty).
         if dest.join("config").exists() {
             ok(&dest, &["check"], b"");
@@ -226,19 +215,12 @@ fn sync_to_s3_is_incremental_and_resumable() {
         );
     }
     let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut child = Command::new(bin())
-        .env("RELIC_PASSWORD", PASSWORD)
-        .envs(env_ref.iter().copied())
-        .arg("-r")
-        .arg(&repo)
-        .args(["sync", "--to", to])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let _ = child.kill();
-    let _ = child.wait();
+    kill_after(
+        &repo,
+        &["sync", "--to", to],
+        &env_ref,
+        std::time::Duration::from_millis(300),
+    );
     let resumed = sync_json(&repo, to, &env, &["--verify"]);
     assert_eq!(
         resumed["verified"].as_u64().unwrap(),

@@ -124,6 +124,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Rebuild the index from the packs, read and verify every byte, and
+    /// record which snapshots are damaged. Deletes nothing. Exits 3 when
+    /// damage was found.
+    Repair {
+        #[arg(long)]
+        json: bool,
+    },
     /// Sizes and ratios.
     Stats {
         #[arg(long)]
@@ -808,6 +815,37 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Emergency(cmd) => stack::emergency(&cli, cmd, &bar)?,
         Command::Baseline(cmd) => stack::baseline(&cli, cmd)?,
+        Command::Repair { json } => {
+            let repo = open(&cli)?;
+            let _lock = repo.lock_shared(&bar)?;
+            let r = relic::check::repair(&repo, &bar).context("repairing the repository")?;
+            bar.finish();
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "index rebuilt from {} packs ({} blobs, {} snapshots)",
+                    r.rebuild.packs, r.rebuild.blobs, r.rebuild.snapshots
+                );
+                for p in &r.rebuild.damaged_packs {
+                    println!("pack {p} is unreadable: its blobs were left out of the index");
+                }
+                for p in &r.check.problems {
+                    println!("{p}");
+                }
+                for (id, name) in &r.check.damaged_snapshots {
+                    println!("damaged snapshot: {} ({name})", &id[..8]);
+                }
+                println!(
+                    "{} of {} snapshots intact; nothing was deleted",
+                    r.intact_snapshots, r.check.snapshots
+                );
+            }
+            if !r.check.is_ok() {
+                eprintln!("error: the repository is damaged: damaged snapshots cannot be fully restored (their other items can, with restore --to); the intact ones restore as before");
+                return Ok(ExitCode::from(3));
+            }
+        }
         Command::Index(IndexCommand::Rebuild) => {
             let repo = open(&cli)?;
             let r = repo.rebuild_index(&bar).context("rebuilding the index")?;
@@ -1074,6 +1112,7 @@ pub(crate) fn print_backup(
 fn list_snapshots(repo: &Repository, json: bool) -> Result<()> {
     let list = repo.load_snapshots(false)?;
     let snaps = list.ok;
+    let damaged = relic::check::damaged_snapshots(repo);
     for (name, e) in &list.damaged {
         eprintln!(
             "warning: snapshot {} is unreadable ({e}); run `relic check`",
@@ -1091,6 +1130,7 @@ fn list_snapshots(repo: &Repository, json: bool) -> Result<()> {
                     "parent": s.parent.map(|p| p.to_hex()),
                     "size": s.summary.size, "stored_size": s.summary.stored_bytes,
                     "items": s.summary.items, "meta": s.meta,
+                    "damaged": damaged.contains_key(&id.to_hex()),
                 })
             })
             .collect();
@@ -1106,13 +1146,18 @@ fn list_snapshots(repo: &Repository, json: bool) -> Result<()> {
         let time = s.time().strftime("%Y-%m-%d %H:%M:%S").to_string();
         writeln!(
             out,
-            "{:<8}  {:<20}  {:<24}  {:<10}  {:>10}  {:>10}",
+            "{:<8}  {:<20}  {:<24}  {:<10}  {:>10}  {:>10}{}",
             id.short(),
             time,
             s.name,
             s.tier.as_str(),
             HumanBytes(s.summary.size).to_string(),
-            HumanBytes(s.summary.stored_bytes).to_string()
+            HumanBytes(s.summary.stored_bytes).to_string(),
+            if damaged.contains_key(&id.to_hex()) {
+                "  DAMAGED (relic repair)"
+            } else {
+                ""
+            }
         )?;
     }
     writeln!(out, "{} snapshots", snaps.len())?;

@@ -137,3 +137,29 @@ pub fn snapshots(repo: &Path) -> Vec<serde_json::Value> {
         .unwrap()
         .clone()
 }
+
+/// Starts relic in the background, output discarded, and SIGKILLs it after
+/// `delay`; returns whether it was still running then (killed mid-way).
+pub fn kill_after(
+    repo: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    delay: std::time::Duration,
+) -> bool {
+    let mut child = Command::new(bin())
+        .env("RELIC_PASSWORD", PASSWORD)
+        .envs(env.iter().copied())
+        .arg("-r")
+        .arg(repo)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn relic");
+    std::thread::sleep(delay);
+    let mid_way = child.try_wait().expect("wait").is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    mid_way
+}
