@@ -60,7 +60,8 @@ pub struct ChunkEntry {
 }
 
 impl ChunkEntry {
-    fn encode(&self) -> [u8; CHUNK_VALUE_LEN] {
+    /// The value stored in the `chunks` column family.
+    pub fn encode(&self) -> [u8; CHUNK_VALUE_LEN] {
         let mut v = [0u8; CHUNK_VALUE_LEN];
         v[..32].copy_from_slice(&self.pack.0);
         v[32..36].copy_from_slice(&self.offset.to_le_bytes());
@@ -70,7 +71,8 @@ impl ChunkEntry {
         v
     }
 
-    fn decode(v: &[u8]) -> Option<Self> {
+    /// Reads a `chunks` value; None for anything malformed.
+    pub fn decode(v: &[u8]) -> Option<Self> {
         if v.len() != CHUNK_VALUE_LEN {
             return None;
         }

@@ -237,15 +237,16 @@ impl S3Dest {
 
     fn err(&self, e: object_store::Error) -> Error {
         let s = e.to_string();
-        let what = if s.contains("403") || s.contains("401") || s.contains("privileges") {
-            format!("access denied: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY ({s})")
-        } else if s.contains("error sending request") || s.contains("connect") {
-            format!(
+        let what = match &e {
+            object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. } => {
+                format!("access denied: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY ({s})")
+            }
+            _ if s.contains("error sending request") => format!(
                 "cannot reach {}: {s}",
                 std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "AWS S3".into())
-            )
-        } else {
-            s
+            ),
+            _ => s,
         };
         Error::Dest {
             dest: self.describe(),
