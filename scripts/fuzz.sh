@@ -14,6 +14,9 @@ unset CARGO_TARGET_DIR
 cargo fuzz build -O --debug-assertions
 for t in $(cargo fuzz list); do
   mkdir -p "corpus/$t"
+  # Hand-made seeds (valid docker save tars, classic and OCI) start the
+  # fuzzer past the header checksum.
+  if [ -d "seeds/$t" ]; then cp -n seeds/"$t"/* "corpus/$t"/; fi
   echo "== $t (${seconds}s)"
   cargo fuzz run -O --debug-assertions "$t" "corpus/$t" -- \
     -max_total_time="$seconds" -print_final_stats=1 2>&1 |
