@@ -350,7 +350,7 @@ pub fn manifest_markdown(id: &SnapshotId, snap: &Snapshot, m: &Manifest) -> Stri
                 s,
                 "| {} | {} | {} | {} | {} |",
                 i.reference,
-                &i.id[..19.min(i.id.len())],
+                head(&i.id, 19),
                 i.layers.len(),
                 human(i.size),
                 i.created.as_deref().unwrap_or("-")
@@ -374,6 +374,11 @@ pub fn manifest_markdown(id: &SnapshotId, snap: &Snapshot, m: &Manifest) -> Stri
         m.restore_command.replace("<this snapshot>", &id.short())
     );
     s
+}
+
+/// The first `n` characters (ids and commits are ASCII hex).
+fn head(s: &str, n: usize) -> &str {
+    &s[..n.min(s.len())]
 }
 
 fn human(n: u64) -> String {
@@ -946,8 +951,8 @@ fn redact(conninfo: &str) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-/// Every item of a stack snapshot but the files' content lists are small:
-/// the tree is read once and kept.
+/// Every item of a stack snapshot, read once: restore and verification
+/// both look items up by path (items are small; content stays in packs).
 fn stack_items(repo: &Repository, snap: &Snapshot) -> Result<Vec<Item>> {
     Ok(repo.items(snap).collect::<repo::Result<Vec<_>>>()?)
 }
@@ -1257,19 +1262,17 @@ pub fn diff(
         }
         for i in &mb.images {
             match ma.images.iter().find(|o| o.reference == i.reference) {
-                None => d.images.push(format!(
-                    "{}: new ({})",
-                    i.reference,
-                    &i.id[..19.min(i.id.len())]
-                )),
+                None => d
+                    .images
+                    .push(format!("{}: new ({})", i.reference, head(&i.id, 19))),
                 Some(o) if o.id != i.id => {
                     let added = i.layers.iter().filter(|l| !o.layers.contains(l)).count();
                     let removed = o.layers.iter().filter(|l| !i.layers.contains(l)).count();
                     d.images.push(format!(
                         "{}: {} -> {}, {added} layers added, {removed} removed",
                         i.reference,
-                        &o.id[..19.min(o.id.len())],
-                        &i.id[..19.min(i.id.len())]
+                        head(&o.id, 19),
+                        head(&i.id, 19)
                     ));
                 }
                 Some(_) => {}
@@ -1284,8 +1287,8 @@ pub fn diff(
             if ga.commit != gb.commit {
                 d.git = Some(format!(
                     "{} -> {}",
-                    &ga.commit[..12.min(ga.commit.len())],
-                    &gb.commit[..12.min(gb.commit.len())]
+                    head(&ga.commit, 12),
+                    head(&gb.commit, 12)
                 ));
             }
         }
