@@ -7,9 +7,12 @@
 # (GNU time %M, max over all runs), restore time, and restore correctness
 # (sha256 of the restored stream == sha256 of the input). See benches/README.md.
 #
-# Usage: scripts/bench-e2e.sh [--series dump|tree|both] [--days N] [--size-mb S]
-#          [--workdir DIR] [--tools relic,rustic,restic,borg] [--relic PATH]
-#          [--seed K] [--update-frac F] [--keep-repos]
+# Usage: scripts/bench-e2e.sh [--series dump|tree|pgbench|both|all] [--days N]
+#          [--size-mb S] [--workdir DIR] [--tools relic,rustic,restic,borg]
+#          [--relic PATH] [--seed K] [--update-frac F] [--pgbench-tx T]
+#          [--pgbench-filler text|blank] [--keep-repos]
+# The pgbench series (real pg_dump output of a pgbench database, T
+# transactions between days) needs a local PostgreSQL: scripts/pg-start.sh.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -23,6 +26,8 @@ RELIC=${CARGO_TARGET_DIR:-$HOME/.cache/relic-target}/release/relic
 [[ -x $RELIC || ! -x $SCRIPT_DIR/../target/release/relic ]] || RELIC=$SCRIPT_DIR/../target/release/relic
 SEED=1
 UPDATE_FRAC=0.02
+PGBENCH_TX=10000
+PGBENCH_FILLER=text
 KEEP_REPOS=0
 
 usage() { sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}"; exit "${1:-0}"; }
@@ -39,13 +44,16 @@ while (($#)); do
     --relic) RELIC=$2; shift 2 ;;
     --seed) SEED=$2; shift 2 ;;
     --update-frac) UPDATE_FRAC=$2; shift 2 ;;
+    --pgbench-tx) PGBENCH_TX=$2; shift 2 ;;
+    --pgbench-filler) PGBENCH_FILLER=$2; shift 2 ;;
     --keep-repos) KEEP_REPOS=1; shift ;;
     -h|--help) usage 0 ;;
     *) echo "unknown option: $1" >&2; usage 2 ;;
   esac
 done
-case $SERIES in dump) SERIES_LIST=(dump) ;; tree) SERIES_LIST=(tree) ;; both) SERIES_LIST=(dump tree) ;;
-  *) die "--series must be dump, tree or both" ;; esac
+case $SERIES in dump|tree|pgbench) SERIES_LIST=("$SERIES") ;; both) SERIES_LIST=(dump tree) ;;
+  all) SERIES_LIST=(dump tree pgbench) ;;
+  *) die "--series must be dump, tree, pgbench, both or all" ;; esac
 [[ $DAYS =~ ^[0-9]+$ && $DAYS -ge 1 && $DAYS -le 99 ]] || die "--days must be 1..99"
 [[ -x /usr/bin/time ]] || die "GNU time (/usr/bin/time) is required: apt-get install time"
 IFS=, read -r -a TOOL_LIST <<<"$TOOLS"
@@ -151,12 +159,16 @@ ensure_series() { # series -> sets DATA_DIR, EXT, STREAM_NAME
   case $s in
     dump) EXT=sql; STREAM_NAME=db.sql; key="dump-${SIZE_MB}mb-${DAYS}d-seed${SEED}-u${UPDATE_FRAC}" ;;
     tree) EXT=tar; STREAM_NAME=tree.tar; key="tree-${SIZE_MB}mb-${DAYS}d-seed${SEED}" ;;
+    pgbench) EXT=sql; STREAM_NAME=db.sql; key="pgbench-${SIZE_MB}mb-${DAYS}d-tx${PGBENCH_TX}-${PGBENCH_FILLER}" ;;
   esac
   DATA_DIR=$WORKDIR/data/$key
   if [[ ! -f $DATA_DIR/SHA256SUMS ]]; then
     log "generating $s series in $DATA_DIR"
     rm -rf "$DATA_DIR"
-    if [[ $s == dump ]]; then
+    if [[ $s == pgbench ]]; then
+      # pgbench scale 1 dumps to about 9.6 MB.
+      "$SCRIPT_DIR/gen-pgbench-series.sh" "$DATA_DIR" "$DAYS" "$(((SIZE_MB * 10 + 95) / 96))" "$PGBENCH_TX" "$PGBENCH_FILLER"
+    elif [[ $s == dump ]]; then
       python3 "$SCRIPT_DIR/gen-dump-series.py" --out "$DATA_DIR" --days "$DAYS" \
         --size-mb "$SIZE_MB" --update-frac "$UPDATE_FRAC" --seed "$SEED"
     else

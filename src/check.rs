@@ -87,7 +87,23 @@ fn check_pack(repo: &Repository, name: &str, read_data: bool, d: &Mutex<Damage>)
                 }
             }
             out.clear();
-            let what = match dec.decode(&body, e.raw_length as usize, &mut out) {
+            // A delta is decoded through its base, read by the index.
+            let base = match &e.base {
+                None => None,
+                Some(b) => match repo.read_blob(&b.id) {
+                    Ok(plain) => Some(plain),
+                    Err(err) => {
+                        local.problems.push(format!(
+                            "pack {name}: blob {} cannot be decoded: its delta base {} is unreadable: {err}",
+                            e.id, b.id
+                        ));
+                        local.chunks.insert(e.id);
+                        continue;
+                    }
+                },
+            };
+            let decoded = dec.decode_with(&body, base.as_deref(), e.raw_length as usize, &mut out);
+            let what = match decoded {
                 Err(err) => Some(err.to_string()),
                 Ok(()) if repo.keys().chunk_id(&out) != e.id => {
                     Some("content does not match its id".to_string())
@@ -210,18 +226,37 @@ fn check_snapshot(
     bad_packs: &HashSet<PackId>,
     bad_chunks: &HashSet<ChunkId>,
 ) -> Option<String> {
+    // A delta needs its whole chain of bases.
     let verify = |id: &ChunkId| -> Option<String> {
-        match repo.index().get(id) {
-            Err(e) => Some(e.to_string()),
-            Ok(None) => Some(format!("chunk {id} is missing")),
-            Ok(Some(e)) if !on_disk.contains(&e.pack) => {
-                Some(format!("chunk {id} is in pack {} which is missing", e.pack))
+        let mut at = *id;
+        let mut depth = u8::MAX;
+        loop {
+            let what = if at == *id {
+                format!("chunk {id}")
+            } else {
+                format!("chunk {id} needs delta base {at}, which")
+            };
+            match repo.index().get(&at) {
+                Err(e) => return Some(e.to_string()),
+                Ok(None) => return Some(format!("{what} is missing")),
+                Ok(Some(e)) if !on_disk.contains(&e.pack) => {
+                    return Some(format!("{what} is in pack {} which is missing", e.pack))
+                }
+                Ok(Some(e)) if bad_packs.contains(&e.pack) => {
+                    return Some(format!("{what} is in damaged pack {}", e.pack))
+                }
+                Ok(Some(_)) if bad_chunks.contains(&at) => {
+                    return Some(format!("{what} is damaged"))
+                }
+                Ok(Some(e)) => match e.base {
+                    None => return None,
+                    Some(b) if b.depth < depth => {
+                        depth = b.depth;
+                        at = b.id;
+                    }
+                    Some(_) => return Some(format!("{what} has a delta chain that does not end")),
+                },
             }
-            Ok(Some(e)) if bad_packs.contains(&e.pack) => {
-                Some(format!("chunk {id} is in damaged pack {}", e.pack))
-            }
-            Ok(Some(_)) if bad_chunks.contains(id) => Some(format!("chunk {id} is damaged")),
-            Ok(Some(_)) => None,
         }
     };
     let lists = |list: &crate::snapshot::ChunkList| -> Option<String> {
@@ -277,6 +312,11 @@ pub struct Stats {
     /// Unique chunk bytes before and after compression.
     pub data_raw: u64,
     pub data_stored: u64,
+    /// Data chunks stored as deltas against a similar chunk (counted in
+    /// the data figures too).
+    pub delta_chunks: u64,
+    pub delta_raw: u64,
+    pub delta_stored: u64,
     pub meta_blobs: u64,
     pub meta_stored: u64,
     /// total_size / data_raw
@@ -303,6 +343,11 @@ pub fn stats(repo: &Repository) -> Result<Stats> {
                 s.data_chunks += 1;
                 s.data_raw += e.raw_length as u64;
                 s.data_stored += e.length as u64;
+                if e.base.is_some() {
+                    s.delta_chunks += 1;
+                    s.delta_raw += e.raw_length as u64;
+                    s.delta_stored += e.length as u64;
+                }
             }
             BlobKind::Meta => {
                 s.meta_blobs += 1;

@@ -1,4 +1,5 @@
-//! Blob bodies: one tag byte, then the payload (raw or zstd).
+//! Blob bodies: one tag byte, then the payload (raw, zstd, or a zstd delta
+//! against a base chunk: see delta.rs).
 //!
 //! A blob is stored raw when zstd would save less than 1/32 of it: already
 //! compressed data (gzip layers, media) then costs one byte and no
@@ -9,6 +10,7 @@ use thiserror::Error;
 
 pub const TAG_RAW: u8 = 0;
 pub const TAG_ZSTD: u8 = 1;
+pub const TAG_DELTA: u8 = 2;
 
 #[derive(Debug, Error)]
 pub enum Error {
@@ -20,18 +22,32 @@ pub enum Error {
     Length { got: usize, want: usize },
     #[error("zstd: {0}")]
     Zstd(io::Error),
+    #[error("a delta blob cannot be decoded without its base")]
+    NoBase,
+    #[error("a whole blob was given a base")]
+    NotDelta,
 }
 
 /// A reusable zstd context (one per worker thread).
 pub struct Compressor {
     zstd: zstd::bulk::Compressor<'static>,
+    delta: zstd::zstd_safe::CCtx<'static>,
 }
 
 impl Compressor {
     pub fn new(level: i32) -> io::Result<Self> {
         Ok(Compressor {
             zstd: zstd::bulk::Compressor::new(level)?,
+            delta: zstd::zstd_safe::CCtx::create(),
         })
+    }
+
+    /// Encodes `data` into `out` (cleared first) as a delta against `base`.
+    pub fn encode_delta(&mut self, data: &[u8], base: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        out.clear();
+        out.push(TAG_DELTA);
+        crate::delta::encode(&mut self.delta, data, base, out)?;
+        Ok(())
     }
 
     /// Encodes `data` into `out` (cleared first) as tag + payload.
@@ -55,17 +71,40 @@ impl Compressor {
 /// A reusable zstd decompression context.
 pub struct Decompressor {
     zstd: zstd::bulk::Decompressor<'static>,
+    delta: zstd::zstd_safe::DCtx<'static>,
 }
 
 impl Decompressor {
     pub fn new() -> io::Result<Self> {
         Ok(Decompressor {
             zstd: zstd::bulk::Decompressor::new()?,
+            delta: zstd::zstd_safe::DCtx::create(),
         })
     }
 
     /// Decodes a body whose plaintext is `raw_len` bytes, appending it to
-    /// `out` (into its spare capacity: no zero-filling first).
+    /// `out` (into its spare capacity: no zero-filling first). A delta body
+    /// needs the plaintext of its base.
+    pub fn decode_with(
+        &mut self,
+        body: &[u8],
+        base: Option<&[u8]>,
+        raw_len: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        match (body.first(), base) {
+            (Some(&TAG_DELTA), Some(base)) => {
+                crate::delta::decode(&mut self.delta, &body[1..], base, raw_len, out)
+                    .map_err(Error::Zstd)
+            }
+            (Some(&TAG_DELTA), None) => Err(Error::NoBase),
+            (_, Some(_)) => Err(Error::NotDelta),
+            (_, None) => self.decode(body, raw_len, out),
+        }
+    }
+
+    /// Decodes a whole (non-delta) body whose plaintext is `raw_len` bytes,
+    /// appending it to `out`.
     pub fn decode(&mut self, body: &[u8], raw_len: usize, out: &mut Vec<u8>) -> Result<(), Error> {
         let (&tag, payload) = body.split_first().ok_or(Error::Empty)?;
         match tag {
@@ -95,6 +134,7 @@ impl Decompressor {
                     });
                 }
             }
+            TAG_DELTA => return Err(Error::NoBase),
             t => return Err(Error::UnknownTag(t)),
         }
         Ok(())

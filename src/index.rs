@@ -11,8 +11,9 @@
 //! memory; the next process that opens the index as primary indexes those
 //! packs from their trailers.
 
+use crate::delta::Sketch;
 use crate::id::{ChunkId, PackId, SnapshotId};
-use crate::pack::{BlobKind, Entry};
+use crate::pack::{Base, BlobKind, Entry};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, DB,
 };
@@ -26,8 +27,13 @@ const CF_PACKS: &str = "packs";
 const CF_SNAPSHOTS: &str = "snapshots";
 /// Prune's mark set: ids of reachable blobs, empty values.
 const CF_MARKS: &str = "marks";
-const CFS: [&str; 4] = [CF_CHUNKS, CF_PACKS, CF_SNAPSHOTS, CF_MARKS];
+/// Resemblance index: super-feature number and value → the newest chunk
+/// with that super-feature (see delta.rs). Rebuilt from pack trailers.
+const CF_SKETCHES: &str = "sketches";
+const CFS: [&str; 5] = [CF_CHUNKS, CF_PACKS, CF_SNAPSHOTS, CF_MARKS, CF_SKETCHES];
 const CHUNK_VALUE_LEN: usize = 32 + 4 + 4 + 4 + 1;
+/// A delta's value adds its base id and depth.
+const DELTA_VALUE_LEN: usize = CHUNK_VALUE_LEN + 32 + 1;
 
 #[derive(Debug, Error)]
 pub enum Error {
@@ -57,25 +63,37 @@ pub struct ChunkEntry {
     pub length: u32,
     pub raw_length: u32,
     pub kind: BlobKind,
+    /// Set when the blob is a delta against another chunk.
+    pub base: Option<Base>,
 }
 
 impl ChunkEntry {
-    /// The value stored in the `chunks` column family.
-    pub fn encode(&self) -> [u8; CHUNK_VALUE_LEN] {
-        let mut v = [0u8; CHUNK_VALUE_LEN];
-        v[..32].copy_from_slice(&self.pack.0);
-        v[32..36].copy_from_slice(&self.offset.to_le_bytes());
-        v[36..40].copy_from_slice(&self.length.to_le_bytes());
-        v[40..44].copy_from_slice(&self.raw_length.to_le_bytes());
-        v[44] = self.kind as u8;
+    /// The value stored in the `chunks` column family: 45 bytes, or 78 for
+    /// a delta.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(DELTA_VALUE_LEN);
+        v.extend_from_slice(&self.pack.0);
+        v.extend_from_slice(&self.offset.to_le_bytes());
+        v.extend_from_slice(&self.length.to_le_bytes());
+        v.extend_from_slice(&self.raw_length.to_le_bytes());
+        v.push(self.kind as u8);
+        if let Some(b) = &self.base {
+            v.extend_from_slice(&b.id.0);
+            v.push(b.depth);
+        }
         v
     }
 
     /// Reads a `chunks` value; None for anything malformed.
     pub fn decode(v: &[u8]) -> Option<Self> {
-        if v.len() != CHUNK_VALUE_LEN {
-            return None;
-        }
+        let base = match v.len() {
+            CHUNK_VALUE_LEN => None,
+            DELTA_VALUE_LEN if v[CHUNK_VALUE_LEN + 32] > 0 => Some(Base {
+                id: ChunkId::from_slice(&v[CHUNK_VALUE_LEN..CHUNK_VALUE_LEN + 32])?,
+                depth: v[CHUNK_VALUE_LEN + 32],
+            }),
+            _ => return None,
+        };
         let u = |at: usize| u32::from_le_bytes(v[at..at + 4].try_into().expect("4"));
         Some(ChunkEntry {
             pack: PackId::from_slice(&v[..32])?,
@@ -83,6 +101,7 @@ impl ChunkEntry {
             length: u(36),
             raw_length: u(40),
             kind: BlobKind::from_u8(v[44])?,
+            base,
         })
     }
 
@@ -93,8 +112,21 @@ impl ChunkEntry {
             length: e.length,
             raw_length: e.raw_length,
             kind: e.kind,
+            base: e.base,
         }
     }
+
+    /// Decodes this blob needs: itself and its base chain.
+    pub fn depth(&self) -> u8 {
+        self.base.map_or(0, |b| b.depth)
+    }
+}
+
+fn sketch_key(n: usize, value: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = n as u8;
+    k[1..].copy_from_slice(&value.to_be_bytes());
+    k
 }
 
 /// Size and blob count of a pack.
@@ -253,12 +285,47 @@ impl Index {
                 e.id.0,
                 ChunkEntry::from_trailer(pack, e).encode(),
             );
+            for (n, value) in e.sketch.iter().flatten().enumerate() {
+                b.put_cf(self.cf(CF_SKETCHES), sketch_key(n, *value), e.id.0);
+            }
         }
         let mut info = [0u8; 12];
         info[..8].copy_from_slice(&size.to_le_bytes());
         info[8..].copy_from_slice(&(entries.len() as u32).to_le_bytes());
         b.put_cf(self.cf(CF_PACKS), pack.0, info);
         self.db.write(b).map_err(|e| self.rocks(e))
+    }
+
+    /// The stored chunk most like one with sketch `sk`: the chunk named by
+    /// most of its super-features (each names the newest chunk that had
+    /// it), if it is still indexed. A secondary sees what the primary had.
+    pub fn similar(&self, sk: &Sketch) -> Result<Option<(ChunkId, ChunkEntry)>> {
+        let keys: Vec<[u8; 9]> = sk
+            .iter()
+            .enumerate()
+            .map(|(n, v)| sketch_key(n, *v))
+            .collect();
+        let cf = self.cf(CF_SKETCHES);
+        let mut votes: Vec<(ChunkId, u32)> = Vec::with_capacity(keys.len());
+        for r in self.db.batched_multi_get_cf(cf, &keys, false) {
+            let Some(v) = r.map_err(|e| self.rocks(e))? else {
+                continue;
+            };
+            let Some(id) = ChunkId::from_slice(&v) else {
+                continue;
+            };
+            match votes.iter_mut().find(|(c, _)| *c == id) {
+                Some((_, n)) => *n += 1,
+                None => votes.push((id, 1)),
+            }
+        }
+        votes.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+        for (id, _) in votes {
+            if let Some(e) = self.get(&id)? {
+                return Ok(Some((id, e)));
+            }
+        }
+        Ok(None)
     }
 
     /// Forgets a pack and every chunk entry that points into it (a
@@ -487,7 +554,50 @@ mod tests {
             offset,
             length: 10,
             raw_length: 20,
+            base: None,
+            sketch: None,
         }
+    }
+
+    #[test]
+    fn deltas_and_sketches() {
+        let d = tempfile::tempdir().unwrap();
+        let idx = Index::open(&d.path().join("index")).unwrap();
+        let mut a = entry(1, 8);
+        a.sketch = Some([10, 11, 12]);
+        let mut b = entry(2, 18);
+        b.base = Some(Base {
+            id: ChunkId([1; 32]),
+            depth: 1,
+        });
+        b.sketch = Some([10, 21, 22]);
+        idx.add_pack(PackId([9; 32]), 100, &[a]).unwrap();
+        // One shared super-feature finds the chunk.
+        let (id, e) = idx.similar(&[10, 0, 0]).unwrap().unwrap();
+        assert_eq!((id, e.depth()), (ChunkId([1; 32]), 0));
+        assert!(idx.similar(&[1, 2, 3]).unwrap().is_none());
+        idx.add_pack(PackId([8; 32]), 100, &[b]).unwrap();
+        // The newest chunk with a feature wins; most votes win over that.
+        let (id, e) = idx.similar(&[10, 0, 0]).unwrap().unwrap();
+        assert_eq!((id, e.depth()), (ChunkId([2; 32]), 1));
+        assert_eq!(e.base.unwrap().id, ChunkId([1; 32]));
+        assert_eq!(
+            idx.similar(&[0, 11, 12]).unwrap().unwrap().0,
+            ChunkId([1; 32])
+        );
+        // A removed chunk is no candidate.
+        idx.remove_pack(&PackId([8; 32])).unwrap();
+        assert!(idx.similar(&[0, 21, 22]).unwrap().is_none());
+        // Entries round-trip through their encoding.
+        let e = idx.get(&ChunkId([1; 32])).unwrap().unwrap();
+        assert_eq!(ChunkEntry::decode(&e.encode()), Some(e));
+        let mut f = e;
+        f.base = Some(Base {
+            id: ChunkId([3; 32]),
+            depth: 4,
+        });
+        assert_eq!(f.encode().len(), DELTA_VALUE_LEN);
+        assert_eq!(ChunkEntry::decode(&f.encode()), Some(f));
     }
 
     #[test]

@@ -5,8 +5,12 @@
 //! pack    = header blob* trailer footer
 //! header  = "RELICPK1"
 //! blob    = body (compress.rs: tag byte + payload)
-//! trailer = count:u32 entry*            entry = id[32] kind:u8 offset:u32 length:u32 raw_length:u32
-//!           (sealed with the repository cipher when it is encrypted)
+//! trailer = count:u32 entry*
+//! entry   = id[32] flags:u8 offset:u32 length:u32 raw_length:u32
+//!           [base_id[32] depth:u8]   when flags & 0x20 (a delta)
+//!           [sketch: 3 × u64]        when flags & 0x10
+//!           flags & 0x0f is the blob kind (0 data, 1 meta)
+//!           (the trailer is sealed with the repository cipher when it is encrypted)
 //! footer  = trailer_length:u32 trailer_check[16] "RLCT"
 //! ```
 //! All integers little-endian. `trailer_check` is the first 16 bytes of the
@@ -26,7 +30,12 @@ use thiserror::Error;
 pub const HEADER: &[u8; 8] = b"RELICPK1";
 pub const FOOTER_MAGIC: &[u8; 4] = b"RLCT";
 pub const FOOTER_LEN: usize = 4 + 16 + 4;
+/// The fixed part of a trailer entry.
 pub const ENTRY_LEN: usize = 32 + 1 + 4 + 4 + 4;
+const FLAG_SKETCH: u8 = 0x10;
+const FLAG_DELTA: u8 = 0x20;
+const KIND_MASK: u8 = 0x0f;
+const SKETCH_LEN: usize = 8 * crate::delta::SUPER_FEATURES;
 /// A pack is sealed once it reaches this size.
 pub const TARGET_SIZE: u64 = 32 << 20;
 /// Packs are never larger than this (readers refuse bigger trailers).
@@ -57,6 +66,22 @@ pub enum BlobKind {
     Meta = 1,
 }
 
+impl Entry {
+    /// An entry for a blob not yet written (offset and length are set by
+    /// [`PackWriter::add`]).
+    pub fn new(id: ChunkId, kind: BlobKind, raw_length: u32) -> Self {
+        Entry {
+            id,
+            kind,
+            offset: 0,
+            length: 0,
+            raw_length,
+            base: None,
+            sketch: None,
+        }
+    }
+}
+
 impl BlobKind {
     pub fn from_u8(b: u8) -> Option<Self> {
         match b {
@@ -67,6 +92,14 @@ impl BlobKind {
     }
 }
 
+/// The chunk a delta blob is encoded against, and the delta's depth (its
+/// base's depth + 1; a whole chunk has depth 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Base {
+    pub id: ChunkId,
+    pub depth: u8,
+}
+
 /// One blob as listed in a trailer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -75,17 +108,37 @@ pub struct Entry {
     pub offset: u32,
     pub length: u32,
     pub raw_length: u32,
+    /// Set when the body is a delta against another chunk.
+    pub base: Option<Base>,
+    /// The resemblance sketch of a data chunk (see delta.rs).
+    pub sketch: Option<crate::delta::Sketch>,
 }
 
 pub fn encode_trailer(entries: &[Entry]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + entries.len() * ENTRY_LEN);
+    let mut out = Vec::with_capacity(4 + entries.len() * (ENTRY_LEN + SKETCH_LEN));
     out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
     for e in entries {
         out.extend_from_slice(&e.id.0);
-        out.push(e.kind as u8);
+        let mut flags = e.kind as u8;
+        if e.base.is_some() {
+            flags |= FLAG_DELTA;
+        }
+        if e.sketch.is_some() {
+            flags |= FLAG_SKETCH;
+        }
+        out.push(flags);
         out.extend_from_slice(&e.offset.to_le_bytes());
         out.extend_from_slice(&e.length.to_le_bytes());
         out.extend_from_slice(&e.raw_length.to_le_bytes());
+        if let Some(b) = &e.base {
+            out.extend_from_slice(&b.id.0);
+            out.push(b.depth);
+        }
+        if let Some(sk) = &e.sketch {
+            for f in sk {
+                out.extend_from_slice(&f.to_le_bytes());
+            }
+        }
     }
     out
 }
@@ -100,7 +153,9 @@ pub fn decode_trailer(pack: &str, bytes: &[u8], body_end: u64) -> Result<Vec<Ent
             .try_into()
             .expect("4 bytes"),
     ) as usize;
-    if bytes.len() != 4 + count * ENTRY_LEN {
+    // Every entry is at least ENTRY_LEN bytes: a count the trailer cannot
+    // hold is refused before anything is allocated for it.
+    if count > (bytes.len() - 4) / ENTRY_LEN {
         return Err(corrupt(
             pack,
             format!(
@@ -110,16 +165,48 @@ pub fn decode_trailer(pack: &str, bytes: &[u8], body_end: u64) -> Result<Vec<Ent
         ));
     }
     let u32_at = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("4"));
+    let short = || corrupt(pack, "trailer ends inside an entry");
     let mut out = Vec::with_capacity(count);
-    for raw in bytes[4..].chunks_exact(ENTRY_LEN) {
-        let kind = BlobKind::from_u8(raw[32])
-            .ok_or_else(|| corrupt(pack, format!("unknown blob kind {}", raw[32])))?;
+    let mut rest = &bytes[4..];
+    for _ in 0..count {
+        let raw = rest.get(..ENTRY_LEN).ok_or_else(short)?;
+        rest = &rest[ENTRY_LEN..];
+        let flags = raw[32];
+        let kind = BlobKind::from_u8(flags & KIND_MASK)
+            .filter(|_| flags & !(KIND_MASK | FLAG_SKETCH | FLAG_DELTA) == 0)
+            .ok_or_else(|| corrupt(pack, format!("unknown blob kind {flags:#x}")))?;
+        let base = if flags & FLAG_DELTA != 0 {
+            let b = rest.get(..33).ok_or_else(short)?;
+            rest = &rest[33..];
+            if b[32] == 0 || kind != BlobKind::Data {
+                return Err(corrupt(pack, "delta entry with depth 0 or not of data"));
+            }
+            Some(Base {
+                id: ChunkId::from_slice(&b[..32]).expect("32 bytes"),
+                depth: b[32],
+            })
+        } else {
+            None
+        };
+        let sketch = if flags & FLAG_SKETCH != 0 {
+            let b = rest.get(..SKETCH_LEN).ok_or_else(short)?;
+            rest = &rest[SKETCH_LEN..];
+            let mut sk = [0u64; crate::delta::SUPER_FEATURES];
+            for (f, w) in sk.iter_mut().zip(b.chunks_exact(8)) {
+                *f = u64::from_le_bytes(w.try_into().expect("8"));
+            }
+            Some(sk)
+        } else {
+            None
+        };
         let e = Entry {
             id: ChunkId::from_slice(&raw[..32]).expect("32 bytes"),
             kind,
             offset: u32_at(raw, 33),
             length: u32_at(raw, 37),
             raw_length: u32_at(raw, 41),
+            base,
+            sketch,
         };
         if (e.offset as u64) < HEADER.len() as u64
             || e.offset as u64 + e.length as u64 > body_end
@@ -131,6 +218,12 @@ pub fn decode_trailer(pack: &str, bytes: &[u8], body_end: u64) -> Result<Vec<Ent
             ));
         }
         out.push(e);
+    }
+    if !rest.is_empty() {
+        return Err(corrupt(
+            pack,
+            format!("{} bytes after the last trailer entry", rest.len()),
+        ));
     }
     Ok(out)
 }
@@ -221,23 +314,13 @@ impl PackWriter {
         Ok(())
     }
 
-    /// Appends a blob body.
-    pub fn add(
-        &mut self,
-        id: ChunkId,
-        kind: BlobKind,
-        raw_length: u32,
-        body: &[u8],
-    ) -> io::Result<()> {
-        let offset = self.size as u32;
+    /// Appends a blob body; `entry` says what it is (its offset and length
+    /// are filled in here).
+    pub fn add(&mut self, mut entry: Entry, body: &[u8]) -> io::Result<()> {
+        entry.offset = self.size as u32;
+        entry.length = body.len() as u32;
         self.write(body)?;
-        self.entries.push(Entry {
-            id,
-            kind,
-            offset,
-            length: body.len() as u32,
-            raw_length,
-        });
+        self.entries.push(entry);
         Ok(())
     }
 
@@ -293,13 +376,20 @@ mod tests {
             8u32..1000,
             1u32..1000,
             any::<u32>(),
+            proptest::option::of((any::<[u8; 32]>(), 1u8..=255)),
+            proptest::option::of(any::<[u64; 3]>()),
         )
-            .prop_map(|(id, k, offset, length, raw_length)| Entry {
+            .prop_map(|(id, k, offset, length, raw_length, base, sketch)| Entry {
                 id: ChunkId(id),
                 kind: BlobKind::from_u8(k).unwrap(),
                 offset,
                 length,
                 raw_length,
+                base: base.filter(|_| k == 0).map(|(b, depth)| Base {
+                    id: ChunkId(b),
+                    depth,
+                }),
+                sketch,
             })
     }
 
@@ -323,10 +413,16 @@ mod tests {
         b.create_layout().unwrap();
         let keys = Keys::from_master([3; 32], true);
         let mut w = PackWriter::create(&b, &keys).unwrap();
-        w.add(keys.chunk_id(b"a"), BlobKind::Data, 1, &[0, b'a'])
-            .unwrap();
-        w.add(keys.chunk_id(b"bb"), BlobKind::Meta, 2, &[0, b'b', b'b'])
-            .unwrap();
+        w.add(
+            Entry::new(keys.chunk_id(b"a"), BlobKind::Data, 1),
+            &[0, b'a'],
+        )
+        .unwrap();
+        w.add(
+            Entry::new(keys.chunk_id(b"bb"), BlobKind::Meta, 2),
+            &[0, b'b', b'b'],
+        )
+        .unwrap();
         let sealed = w.seal(&b).unwrap();
         let name = sealed.id.to_hex();
         let bytes = b.read(Kind::Pack, &name).unwrap();

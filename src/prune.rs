@@ -8,6 +8,10 @@
 //! have their live blob bodies copied (still compressed and sealed: a body
 //! is bound to its id, not to its pack) into new packs, and are deleted.
 //!
+//! A delta blob keeps its base alive: marking follows every live delta's
+//! chain of bases (see [`mark_bases`]), and repacking copies a delta's
+//! trailer entry (base and sketch) with its body.
+//!
 //! Order, so a kill at any moment leaves every snapshot restorable: new
 //! packs are sealed and indexed first (the index then points live blobs at
 //! them), only then are old packs deleted, and a pack deleted from disk is
@@ -72,6 +76,34 @@ fn mark_list(repo: &Repository, list: &ChunkList, batch: &mut Vec<ChunkId>) -> R
     Ok(())
 }
 
+/// Extends the mark set with the bases of marked deltas, and theirs, so no
+/// live delta loses its base. Each round adds one link of every chain;
+/// chains are at most `delta_max_depth` long (and depths strictly fall
+/// along one, so this ends even on a damaged index).
+fn mark_bases(repo: &Repository) -> Result<()> {
+    for _ in 0..=u8::MAX {
+        let mut wanted = Vec::new();
+        repo.index().for_each_chunk_marked(|_, e, marked| {
+            if let (true, Some(b)) = (marked, e.base) {
+                wanted.push(b.id);
+            }
+        })?;
+        let mut new = Vec::new();
+        for id in wanted {
+            if !repo.index().is_marked(&id)? {
+                new.push(id);
+            }
+        }
+        if new.is_empty() {
+            return Ok(());
+        }
+        new.sort_unstable();
+        new.dedup();
+        repo.index().mark(&new)?;
+    }
+    Ok(())
+}
+
 /// Marks what every snapshot needs and works out what to delete and repack.
 pub fn plan(repo: &Repository, repack_below: f64, progress: &dyn Progress) -> Result<Plan> {
     let index = repo.index();
@@ -87,6 +119,7 @@ pub fn plan(repo: &Repository, repack_below: f64, progress: &dyn Progress) -> Re
         progress.inc(1);
     }
     index.mark(&batch)?;
+    mark_bases(repo)?;
     progress.finish();
 
     let mut usage: HashMap<PackId, PackUse> = HashMap::new();
@@ -216,7 +249,7 @@ fn repack(repo: &Repository, packs: &[String], progress: &dyn Progress) -> Resul
                 Some(w) => w,
                 None => writer.insert(PackWriter::create(backend, repo.keys()).map_err(io)?),
             };
-            w.add(e.id, e.kind, e.raw_length, &body).map_err(io)?;
+            w.add(e, &body).map_err(io)?;
             if w.size() >= pack::TARGET_SIZE {
                 let sealed = writer.take().expect("writer").seal(backend).map_err(io)?;
                 repo.index()

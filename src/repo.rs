@@ -10,11 +10,12 @@ use crate::backend::{Kind, Local};
 use crate::chunker::{Chunker, ChunkerParams, Segmented, StreamChunker, Whole};
 use crate::compress::{Compressor, Decompressor};
 use crate::crypto::{KdfParams, KeySlot};
+use crate::delta;
 use crate::id::{ChunkId, PackId, SnapshotId};
 use crate::index::{self, ChunkEntry, Index};
 use crate::keys::Keys;
 use crate::lock::{self, Lock};
-use crate::pack::{self, BlobKind, PackWriter};
+use crate::pack::{self, Base, BlobKind, Entry, PackWriter};
 use crate::progress::{Progress, Unit};
 use crate::snapshot::{self, ChunkList, Item, Snapshot, LIST_MAX};
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -30,7 +31,12 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// Version of the repository format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format this relic writes. Version 2 added delta blobs (trailer
+/// flags 0x10/0x20, `delta_max_depth` in the config); version 1
+/// repositories are read and written as before, without deltas.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format this relic reads.
+pub const OLDEST_FORMAT: u32 = 1;
 /// Raw bytes handed to a worker at once.
 const BATCH_BYTES: usize = 1 << 20;
 /// Batches in flight per stream; bounds memory to about this many MiB.
@@ -127,6 +133,9 @@ pub struct Config {
     pub id: String,
     pub chunker: ChunkerParams,
     pub compression_level: i32,
+    /// Longest chain of delta blobs (0: no deltas, as in version 1).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub delta_max_depth: u8,
     /// "xchacha20poly1305" (the master key lives wrapped in `keys/`), or
     /// "none" (the master key is stored here in the clear).
     pub encryption: String,
@@ -138,6 +147,10 @@ pub struct Config {
 }
 
 pub const ENCRYPTION: &str = "xchacha20poly1305";
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
+}
 
 impl Config {
     fn mac_input(&self) -> Vec<u8> {
@@ -152,6 +165,8 @@ impl Config {
 pub struct InitOptions {
     pub chunker: ChunkerParams,
     pub compression_level: i32,
+    /// Longest delta chain; 0 stores every chunk whole.
+    pub delta_max_depth: u8,
     /// Encrypt with a key slot for this passphrase; `None`: no encryption.
     pub passphrase: Option<Vec<u8>>,
     pub kdf: KdfParams,
@@ -162,6 +177,7 @@ impl Default for InitOptions {
         InitOptions {
             chunker: ChunkerParams::default(),
             compression_level: 1,
+            delta_max_depth: crate::delta::MAX_DEPTH,
             passphrase: None,
             kdf: KdfParams::default(),
         }
@@ -206,6 +222,7 @@ impl Repository {
             id: hex::encode(rand::random::<[u8; 16]>()),
             chunker: opts.chunker,
             compression_level: opts.compression_level,
+            delta_max_depth: opts.delta_max_depth,
             encryption: if encrypt { ENCRYPTION } else { "none" }.into(),
             master_key: (!encrypt).then(|| hex::encode(keys.master())),
             mac: String::new(),
@@ -251,10 +268,16 @@ impl Repository {
             path: cfg_path.display().to_string(),
             what,
         };
-        if config.version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT..=FORMAT_VERSION).contains(&config.version) {
             return Err(bad(format!(
-                "format version {} is not supported by this relic (it reads version {FORMAT_VERSION})",
+                "format version {} is not supported by this relic (it reads versions {OLDEST_FORMAT} to {FORMAT_VERSION})",
                 config.version
+            )));
+        }
+        if config.delta_max_depth > 0 && config.version < 2 || config.delta_max_depth > 64 {
+            return Err(bad(format!(
+                "delta_max_depth {} is not valid for format version {}",
+                config.delta_max_depth, config.version
             )));
         }
         let backend = Local::new(path);
@@ -756,6 +779,7 @@ impl Repository {
             new_chunks: AtomicU64::new(0),
             new_bytes: AtomicU64::new(0),
             stored_bytes: AtomicU64::new(0),
+            delta_chunks: AtomicU64::new(0),
             packs: AtomicU64::new(0),
         };
         let workers = std::thread::available_parallelism()
@@ -764,7 +788,7 @@ impl Repository {
             .clamp(1, 8);
         let started = Instant::now();
         let shared = &shared;
-        let compressor = Compressor::new(self.config.compression_level).map_err(Error::Input)?;
+        let compressor = self.work_ctx(false).map_err(Error::Input)?;
         let result = std::thread::scope(|s| {
             let (job_tx, job_rx) = bounded::<Job>(workers * 2);
             let (blob_tx, blob_rx) = bounded::<Blob>(64);
@@ -814,10 +838,41 @@ impl Repository {
             new_chunks: shared.new_chunks.load(Ordering::Relaxed),
             new_bytes: shared.new_bytes.load(Ordering::Relaxed),
             stored_bytes: shared.stored_bytes.load(Ordering::Relaxed),
+            delta_chunks: shared.delta_chunks.load(Ordering::Relaxed),
             packs: shared.packs.load(Ordering::Relaxed),
             duration: started.elapsed(),
         };
         Ok((result, stats))
+    }
+
+    /// The whole chunk at the end of a delta's chain of bases, if indexed.
+    fn chain_root(&self, e: &ChunkEntry) -> Result<Option<(ChunkId, ChunkEntry)>> {
+        let mut at = *e;
+        let mut root = None;
+        while let Some(b) = at.base {
+            match self.index.get(&b.id)? {
+                Some(next) if next.depth() < at.depth() => {
+                    root = Some((b.id, next));
+                    at = next;
+                }
+                _ => return Ok(None),
+            }
+        }
+        Ok(root)
+    }
+
+    fn work_ctx(&self, deltas: bool) -> io::Result<WorkCtx> {
+        Ok(WorkCtx {
+            comp: Compressor::new(self.config.compression_level)?,
+            dec: if deltas {
+                Some(Decompressor::new()?)
+            } else {
+                None
+            },
+            scratch: Vec::new(),
+            base: Vec::new(),
+            delta: Vec::new(),
+        })
     }
 
     fn pack_file(&self, pack: &PackId) -> Result<Arc<File>> {
@@ -844,7 +899,8 @@ impl Repository {
         Ok(f)
     }
 
-    /// Reads, opens, decompresses and verifies one blob, appending it to `out`.
+    /// Reads, opens, decompresses and verifies one blob, appending it to
+    /// `out`; a delta is decoded through its chain of bases.
     fn read_blob_into(
         &self,
         id: &ChunkId,
@@ -858,6 +914,25 @@ impl Repository {
             pack: e.pack.to_hex(),
             what,
         };
+        let base = match e.base {
+            None => None,
+            Some(b) => {
+                let be = self
+                    .index
+                    .get(&b.id)?
+                    .ok_or_else(|| damaged(format!("its delta base {} is missing", b.id)))?;
+                // Depths strictly fall along a chain, so it always ends.
+                if be.depth() >= b.depth || be.kind != BlobKind::Data {
+                    return Err(damaged(format!(
+                        "its delta base {} is not a shallower data chunk",
+                        b.id
+                    )));
+                }
+                let mut plain = Vec::with_capacity(be.raw_length as usize);
+                self.read_blob_into(&b.id, &be, dec, body, &mut plain)?;
+                Some(plain)
+            }
+        };
         let f = self.pack_file(&e.pack)?;
         body.resize(e.length as usize, 0);
         f.read_exact_at(body, e.offset as u64)
@@ -867,7 +942,7 @@ impl Repository {
                 .map_err(|_| damaged("authentication failed".into()))?;
         }
         let start = out.len();
-        dec.decode(body, e.raw_length as usize, out)
+        dec.decode_with(body, base.as_deref(), e.raw_length as usize, out)
             .map_err(|err| damaged(err.to_string()))?;
         // A sealed body is authenticated with its id as associated data, so
         // rehashing adds nothing; `check --read-data` still does it.
@@ -1122,6 +1197,8 @@ pub struct WriteStats {
     pub new_chunks: u64,
     pub new_bytes: u64,
     pub stored_bytes: u64,
+    /// New chunks stored as deltas against a similar chunk.
+    pub delta_chunks: u64,
     pub packs: u64,
     pub duration: Duration,
 }
@@ -1138,10 +1215,18 @@ struct ReadJob {
 }
 
 struct Blob {
-    id: ChunkId,
-    kind: BlobKind,
-    raw_length: u32,
+    entry: Entry,
     body: Vec<u8>,
+}
+
+/// What a worker thread keeps between chunks.
+struct WorkCtx {
+    comp: Compressor,
+    /// Set when the repository stores deltas: decodes bases.
+    dec: Option<Decompressor>,
+    scratch: Vec<u8>,
+    base: Vec<u8>,
+    delta: Vec<u8>,
 }
 
 /// State shared by the threads of a write session.
@@ -1152,6 +1237,7 @@ struct Shared<'r> {
     new_chunks: AtomicU64,
     new_bytes: AtomicU64,
     stored_bytes: AtomicU64,
+    delta_chunks: AtomicU64,
     packs: AtomicU64,
 }
 
@@ -1168,20 +1254,69 @@ impl Shared<'_> {
         Ok(self.pending.lock().expect("pending lock").insert(*id))
     }
 
-    /// Compresses and hands over one blob if nobody has it yet.
+    /// Compresses and hands over one blob if nobody has it yet: as a delta
+    /// against a similar stored chunk when that is clearly smaller.
     fn store(
         &self,
         id: ChunkId,
         kind: BlobKind,
         data: &[u8],
-        comp: &mut Compressor,
+        ctx: &mut WorkCtx,
         blobs: &Sender<Blob>,
     ) -> Result<()> {
         if !self.claim(&id)? {
             return Ok(());
         }
+        let mut entry = Entry::new(id, kind, data.len() as u32);
         let mut body = Vec::new();
-        comp.encode(data, &mut body).map_err(Error::Input)?;
+        let max_depth = self.repo.config.delta_max_depth;
+        if kind == BlobKind::Data && max_depth > 0 {
+            entry.sketch = delta::sketch(data);
+        }
+        if let (Some(sk), Some(dec)) = (&entry.sketch, ctx.dec.as_mut()) {
+            let found = match self.repo.index.similar(sk)? {
+                // The newest similar chunk ends a full chain: encode against
+                // the chain's root instead (a longer reach, but a chain of
+                // one), so a long series never stores everything whole again.
+                Some((_, e)) if e.depth() >= max_depth => self.repo.chain_root(&e)?,
+                f => f,
+            };
+            if let Some((bid, be)) = found {
+                ctx.base.clear();
+                // A base that cannot be read (a damaged pack) only means
+                // this chunk is stored whole: `check` reports the damage.
+                if be.kind == BlobKind::Data
+                    && be.depth() < max_depth
+                    && self
+                        .repo
+                        .read_blob_into(&bid, &be, dec, &mut ctx.scratch, &mut ctx.base)
+                        .is_ok()
+                    && delta::usable_base(&ctx.base)
+                {
+                    ctx.comp
+                        .encode_delta(data, &ctx.base, &mut ctx.delta)
+                        .map_err(Error::Input)?;
+                    // A tiny delta is taken at once; otherwise only when
+                    // clearly smaller than the whole chunk compressed.
+                    let take = ctx.delta.len() < data.len() / 16 || {
+                        ctx.comp.encode(data, &mut body).map_err(Error::Input)?;
+                        ctx.delta.len() + 64 < body.len() - body.len() / 8
+                    };
+                    if take {
+                        body.clear();
+                        body.extend_from_slice(&ctx.delta);
+                        entry.base = Some(Base {
+                            id: bid,
+                            depth: be.depth() + 1,
+                        });
+                        self.delta_chunks.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        if body.is_empty() {
+            ctx.comp.encode(data, &mut body).map_err(Error::Input)?;
+        }
         if let Some(c) = self.repo.keys.cipher() {
             c.seal(&id.0, &mut body);
         }
@@ -1191,18 +1326,13 @@ impl Shared<'_> {
         self.stored_bytes
             .fetch_add(body.len() as u64, Ordering::Relaxed);
         blobs
-            .send(Blob {
-                id,
-                kind,
-                raw_length: data.len() as u32,
-                body,
-            })
+            .send(Blob { entry, body })
             .map_err(|_| Error::PipelineClosed)
     }
 
     /// Worker: hashes chunks, skips known ones, compresses new ones.
     fn work(&self, jobs: Receiver<Job>, blobs: Sender<Blob>) {
-        let mut comp = match Compressor::new(self.repo.config.compression_level) {
+        let mut ctx = match self.repo.work_ctx(self.repo.config.delta_max_depth > 0) {
             Ok(c) => c,
             Err(_) => return,
         };
@@ -1212,7 +1342,7 @@ impl Shared<'_> {
                 .iter()
                 .map(|c| {
                     let id = self.repo.keys.chunk_id(c);
-                    self.store(id, job.kind, c, &mut comp, &blobs)?;
+                    self.store(id, job.kind, c, &mut ctx, &blobs)?;
                     Ok(id)
                 })
                 .collect();
@@ -1233,8 +1363,7 @@ impl Shared<'_> {
                             .map_err(io_at(backend.root()))?,
                     ),
                 };
-                w.add(b.id, b.kind, b.raw_length, &b.body)
-                    .map_err(io_at(backend.root()))?;
+                w.add(b.entry, &b.body).map_err(io_at(backend.root()))?;
                 if w.size() >= pack::TARGET_SIZE {
                     seal.send(current.take().expect("current pack"))
                         .map_err(|_| Error::PipelineClosed)?;
@@ -1316,7 +1445,7 @@ pub struct Writer<'s> {
     shared: &'s Shared<'s>,
     jobs: Sender<Job>,
     blobs: Sender<Blob>,
-    compressor: Compressor,
+    compressor: WorkCtx,
     window: VecDeque<Receiver<Result<Vec<ChunkId>>>>,
     tree_buf: Vec<u8>,
     tree: ListBuilder,

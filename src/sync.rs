@@ -11,6 +11,7 @@
 //! stay wherever they were sent.
 
 use crate::backend::{Kind, Local};
+use crate::id::{ChunkId, PackId};
 use crate::progress::{Progress, Unit};
 use crate::repo::Repository;
 use futures_util::StreamExt;
@@ -18,7 +19,7 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, ObjectStore, PutMode, PutOptions, PutPayload, RetryConfig};
 use serde::Serialize;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -499,40 +500,46 @@ pub fn sync(
         report.other += 1;
     }
 
-    // 2. Packs, in parallel.
+    // 2. Packs, in parallel, in waves: a pack holding delta bases is sent
+    // (completely) before any pack with deltas against them.
+    let waves = pack_waves(repo, &todo_packs)?;
     progress.start("sending packs", Some(report.pack_bytes), Unit::Bytes);
-    let next = AtomicUsize::new(0);
     let sent = AtomicU64::new(0);
     let verified = AtomicU64::new(0);
     let failure: Mutex<Option<Error>> = Mutex::new(None);
     let jobs = opts.jobs.clamp(1, 32);
-    std::thread::scope(|s| {
-        for _ in 0..jobs {
-            s.spawn(|| loop {
-                if failure.lock().expect("failure lock").is_some() {
-                    return;
-                }
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((name, path, size)) = todo_packs.get(i) else {
-                    return;
-                };
-                let r = send(dest, Kind::Pack, name, path, *size, opts.verify);
-                match r {
-                    Ok(v) => {
-                        sent.fetch_add(1, Ordering::Relaxed);
-                        if v {
-                            verified.fetch_add(1, Ordering::Relaxed);
-                        }
-                        progress.inc(*size);
-                    }
-                    Err(e) => {
-                        *failure.lock().expect("failure lock") = Some(e);
+    for wave in waves {
+        let todo_packs: Vec<&(String, PathBuf, u64)> =
+            wave.iter().map(|&i| &todo_packs[i]).collect();
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..jobs {
+                s.spawn(|| loop {
+                    if failure.lock().expect("failure lock").is_some() {
                         return;
                     }
-                }
-            });
-        }
-    });
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((name, path, size)) = todo_packs.get(i).copied() else {
+                        return;
+                    };
+                    let r = send(dest, Kind::Pack, name, path, *size, opts.verify);
+                    match r {
+                        Ok(v) => {
+                            sent.fetch_add(1, Ordering::Relaxed);
+                            if v {
+                                verified.fetch_add(1, Ordering::Relaxed);
+                            }
+                            progress.inc(*size);
+                        }
+                        Err(e) => {
+                            *failure.lock().expect("failure lock") = Some(e);
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+    }
     progress.finish();
     if let Some(e) = failure.into_inner().expect("failure lock") {
         return Err(e);
@@ -559,6 +566,61 @@ pub fn sync(
     report.verified = verified.into_inner();
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Orders the packs to send (indexes into `todo`) into waves: wave 0 holds
+/// packs none of whose deltas has its base in another pack still to send;
+/// wave n+1 packs whose bases are in waves up to n. Packs that (after
+/// repacking) depend on each other go in one wave.
+fn pack_waves(repo: &Repository, todo: &[(String, PathBuf, u64)]) -> Result<Vec<Vec<usize>>> {
+    let at: HashMap<PackId, usize> = todo
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (name, _, _))| PackId::from_hex(name).map(|p| (p, i)))
+        .collect();
+    // Edges pack → packs holding its deltas' bases, both still to send.
+    let mut deps: Vec<HashSet<usize>> = vec![HashSet::new(); todo.len()];
+    let mut bases: Vec<(usize, ChunkId)> = Vec::new();
+    repo.index()
+        .for_each_chunk(|_, e| -> std::result::Result<(), crate::index::Error> {
+            if let (Some(&i), Some(b)) = (at.get(&e.pack), e.base) {
+                bases.push((i, b.id));
+            }
+            Ok(())
+        })
+        .map_err(|e| Error::Io(e.to_string()))?;
+    for (i, base) in bases {
+        let found = repo
+            .index()
+            .get(&base)
+            .map_err(|e| Error::Io(e.to_string()))?;
+        if let Some(j) = found.and_then(|b| at.get(&b.pack)) {
+            if *j != i {
+                deps[i].insert(*j);
+            }
+        }
+    }
+    // Longest-path levels; a cycle stops growing at the bound and its
+    // packs simply travel in one wave.
+    let mut level = vec![0usize; todo.len()];
+    for _ in 0..todo.len().min(256) {
+        let mut changed = false;
+        for i in 0..todo.len() {
+            let want = deps[i].iter().map(|&j| level[j] + 1).max().unwrap_or(0);
+            if want > level[i] && want <= 256 {
+                level[i] = want;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let mut waves: Vec<Vec<usize>> = vec![Vec::new(); level.iter().max().map_or(0, |m| m + 1)];
+    for (i, l) in level.into_iter().enumerate() {
+        waves[l].push(i);
+    }
+    Ok(waves)
 }
 
 /// Sends one object; with `verify`, re-reads it at the destination and

@@ -52,6 +52,11 @@ enum Command {
         /// passphrase from RELIC_PASSWORD, RELIC_PASSWORD_FILE or a prompt).
         #[arg(long)]
         no_encryption: bool,
+        /// Longest chain of delta blobs: a chunk similar to a stored one is
+        /// stored as a zstd delta against it; 0 stores every chunk whole
+        /// (docs/design.md has the measurements).
+        #[arg(long, default_value_t = relic::delta::MAX_DEPTH, value_parser = clap::value_parser!(u8).range(0..=64))]
+        delta_depth: u8,
         /// Argon2id memory in MiB for the passphrase's key slot.
         #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(8..=4096))]
         kdf_memory: u32,
@@ -402,6 +407,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             chunk_avg,
             compression,
             no_encryption,
+            delta_depth,
             kdf_memory,
         } => {
             let path = repo_path(&cli)?;
@@ -419,6 +425,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let opts = InitOptions {
                 chunker: relic::chunker::ChunkerParams::with_avg(*chunk_avg),
                 compression_level: *compression,
+                delta_max_depth: *delta_depth,
                 passphrase,
                 kdf: KdfParams {
                     memory_kib: kdf_memory * 1024,
@@ -690,6 +697,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     s.data_chunks
                 );
                 println!("stored data:        {}", HumanBytes(s.data_stored));
+                println!(
+                    "of which deltas:    {} chunks of {} stored in {}",
+                    s.delta_chunks,
+                    HumanBytes(s.delta_raw),
+                    HumanBytes(s.delta_stored)
+                );
                 println!(
                     "metadata:           {} in {} blobs",
                     HumanBytes(s.meta_stored),
