@@ -332,8 +332,18 @@ impl PackWriter {
         self.entries.is_empty()
     }
 
-    /// Writes trailer and footer, fsyncs, and publishes the pack under its id.
-    pub fn seal(mut self, backend: &Local) -> io::Result<Sealed> {
+    /// Writes trailer and footer, fsyncs, and publishes the pack under its
+    /// id. On failure (a full disk, say) the temp file is removed.
+    pub fn seal(self, backend: &Local) -> io::Result<Sealed> {
+        let tmp = self.tmp.clone();
+        let r = self.seal_inner(backend);
+        if r.is_err() {
+            let _ = fs::remove_file(tmp);
+        }
+        r
+    }
+
+    fn seal_inner(mut self, backend: &Local) -> io::Result<Sealed> {
         let mut trailer = encode_trailer(&self.entries);
         if let Some(c) = &self.cipher {
             c.seal(TRAILER_AAD, &mut trailer);

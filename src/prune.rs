@@ -231,6 +231,36 @@ fn repack(repo: &Repository, packs: &[String], progress: &dyn Progress) -> Resul
     };
     progress.start("repacking", Some(packs.len() as u64), Unit::Items);
     let mut writer: Option<PackWriter> = None;
+    let r = repack_into(repo, packs, &mut writer, progress);
+    // A failure (a full disk, say) leaves no temp file behind: what was
+    // sealed is indexed and a rerun goes on from there.
+    if let Some(w) = writer {
+        match &r {
+            Ok(()) if !w.is_empty() => {
+                let sealed = w.seal(backend).map_err(io)?;
+                repo.index()
+                    .add_pack(sealed.id, sealed.size, &sealed.entries)?;
+            }
+            _ => w.abandon(),
+        }
+    }
+    r?;
+    progress.finish();
+    Ok(())
+}
+
+/// The copying part of [`repack`]; the pack being filled stays in `writer`.
+fn repack_into(
+    repo: &Repository,
+    packs: &[String],
+    writer: &mut Option<PackWriter>,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let backend = repo.backend();
+    let io = |source| Error::Io {
+        path: backend.root().display().to_string(),
+        source,
+    };
     let mut body = Vec::new();
     for name in packs {
         let f = backend.open(Kind::Pack, name).map_err(io)?;
@@ -245,7 +275,7 @@ fn repack(repo: &Repository, packs: &[String], progress: &dyn Progress) -> Resul
             }
             body.resize(e.length as usize, 0);
             f.read_exact_at(&mut body, e.offset as u64).map_err(io)?;
-            let w = match &mut writer {
+            let w = match writer {
                 Some(w) => w,
                 None => writer.insert(PackWriter::create(backend, repo.keys()).map_err(io)?),
             };
@@ -258,15 +288,5 @@ fn repack(repo: &Repository, packs: &[String], progress: &dyn Progress) -> Resul
         }
         progress.inc(1);
     }
-    if let Some(w) = writer {
-        if !w.is_empty() {
-            let sealed = w.seal(backend).map_err(io)?;
-            repo.index()
-                .add_pack(sealed.id, sealed.size, &sealed.entries)?;
-        } else {
-            w.abandon();
-        }
-    }
-    progress.finish();
     Ok(())
 }

@@ -339,3 +339,112 @@ extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+/// Fills a filesystem until `leave` bytes are free; the file is the filler.
+fn fill(dir: &Path, leave: u64) -> PathBuf {
+    let st = nix_free(dir);
+    let filler = dir.join("filler");
+    let n = st.saturating_sub(leave);
+    let f = std::fs::File::create(&filler).unwrap();
+    // Real blocks (tmpfs counts written pages), in 1 MiB writes.
+    use std::io::Write;
+    let mut w = std::io::BufWriter::new(f);
+    let block = vec![0x5au8; 1 << 20];
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(block.len() as u64) as usize;
+        if w.write_all(&block[..k]).is_err() {
+            break;
+        }
+        left -= k as u64;
+    }
+    let _ = w.flush();
+    filler
+}
+
+/// Free bytes on the filesystem holding `dir` (df's available column).
+fn nix_free(dir: &Path) -> u64 {
+    let out = Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_full_disk_during_prune_fails_cleanly_and_a_rerun_finishes() {
+    let fs = SmallFs::mount(64);
+    let repo = fs.0.join("repo");
+    ok(&repo, &["init", "--no-encryption"], b"");
+    // One pack holding X and Y; a second snapshot keeps only X alive.
+    let x = random(12 << 20, 21);
+    let y = random(12 << 20, 22);
+    let both = [x.clone(), y].concat();
+    ok(&repo, &["backup", "--stdin", "--name", "both"], &both);
+    ok(&repo, &["backup", "--stdin", "--name", "x"], &x);
+    ok(&repo, &["forget", "both"], b"");
+    // Repacking X needs 12 MiB more: leave 4.
+    let filler = fill(&fs.0, 4 << 20);
+    let out = relic_in(&repo, &["prune", "--max-repack-ratio", "0.99"], b"");
+    assert!(!out.status.success(), "prune succeeded on a full disk");
+    let err = stderr(&out);
+    assert!(err.contains("No space left on device"), "{err}");
+    let tmp: Vec<_> = std::fs::read_dir(repo.join("tmp")).unwrap().collect();
+    assert!(tmp.is_empty(), "temp files left: {tmp:?}");
+    assert_eq!(ok(&repo, &["restore", "x", "--stdout"], b""), x);
+    ok(&repo, &["check", "--read-data"], b"");
+    // With room again, a rerun finishes and frees Y.
+    std::fs::remove_file(filler).unwrap();
+    ok(&repo, &["prune", "--max-repack-ratio", "0.99"], b"");
+    assert!(repo_bytes(&repo) < (13 << 20), "{}", repo_bytes(&repo));
+    assert_eq!(ok(&repo, &["restore", "x", "--stdout"], b""), x);
+    ok(&repo, &["check", "--read-data"], b"");
+}
+
+#[test]
+fn a_full_disk_at_the_sync_destination_fails_cleanly_and_a_rerun_completes() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = d.path().join("repo");
+    ok(&repo, &["init", "--no-encryption"], b"");
+    let mut fed = BTreeMap::new();
+    for day in 0..4u64 {
+        let data = random(6 << 20, 40 + day);
+        let name = format!("day{day}");
+        ok(&repo, &["backup", "--stdin", "--name", &name], &data);
+        fed.insert(name, data);
+    }
+    let fs = SmallFs::mount(16);
+    let dest = fs.0.join("copy");
+    let out = relic_in(&repo, &["sync", "--to", dest.to_str().unwrap()], b"");
+    assert!(
+        !out.status.success(),
+        "sync of 24 MiB into 16 MiB succeeded"
+    );
+    assert!(
+        stderr(&out).contains("No space left on device"),
+        "{}",
+        stderr(&out)
+    );
+    // Nothing half-written, no snapshot naming a pack that is not there.
+    let tmp: Vec<_> = std::fs::read_dir(dest.join("tmp")).unwrap().collect();
+    assert!(tmp.is_empty(), "temp files left: {tmp:?}");
+    assert!(snapshots(&dest).is_empty());
+    ok(&dest, &["check"], b"");
+    // Grown, the same command completes.
+    let st = Command::new("mount")
+        .args(["-o", "remount,size=64m"])
+        .arg(&fs.0)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    ok(&repo, &["sync", "--to", dest.to_str().unwrap()], b"");
+    assert_eq!(verify_all(&dest, &fed), fed.len());
+    ok(&dest, &["check", "--read-data"], b"");
+}

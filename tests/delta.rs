@@ -149,7 +149,11 @@ fn check_names_the_snapshots_whose_delta_bases_are_lost() {
     // every chunk day 2 needs from day 1's pack is a delta base.
     let day1 = rows(1 << 20, 5);
     ok(&repo, &["backup", "--stdin", "--name", "db"], &day1);
-    ok(&repo, &["backup", "--stdin", "--name", "db"], &edited(&day1, 3_000, 1));
+    ok(
+        &repo,
+        &["backup", "--stdin", "--name", "db"],
+        &edited(&day1, 3_000, 1),
+    );
     assert!(n(&stats(&repo), "delta_chunks") > 0);
     // The oldest pack holds day 1: the bases.
     let mut ps = packs(&repo);
