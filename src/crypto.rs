@@ -95,12 +95,44 @@ impl Default for KdfParams {
 fn derive(passphrase: &[u8], salt: &[u8], p: &KdfParams) -> Result<Zeroizing<[u8; 32]>, Error> {
     let params = argon2::Params::new(p.memory_kib, p.iterations, p.parallelism, Some(32))
         .map_err(|e| Error::Kdf(e.to_string()))?;
+    let blocks = params.block_count();
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     let mut out = Zeroizing::new([0u8; 32]);
+    let mut memory = kdf_memory(blocks);
     argon
-        .hash_password_into(passphrase, salt, out.as_mut())
+        .hash_password_into_with_memory(passphrase, salt, out.as_mut(), &mut memory[..])
         .map_err(|e| Error::Kdf(e.to_string()))?;
+    // The blocks held passphrase-derived state.
+    for b in memory.iter_mut() {
+        *b = argon2::Block::default();
+    }
     Ok(out)
+}
+
+/// Argon2's working memory, backed by transparent huge pages where the
+/// kernel offers them (`madvise` mode, Debian's default): 64 MiB then
+/// costs 32 page faults instead of 16 384, about a third of the key
+/// derivation's time on this machine.
+fn kdf_memory(blocks: usize) -> Vec<argon2::Block> {
+    let mut v: Vec<argon2::Block> = Vec::with_capacity(blocks);
+    let bytes = blocks * std::mem::size_of::<argon2::Block>();
+    // madvise wants a page-aligned start (malloc's mmap'ed blocks start 16
+    // bytes in).
+    let start = v.as_mut_ptr() as usize;
+    let aligned = (start + 4095) & !4095;
+    if bytes > aligned - start {
+        // SAFETY: the range lies inside the vector's own (untouched)
+        // allocation; madvise only advises the kernel, changing no contents.
+        unsafe {
+            libc::madvise(
+                aligned as *mut libc::c_void,
+                bytes - (aligned - start),
+                libc::MADV_HUGEPAGE,
+            );
+        }
+    }
+    v.resize(blocks, argon2::Block::default());
+    v
 }
 
 /// A key slot: the master key wrapped under one passphrase (`keys/<id>`).

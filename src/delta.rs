@@ -29,7 +29,7 @@ pub const SUPER_FEATURES: usize = 3;
 pub const MIN_LEN: usize = 1024;
 /// Longest delta chain: a delta's depth is its base's depth + 1, a whole
 /// chunk has depth 0.
-pub const MAX_DEPTH: u8 = 6;
+pub const MAX_DEPTH: u8 = 4;
 /// zstd level for deltas. Against a base, the fast levels (1 to 4) miss
 /// most matches (deltas 3.6x larger on a pgbench series than at 10); 5 to
 /// 10 cost the same time here and 10 finds the most; 11 and up cost 3x

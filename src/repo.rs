@@ -43,6 +43,11 @@ const BATCH_BYTES: usize = 1 << 20;
 const WINDOW: usize = 8;
 /// Chunks a restore worker reads at once (about 1 MiB at the default size).
 const READ_BATCH: usize = 32;
+/// A delta against a chain's root is preferred to one against the newest
+/// similar chunk when at most ROOT_FACTOR times as large plus ROOT_SLACK
+/// bytes (docs/design.md).
+const ROOT_SLACK: usize = 128;
+const ROOT_FACTOR: usize = 4;
 /// How long a backup waits for an exclusive lock (a prune) to go away.
 const LOCK_WAIT: Duration = Duration::from_secs(3600);
 
@@ -1074,12 +1079,14 @@ impl Repository {
             }
             drop(rx);
             let mut window: VecDeque<Receiver<Result<Vec<u8>>>> = VecDeque::new();
-            let mut emit = |r: Receiver<Result<Vec<u8>>>| -> Result<()> {
+            let mut spare: Vec<Vec<u8>> = Vec::new();
+            let mut emit = |r: Receiver<Result<Vec<u8>>>, spare: &mut Vec<Vec<u8>>| -> Result<()> {
                 let data = r.recv().map_err(|_| Error::PipelineClosed)??;
                 hasher.update(&data);
                 size += data.len() as u64;
                 out.write_all(&data).map_err(Error::Output)?;
                 progress.inc(data.len() as u64);
+                spare.push(data);
                 Ok(())
             };
             let mut ids = self.chunk_ids(&item.content).peekable();
@@ -1091,17 +1098,18 @@ impl Repository {
                 let (rtx, rrx) = bounded(1);
                 tx.send(ReadJob {
                     ids: batch,
+                    buf: spare.pop().unwrap_or_default(),
                     reply: rtx,
                 })
                 .map_err(|_| Error::PipelineClosed)?;
                 window.push_back(rrx);
                 if window.len() > WINDOW {
-                    emit(window.pop_front().expect("non-empty"))?;
+                    emit(window.pop_front().expect("non-empty"), &mut spare)?;
                 }
             }
             drop(tx);
             while let Some(r) = window.pop_front() {
-                emit(r)?;
+                emit(r, &mut spare)?;
             }
             Ok(())
         })?;
@@ -1121,9 +1129,10 @@ impl Repository {
         };
         let mut body = Vec::new();
         for job in jobs {
+            let mut out = job.buf;
             let r = (|| {
-                let mut out =
-                    Vec::with_capacity(job.ids.len() * self.config.chunker.avg_size as usize * 2);
+                out.clear();
+                out.reserve(job.ids.len() * self.config.chunker.avg_size as usize * 2);
                 for id in &job.ids {
                     let e = self
                         .index
@@ -1211,6 +1220,8 @@ struct Job {
 
 struct ReadJob {
     ids: Vec<ChunkId>,
+    /// A buffer to fill (recycled: fresh 2 MiB buffers cost page faults).
+    buf: Vec<u8>,
     reply: Sender<Result<Vec<u8>>>,
 }
 
@@ -1296,6 +1307,31 @@ impl Shared<'_> {
                     ctx.comp
                         .encode_delta(data, &ctx.base, &mut ctx.delta)
                         .map_err(Error::Input)?;
+                    let mut base = Base {
+                        id: bid,
+                        depth: be.depth() + 1,
+                    };
+                    // The chain's root, when nearly as good, keeps the chain
+                    // short: restore decodes 2 blobs instead of depth + 1.
+                    if be.depth() >= 1 && ctx.delta.len() > ROOT_SLACK {
+                        if let Some((rid, re)) = self.repo.chain_root(&be)? {
+                            ctx.base.clear();
+                            if self
+                                .repo
+                                .read_blob_into(&rid, &re, dec, &mut ctx.scratch, &mut ctx.base)
+                                .is_ok()
+                                && delta::usable_base(&ctx.base)
+                            {
+                                ctx.comp
+                                    .encode_delta(data, &ctx.base, &mut ctx.scratch)
+                                    .map_err(Error::Input)?;
+                                if ctx.scratch.len() <= ctx.delta.len() * ROOT_FACTOR + ROOT_SLACK {
+                                    std::mem::swap(&mut ctx.delta, &mut ctx.scratch);
+                                    base = Base { id: rid, depth: 1 };
+                                }
+                            }
+                        }
+                    }
                     // A tiny delta is taken at once; otherwise only when
                     // clearly smaller than the whole chunk compressed.
                     let take = ctx.delta.len() < data.len() / 16 || {
@@ -1305,10 +1341,7 @@ impl Shared<'_> {
                     if take {
                         body.clear();
                         body.extend_from_slice(&ctx.delta);
-                        entry.base = Some(Base {
-                            id: bid,
-                            depth: be.depth() + 1,
-                        });
+                        entry.base = Some(base);
                         self.delta_chunks.fetch_add(1, Ordering::Relaxed);
                     }
                 }
