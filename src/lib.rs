@@ -22,6 +22,7 @@ pub mod pack;
 pub mod postgres;
 pub mod progress;
 pub mod prune;
+pub mod remote;
 pub mod repo;
 pub mod retention;
 pub mod snapshot;

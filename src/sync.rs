@@ -61,6 +61,13 @@ pub trait Dest: Send + Sync {
     fn hash(&self, kind: Kind, name: &str) -> Result<([u8; 32], u64)>;
     /// A small object's bytes.
     fn read(&self, kind: Kind, name: &str) -> Result<Vec<u8>>;
+    /// Streams an object into a local file (created or truncated); returns
+    /// its size.
+    fn get_file(&self, kind: Kind, name: &str, dst: &Path) -> Result<u64>;
+    /// Writes a small object unless one of that name exists; false then.
+    fn put_bytes(&self, kind: Kind, name: &str, bytes: &[u8]) -> Result<bool>;
+    /// Deletes an object; gone already is fine.
+    fn remove(&self, kind: Kind, name: &str) -> Result<()>;
 }
 
 /// Opens `--to`: `s3://bucket/prefix` or a directory.
@@ -155,6 +162,26 @@ impl Dest for DirDest {
         std::fs::read(self.backend.path(kind, name)).map_err(|e| self.err(e))
     }
 
+    fn get_file(&self, kind: Kind, name: &str, dst: &Path) -> Result<u64> {
+        std::fs::copy(self.backend.path(kind, name), dst).map_err(|e| self.err(e))
+    }
+
+    fn put_bytes(&self, kind: Kind, name: &str, bytes: &[u8]) -> Result<bool> {
+        if !self.backend.root().join("tmp").exists() {
+            self.backend.create_layout().map_err(|e| self.err(e))?;
+        }
+        self.backend
+            .write_once(kind, name, bytes)
+            .map_err(|e| self.err(e))
+    }
+
+    fn remove(&self, kind: Kind, name: &str) -> Result<()> {
+        match self.backend.remove(kind, name) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(self.err(e)),
+            _ => Ok(()),
+        }
+    }
+
     fn hash(&self, kind: Kind, name: &str) -> Result<([u8; 32], u64)> {
         let path = self.backend.path(kind, name);
         hash_reader(std::fs::File::open(&path).map_err(|e| self.err(e))?).map_err(|e| self.err(e))
@@ -241,6 +268,18 @@ impl S3Dest {
         let what = match &e {
             object_store::Error::PermissionDenied { .. }
             | object_store::Error::Unauthenticated { .. } => {
+                format!("access denied: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY ({s})")
+            }
+            // A refused list request comes back as a generic error: the S3
+            // error code in the body says what it was.
+            _ if [
+                "<Code>SignatureDoesNotMatch<",
+                "<Code>InvalidAccessKeyId<",
+                "<Code>AccessDenied<",
+            ]
+            .iter()
+            .any(|c| s.contains(c)) =>
+            {
                 format!("access denied: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY ({s})")
             }
             _ if s.contains("error sending request") => format!(
@@ -374,6 +413,58 @@ impl Dest for S3Dest {
         })
     }
 
+    fn get_file(&self, kind: Kind, name: &str, dst: &Path) -> Result<u64> {
+        let path = self.path(kind, name);
+        let io_err = |e: io::Error| Error::Io(format!("{}: {e}", dst.display()));
+        self.rt.block_on(async {
+            use std::io::Write;
+            let r = self.store.get(&path).await.map_err(|e| self.err(e))?;
+            let file = std::fs::File::create(dst).map_err(io_err)?;
+            let mut f = io::BufWriter::with_capacity(1 << 20, file);
+            let mut s = r.into_stream();
+            let mut n = 0u64;
+            while let Some(b) = s.next().await {
+                let b = b.map_err(|e| self.err(e))?;
+                n += b.len() as u64;
+                f.write_all(&b).map_err(io_err)?;
+            }
+            f.into_inner()
+                .map_err(|e| io_err(e.into_error()))?
+                .sync_all()
+                .map_err(io_err)?;
+            Ok(n)
+        })
+    }
+
+    fn put_bytes(&self, kind: Kind, name: &str, bytes: &[u8]) -> Result<bool> {
+        let path = self.path(kind, name);
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        self.rt.block_on(async {
+            match self
+                .store
+                .put_opts(&path, PutPayload::from(bytes.to_vec()), opts)
+                .await
+            {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+                Err(e) => Err(self.err(e)),
+            }
+        })
+    }
+
+    fn remove(&self, kind: Kind, name: &str) -> Result<()> {
+        let path = self.path(kind, name);
+        self.rt.block_on(async {
+            match self.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(self.err(e)),
+            }
+        })
+    }
+
     fn hash(&self, kind: Kind, name: &str) -> Result<([u8; 32], u64)> {
         let path = self.path(kind, name);
         self.rt.block_on(async {
@@ -421,14 +512,33 @@ pub fn sync(
     opts: &Options,
     progress: &dyn Progress,
 ) -> Result<Report> {
+    sync_from(
+        repo.backend(),
+        repo.index(),
+        &repo.config().id,
+        dest,
+        opts,
+        progress,
+    )
+}
+
+/// [`sync`] from a repository's directory and index, without its key (the
+/// objects travel as they are).
+pub fn sync_from(
+    src: &Local,
+    index: &crate::index::Index,
+    id: &str,
+    dest: &dyn Dest,
+    opts: &Options,
+    progress: &dyn Progress,
+) -> Result<Report> {
     let started = std::time::Instant::now();
-    let src = repo.backend();
     let mut report = Report {
         dest: dest.describe(),
         ..Default::default()
     };
     let io_src = |e: io::Error| Error::Io(format!("{}: {e}", src.root().display()));
-    let ours = repo.config().id.clone();
+    let ours = id.to_string();
 
     // The destination is empty, or this very repository.
     if dest.list(Kind::Config)?.is_empty() {
@@ -502,7 +612,7 @@ pub fn sync(
 
     // 2. Packs, in parallel, in waves: a pack holding delta bases is sent
     // (completely) before any pack with deltas against them.
-    let waves = pack_waves(repo, &todo_packs)?;
+    let waves = pack_waves(index, &todo_packs)?;
     progress.start("sending packs", Some(report.pack_bytes), Unit::Bytes);
     let sent = AtomicU64::new(0);
     let verified = AtomicU64::new(0);
@@ -572,7 +682,10 @@ pub fn sync(
 /// packs none of whose deltas has its base in another pack still to send;
 /// wave n+1 packs whose bases are in waves up to n. Packs that (after
 /// repacking) depend on each other go in one wave.
-fn pack_waves(repo: &Repository, todo: &[(String, PathBuf, u64)]) -> Result<Vec<Vec<usize>>> {
+fn pack_waves(
+    index: &crate::index::Index,
+    todo: &[(String, PathBuf, u64)],
+) -> Result<Vec<Vec<usize>>> {
     let at: HashMap<PackId, usize> = todo
         .iter()
         .enumerate()
@@ -581,7 +694,7 @@ fn pack_waves(repo: &Repository, todo: &[(String, PathBuf, u64)]) -> Result<Vec<
     // Edges pack → packs holding its deltas' bases, both still to send.
     let mut deps: Vec<HashSet<usize>> = vec![HashSet::new(); todo.len()];
     let mut bases: Vec<(usize, ChunkId)> = Vec::new();
-    repo.index()
+    index
         .for_each_chunk(|_, e| -> std::result::Result<(), crate::index::Error> {
             if let (Some(&i), Some(b)) = (at.get(&e.pack), e.base) {
                 bases.push((i, b.id));
@@ -590,10 +703,7 @@ fn pack_waves(repo: &Repository, todo: &[(String, PathBuf, u64)]) -> Result<Vec<
         })
         .map_err(|e| Error::Io(e.to_string()))?;
     for (i, base) in bases {
-        let found = repo
-            .index()
-            .get(&base)
-            .map_err(|e| Error::Io(e.to_string()))?;
+        let found = index.get(&base).map_err(|e| Error::Io(e.to_string()))?;
         if let Some(j) = found.and_then(|b| at.get(&b.pack)) {
             if *j != i {
                 deps[i].insert(*j);

@@ -282,3 +282,173 @@ fn bad_credentials_an_unreachable_endpoint_or_a_foreign_repository_change_nothin
     );
     assert_eq!(repo_bytes(&other), before);
 }
+
+/// relic run against `-r s3://bucket/live` with its own cache directory
+/// (each cache is one machine's mirror).
+fn on_s3(s3: &S3, cache: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    use std::io::Write;
+    let mut c = Command::new(bin());
+    c.env("RELIC_PASSWORD", PASSWORD)
+        .env("XDG_CACHE_HOME", cache)
+        .env_remove("AWS_PROFILE")
+        .args(["-r", "s3://bucket/live"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in s3_env(s3) {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().unwrap();
+    {
+        let mut sin = child.stdin.take().unwrap();
+        let _ = sin.write_all(stdin);
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn s3_ok(s3: &S3, cache: &Path, args: &[&str], stdin: &[u8]) -> Vec<u8> {
+    let out = on_s3(s3, cache, args, stdin);
+    assert!(out.status.success(), "relic {args:?}: {}", stderr(&out));
+    out.stdout
+}
+
+#[test]
+fn a_repository_living_on_s3_takes_every_command_from_any_machine() {
+    let s3 = S3::start();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    s3_ok(&s3, a.path(), &["init"], b"");
+    let live = s3.root.path().join("bucket/live");
+    assert!(
+        live.join("config").exists(),
+        "init wrote the config to the bucket"
+    );
+    // A second init is refused and changes nothing.
+    let again = on_s3(&s3, b.path(), &["init"], b"");
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("already holds a relic repository"),
+        "{}",
+        stderr(&again)
+    );
+
+    let old = random(3 << 20, 70);
+    let day1 = rows(3 << 20, 71);
+    let mut day2 = day1.clone();
+    day2[1 << 20..(1 << 20) + 100].copy_from_slice(&[b'x'; 100]);
+    s3_ok(&s3, a.path(), &["backup", "--stdin", "--name", "old"], &old);
+    s3_ok(&s3, a.path(), &["backup", "--stdin", "--name", "db"], &day1);
+    s3_ok(&s3, a.path(), &["backup", "--stdin", "--name", "db"], &day2);
+    assert_eq!(
+        std::fs::read_dir(live.join("snapshots")).unwrap().count(),
+        3
+    );
+
+    // Machine B has never seen it: list, restore and check from the bucket.
+    let list: serde_json::Value =
+        serde_json::from_slice(&s3_ok(&s3, b.path(), &["snapshots", "--json"], b"")).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 3);
+    assert!(s3_ok(&s3, b.path(), &["restore", "db", "--stdout"], b"") == day2);
+    s3_ok(&s3, b.path(), &["check", "--read-data"], b"");
+
+    // B forgets and prunes; A's next command sees it.
+    let packs_before = std::fs::read_dir(live.join("packs")).unwrap().count();
+    let before = repo_bytes(&live.join("packs"));
+    s3_ok(&s3, b.path(), &["forget", "old"], b"");
+    s3_ok(&s3, b.path(), &["prune"], b"");
+    let after = repo_bytes(&live.join("packs"));
+    assert!(
+        before - after > 3 << 20,
+        "prune freed {} bytes",
+        before - after
+    );
+    assert!(packs_before >= 1);
+    let list: serde_json::Value =
+        serde_json::from_slice(&s3_ok(&s3, a.path(), &["snapshots", "--json"], b"")).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert!(s3_ok(&s3, a.path(), &["restore", "db", "--stdout"], b"") == day2);
+    s3_ok(&s3, a.path(), &["check", "--read-data"], b"");
+
+    // An exclusive lock in the bucket (a prune elsewhere) holds backups off.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    std::fs::create_dir_all(live.join("locks")).unwrap();
+    std::fs::write(
+        live.join("locks/elsewhere"),
+        format!(r#"{{"host":"other","pid":1,"time":{now},"exclusive":true}}"#),
+    )
+    .unwrap();
+    let held = on_s3(
+        &s3,
+        a.path(),
+        &["backup", "--stdin", "--name", "db"],
+        b"more",
+    );
+    assert!(!held.status.success());
+    assert!(
+        stderr(&held).contains("locked exclusively"),
+        "{}",
+        stderr(&held)
+    );
+    std::fs::remove_file(live.join("locks/elsewhere")).unwrap();
+    s3_ok(
+        &s3,
+        a.path(),
+        &["backup", "--stdin", "--name", "db"],
+        b"more",
+    );
+    // No lock is left behind.
+    assert_eq!(
+        std::fs::read_dir(live.join("locks"))
+            .unwrap()
+            .filter(|e| !e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with('.'))
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn a_repository_on_s3_with_wrong_credentials_or_none_there_is_a_clear_error() {
+    let s3 = S3::start();
+    let cache = tempfile::tempdir().unwrap();
+    let out = on_s3(&s3, cache.path(), &["snapshots"], b"");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no relic repository there"),
+        "{}",
+        stderr(&out)
+    );
+    s3_ok(&s3, cache.path(), &["init"], b"");
+    let mut c = Command::new(bin());
+    c.env("RELIC_PASSWORD", PASSWORD)
+        .env("XDG_CACHE_HOME", cache.path())
+        .args(["-r", "s3://bucket/live", "backup", "--stdin", "--name", "x"])
+        .stdin(Stdio::null());
+    for (k, v) in s3_env(&s3) {
+        c.env(
+            k,
+            if k == "AWS_SECRET_ACCESS_KEY" {
+                "wrong".to_string()
+            } else {
+                v
+            },
+        );
+    }
+    let out = c.output().unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("access denied"), "{}", stderr(&out));
+    assert!(
+        !s3.root.path().join("bucket/live/snapshots").exists()
+            || std::fs::read_dir(s3.root.path().join("bucket/live/snapshots"))
+                .unwrap()
+                .count()
+                == 0
+    );
+}

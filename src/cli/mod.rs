@@ -28,7 +28,9 @@ use std::process::ExitCode;
     about = "Deduplicating backups of databases, images and files"
 )]
 pub(crate) struct Cli {
-    /// Repository directory.
+    /// Repository: a directory, or s3://BUCKET/PREFIX (endpoint and
+    /// credentials from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_REGION).
     #[arg(short = 'r', long = "repo", env = "RELIC_REPO", global = true)]
     repo: Option<PathBuf>,
     /// No progress bars.
@@ -347,7 +349,7 @@ struct BackupArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    match run_anywhere(cli) {
         Ok(code) => code,
         Err(e) => {
             if e.chain().any(|c| {
@@ -367,6 +369,63 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Parallel transfers to and from a repository on S3.
+const REMOTE_JOBS: usize = 4;
+
+/// Runs a command on a local repository, or on the local mirror of one on
+/// S3: pulled first, pushed after (see relic::remote), under a lock in the
+/// bucket.
+fn run_anywhere(mut cli: Cli) -> Result<ExitCode> {
+    let spec = match repo_path(&cli) {
+        Ok(p) => p.to_string_lossy().into_owned(),
+        Err(_) => return run(cli),
+    };
+    if !spec.starts_with("s3://") {
+        return run(cli);
+    }
+    let bar = Bar::new(cli.quiet);
+    let remote = relic::remote::Remote::open(&spec)?;
+    let init = matches!(cli.command, Command::Init { .. });
+    let exclusive = matches!(cli.command, Command::Prune { .. } | Command::Repair { .. });
+    // Listing and reading need no lock (and read-only credentials suffice
+    // for them: a lock that cannot be written is then only a warning).
+    let _lock = if init {
+        remote.prepare_init()?;
+        None
+    } else {
+        let lock = match remote.lock(exclusive) {
+            Ok(l) => Some(l),
+            Err(relic::sync::Error::Dest { what, .. })
+                if what.starts_with("access denied") && !exclusive =>
+            {
+                eprintln!("warning: {spec}: no lock taken ({what})");
+                None
+            }
+            Err(e) => return Err(e).context("cannot lock the repository"),
+        };
+        remote
+            .pull(REMOTE_JOBS, &bar)
+            .with_context(|| format!("cannot read repository {spec}"))?;
+        lock
+    };
+    cli.repo = Some(remote.mirror().to_path_buf());
+    let result = run(cli);
+    // What the command wrote goes to the bucket even when it failed later
+    // (a safety snapshot taken before a failed restore, say).
+    let pushed = remote
+        .push(REMOTE_JOBS, &bar)
+        .with_context(|| format!("cannot write repository {spec}; the local mirror {} holds the changes, the next command sends them", remote.mirror().display()));
+    match (result, pushed) {
+        (Ok(code), Ok(_)) => Ok(code),
+        (Err(e), Ok(_)) => Err(e),
+        (Ok(_), Err(e)) => Err(e),
+        (Err(e), Err(p)) => {
+            eprintln!("warning: {p:#}");
+            Err(e)
+        }
+    }
+}
+
 /// `-r`, RELIC_REPO, or the `repository` of ./relic.toml.
 fn repo_path(cli: &Cli) -> Result<PathBuf> {
     if let Some(r) = &cli.repo {
@@ -374,6 +433,9 @@ fn repo_path(cli: &Cli) -> Result<PathBuf> {
     }
     if let Some(cfg) = stack::load_config(None, false)? {
         if let Some(r) = &cfg.repository {
+            if r.to_string_lossy().starts_with("s3://") {
+                return Ok(PathBuf::from(r));
+            }
             return Ok(cfg.dir().join(r));
         }
     }
