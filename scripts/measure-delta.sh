@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Delta settings on a daily-dump series: for every (chunk size, delta depth)
-# pair, backs up each day*.sql of DIR into a fresh encrypted repository and
+# Delta settings on a daily series: for every (chunk size, delta depth)
+# pair, backs up each day*.sql or day*.tar of DIR into a fresh encrypted repository and
 # prints one Markdown row: pack bytes, index bytes, deltas, backup time of
 # the series, restore time of the last day (to /dev/null).
 #   scripts/measure-delta.sh DIR [CHUNK_AVGS="32768"] [DEPTHS="0 1 2 4 6"]
@@ -14,7 +14,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export RELIC_PASSWORD=measure
 now() { date +%s.%N; }
-days=("$dir"/day*.sql)
+shopt -s nullglob
+days=("$dir"/day*.sql "$dir"/day*.tar)
 input=$(cat "${days[@]}" | wc -c)
 echo "| chunk avg | max depth | pack MB | index MB | delta chunks | backup MB/s | restore MB/s |"
 echo "|---:|---:|---:|---:|---:|---:|---:|"

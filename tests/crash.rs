@@ -77,10 +77,17 @@ fn backups_killed_at_random_moments_lose_nothing_finished() {
         span = (t.elapsed().as_micros() as u64 * 6 / 5).max(1000);
     }
     for run in 0..runs() {
-        // A day's dump: yesterday's with a few changes, plus fresh bytes.
+        // A day's dump: the base with a changed block, a byte changed
+        // every ~20 KB (most chunks are then stored as deltas against the
+        // base's), plus fresh bytes.
         let mut data = base.clone();
         let at = (rng.next() % (data.len() as u64 - 70_000)) as usize;
         data[at..at + 65_536].copy_from_slice(&random(65_536, run));
+        let mut i = (rng.next() % 20_000) as usize;
+        while i < data.len() {
+            data[i] = b'A' + (run % 26) as u8;
+            i += 20_000;
+        }
         data.extend_from_slice(&random(2 << 20, 1000 + run));
         let name = format!("run{run:03}");
         fed.insert(name.clone(), data.clone());
@@ -129,6 +136,13 @@ fn backups_killed_at_random_moments_lose_nothing_finished() {
     fed.insert("final".into(), last);
     assert!(repo_bytes(&repo) - before < 3 << 20);
     verify_all(&repo, &fed);
+    // The days were stored as deltas against the base's chunks.
+    let stats: serde_json::Value =
+        serde_json::from_slice(&ok(&repo, &["stats", "--json"], b"")).unwrap();
+    assert!(
+        stats["delta_chunks"].as_u64().unwrap() > 100,
+        "the harness stored few deltas: {stats}"
+    );
 }
 
 #[test]
@@ -159,7 +173,19 @@ fn syncs_killed_at_random_moments_leave_a_consistent_copy() {
     for run in 0..runs() {
         // Every few runs the source grows, so later syncs have work again.
         if run % 4 == 3 {
-            let data = random(8 << 20, 900 + run);
+            // Alternately fresh data and an edited copy of day 0 (deltas
+            // whose bases are in packs sent earlier, or in the same sync).
+            let data = if run % 8 == 3 {
+                random(8 << 20, 900 + run)
+            } else {
+                let mut d = fed["day0"][..8 << 20].to_vec();
+                let mut i = run as usize % 1000;
+                while i < d.len() {
+                    d[i] ^= 0x5a;
+                    i += 20_000;
+                }
+                d
+            };
             let name = format!("more{run}");
             ok(&repo, &["backup", "--stdin", "--name", &name], &data);
             fed.insert(name, data);

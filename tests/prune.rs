@@ -141,10 +141,19 @@ fn prune_killed_at_random_moments_never_damages_anything() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(50);
+    // Each day is yesterday's document with scattered edits: stored as
+    // deltas whose bases are in days that get forgotten, so prune must
+    // keep those bases alive, killed or not.
+    let mut doc = rows(256 << 10, 77);
     for run in 0..runs {
         // Each run: a new day, one old day forgotten, then a prune killed
         // somewhere between its start and its end.
-        let day = random(96 << 10, 5000 + run);
+        let mut i = (run as usize * 7) % 10_000;
+        while i < doc.len() {
+            doc[i] = b'a' + (run % 26) as u8;
+            i += 10_000;
+        }
+        let day = doc.clone();
         ok(&repo, &["backup", "--stdin", "--name", "db"], &day);
         let id = snapshot_ids(&repo)
             .into_iter()
@@ -162,6 +171,12 @@ fn prune_killed_at_random_moments_never_damages_anything() {
         }
     }
     eprintln!("harness: prune: {runs} kills, {killed} mid-way, 0 damaged");
+    let stats: serde_json::Value =
+        serde_json::from_slice(&ok(&repo, &["stats", "--json"], b"")).unwrap();
+    assert!(
+        stats["delta_chunks"].as_u64().unwrap() > 0,
+        "the surviving days hold no deltas: {stats}"
+    );
     // A prune left to finish completes the work.
     ok(&repo, &["prune", "--max-repack-ratio", "0.99"], b"");
     ok(&repo, &["check", "--read-data"], b"");
