@@ -1068,7 +1068,10 @@ impl Repository {
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
-            .clamp(1, 8);
+            .clamp(1, 8)
+            // One more than the cores: this thread hashes and writes, and
+            // while it waits on a batch the cores stay busy.
+            + 1;
         let mut hasher = blake3::Hasher::new();
         let mut size = 0u64;
         std::thread::scope(|s| -> Result<()> {
