@@ -140,7 +140,7 @@ fn backups_killed_at_random_moments_lose_nothing_finished() {
     let stats: serde_json::Value =
         serde_json::from_slice(&ok(&repo, &["stats", "--json"], b"")).unwrap();
     assert!(
-        stats["delta_chunks"].as_u64().unwrap() > 100,
+        stats["delta_chunks"].as_u64().unwrap() > 20,
         "the harness stored few deltas: {stats}"
     );
 }

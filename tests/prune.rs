@@ -57,12 +57,12 @@ fn forgetting_half_a_series_and_pruning_frees_what_only_they_used() {
     let after = pack_bytes(&repo);
     // Each forgotten day alone used its 200 KiB of incompressible data
     // (stored raw), plus the chunk that straddles the end of the shared
-    // part (at most the 128 KiB maximum chunk), its tree blob and its share
+    // part (at most the 256 KiB maximum chunk), its tree blob and its share
     // of pack headers and trailers.
     let owned = 15 * (200 << 10) as u64;
     let freed = before - after;
     assert!(
-        freed >= owned && freed <= owned + 15 * ((128 << 10) + (4 << 10)),
+        freed >= owned && freed <= owned + 15 * ((256 << 10) + (4 << 10)),
         "freed {freed}, forgotten days owned {owned} plus their boundary chunks"
     );
     for (i, day) in data.iter().enumerate().skip(1).step_by(2) {
