@@ -71,6 +71,8 @@ pub enum Error {
     Lock(#[from] lock::Error),
     #[error("chunk {0} is missing from the repository; run `relic check`")]
     MissingChunk(String),
+    #[error("chunk {chunk} cannot be decoded: its delta base {base} is missing from the repository; run `relic check`")]
+    MissingBase { chunk: String, base: String },
     #[error("blob {chunk} in pack {pack} is damaged ({what}); run `relic check --read-data`")]
     DamagedBlob {
         chunk: String,
@@ -922,10 +924,10 @@ impl Repository {
         let base = match e.base {
             None => None,
             Some(b) => {
-                let be = self
-                    .index
-                    .get(&b.id)?
-                    .ok_or_else(|| damaged(format!("its delta base {} is missing", b.id)))?;
+                let be = self.index.get(&b.id)?.ok_or_else(|| Error::MissingBase {
+                    chunk: id.to_hex(),
+                    base: b.id.to_hex(),
+                })?;
                 // Depths strictly fall along a chain, so it always ends.
                 if be.depth() >= b.depth || be.kind != BlobKind::Data {
                     return Err(damaged(format!(

@@ -205,3 +205,38 @@ fn sync_sends_bases_before_the_deltas_that_need_them() {
     assert!(ok(&dest, &["restore", &last, "--stdout"], b"") == data[4]);
     ok(&dest, &["check", "--read-data"], b"");
 }
+
+#[test]
+fn a_dead_delta_whose_base_was_pruned_is_no_problem_for_check() {
+    // Found by the prune crash harness: a pack kept for its live blobs
+    // also holds deltas nobody needs, whose bases prune deleted.
+    let d = tempfile::tempdir().unwrap();
+    let repo = init(d.path(), &[]);
+    let day1 = rows(2 << 20, 9);
+    let fresh = random(6 << 20, 10);
+    ok(&repo, &["backup", "--stdin", "--name", "a"], &day1);
+    // Deltas of deltas too: the chain's middle link stays in a kept pack.
+    ok(
+        &repo,
+        &["backup", "--stdin", "--name", "a"],
+        &[edited(&day1, 9_000, 2), fresh[..1 << 20].to_vec()].concat(),
+    );
+    // One pack: deltas against day 1, then fresh data.
+    ok(
+        &repo,
+        &["backup", "--stdin", "--name", "b"],
+        &[edited(&day1, 7_000, 3), fresh.clone()].concat(),
+    );
+    assert!(n(&stats(&repo), "delta_chunks") > 0);
+    // Only the fresh part stays needed.
+    ok(&repo, &["backup", "--stdin", "--name", "c"], &fresh);
+    let ids: Vec<String> = snapshots(&repo)
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    ok(&repo, &["forget", &ids[0], &ids[1], &ids[2]], b"");
+    ok(&repo, &["prune"], b"");
+    let out = String::from_utf8(ok(&repo, &["check", "--read-data"], b"")).unwrap();
+    assert!(out.contains("no errors"), "{out}");
+    assert!(ok(&repo, &["restore", "c", "--stdout"], b"") == fresh);
+}

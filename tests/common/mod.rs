@@ -46,8 +46,9 @@ pub fn ok(repo: &Path, args: &[&str], stdin: &[u8]) -> Vec<u8> {
     let out = relic_in(repo, args, stdin);
     assert!(
         out.status.success(),
-        "relic {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        "relic {args:?} failed: {}\nits output (the first 4000 bytes):\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout[..out.stdout.len().min(4000)])
     );
     out.stdout
 }
