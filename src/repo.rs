@@ -786,7 +786,6 @@ impl Repository {
             new_chunks: AtomicU64::new(0),
             new_bytes: AtomicU64::new(0),
             stored_bytes: AtomicU64::new(0),
-            delta_chunks: AtomicU64::new(0),
             packs: AtomicU64::new(0),
         };
         let workers = std::thread::available_parallelism()
@@ -845,7 +844,6 @@ impl Repository {
             new_chunks: shared.new_chunks.load(Ordering::Relaxed),
             new_bytes: shared.new_bytes.load(Ordering::Relaxed),
             stored_bytes: shared.stored_bytes.load(Ordering::Relaxed),
-            delta_chunks: shared.delta_chunks.load(Ordering::Relaxed),
             packs: shared.packs.load(Ordering::Relaxed),
             duration: started.elapsed(),
         };
@@ -878,6 +876,7 @@ impl Repository {
             },
             scratch: Vec::new(),
             base: Vec::new(),
+            root: Vec::new(),
             delta: Vec::new(),
         })
     }
@@ -916,6 +915,20 @@ impl Repository {
         body: &mut Vec<u8>,
         out: &mut Vec<u8>,
     ) -> Result<()> {
+        self.read_chain(id, e, dec, body, out, None)
+    }
+
+    /// [`Self::read_blob_into`], also appending the plaintext of the
+    /// chain's root (the whole chunk it ends in) to `root` when given.
+    fn read_chain(
+        &self,
+        id: &ChunkId,
+        e: &ChunkEntry,
+        dec: &mut Decompressor,
+        body: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+        mut root: Option<&mut Vec<u8>>,
+    ) -> Result<()> {
         let damaged = |what: String| Error::DamagedBlob {
             chunk: id.to_hex(),
             pack: e.pack.to_hex(),
@@ -936,7 +949,7 @@ impl Repository {
                     )));
                 }
                 let mut plain = Vec::with_capacity(be.raw_length as usize);
-                self.read_blob_into(&b.id, &be, dec, body, &mut plain)?;
+                self.read_chain(&b.id, &be, dec, body, &mut plain, root.take())?;
                 Some(plain)
             }
         };
@@ -955,6 +968,9 @@ impl Repository {
         // rehashing adds nothing; `check --read-data` still does it.
         if self.keys.cipher().is_none() && self.keys.chunk_id(&out[start..]) != *id {
             return Err(damaged("content does not match its id".into()));
+        }
+        if let (None, Some(root)) = (e.base, root) {
+            root.extend_from_slice(&out[start..]);
         }
         Ok(())
     }
@@ -1211,8 +1227,6 @@ pub struct WriteStats {
     pub new_chunks: u64,
     pub new_bytes: u64,
     pub stored_bytes: u64,
-    /// New chunks stored as deltas against a similar chunk.
-    pub delta_chunks: u64,
     pub packs: u64,
     pub duration: Duration,
 }
@@ -1242,6 +1256,8 @@ struct WorkCtx {
     dec: Option<Decompressor>,
     scratch: Vec<u8>,
     base: Vec<u8>,
+    /// The plaintext of `base`'s chain root.
+    root: Vec<u8>,
     delta: Vec<u8>,
 }
 
@@ -1253,7 +1269,6 @@ struct Shared<'r> {
     new_chunks: AtomicU64,
     new_bytes: AtomicU64,
     stored_bytes: AtomicU64,
-    delta_chunks: AtomicU64,
     packs: AtomicU64,
 }
 
@@ -1285,70 +1300,20 @@ impl Shared<'_> {
         }
         let mut entry = Entry::new(id, kind, data.len() as u32);
         let mut body = Vec::new();
-        let max_depth = self.repo.config.delta_max_depth;
-        if kind == BlobKind::Data && max_depth > 0 {
+        if kind == BlobKind::Data && self.repo.config.delta_max_depth > 0 {
             entry.sketch = delta::sketch(data);
         }
-        if let (Some(sk), Some(dec)) = (&entry.sketch, ctx.dec.as_mut()) {
-            let found = match self.repo.index.similar(sk)? {
-                // The newest similar chunk ends a full chain: encode against
-                // the chain's root instead (a longer reach, but a chain of
-                // one), so a long series never stores everything whole again.
-                Some((_, e)) if e.depth() >= max_depth => self.repo.chain_root(&e)?,
-                f => f,
-            };
-            if let Some((bid, be)) = found {
-                ctx.base.clear();
-                // A base that cannot be read (a damaged pack) only means
-                // this chunk is stored whole: `check` reports the damage.
-                if be.kind == BlobKind::Data
-                    && be.depth() < max_depth
-                    && self
-                        .repo
-                        .read_blob_into(&bid, &be, dec, &mut ctx.scratch, &mut ctx.base)
-                        .is_ok()
-                    && delta::usable_base(&ctx.base)
-                {
-                    ctx.comp
-                        .encode_delta(data, &ctx.base, &mut ctx.delta)
-                        .map_err(Error::Input)?;
-                    let mut base = Base {
-                        id: bid,
-                        depth: be.depth() + 1,
-                    };
-                    // The chain's root, when nearly as good, keeps the chain
-                    // short: restore decodes 2 blobs instead of depth + 1.
-                    if be.depth() >= 1 && ctx.delta.len() > ROOT_SLACK {
-                        if let Some((rid, re)) = self.repo.chain_root(&be)? {
-                            ctx.base.clear();
-                            if self
-                                .repo
-                                .read_blob_into(&rid, &re, dec, &mut ctx.scratch, &mut ctx.base)
-                                .is_ok()
-                                && delta::usable_base(&ctx.base)
-                            {
-                                ctx.comp
-                                    .encode_delta(data, &ctx.base, &mut ctx.scratch)
-                                    .map_err(Error::Input)?;
-                                if ctx.scratch.len() <= ctx.delta.len() * ROOT_FACTOR + ROOT_SLACK {
-                                    std::mem::swap(&mut ctx.delta, &mut ctx.scratch);
-                                    base = Base { id: rid, depth: 1 };
-                                }
-                            }
-                        }
-                    }
-                    // A tiny delta is taken at once; otherwise only when
-                    // clearly smaller than the whole chunk compressed.
-                    let take = ctx.delta.len() < data.len() / 16 || {
-                        ctx.comp.encode(data, &mut body).map_err(Error::Input)?;
-                        ctx.delta.len() + 64 < body.len() - body.len() / 8
-                    };
-                    if take {
-                        body.clear();
-                        body.extend_from_slice(&ctx.delta);
-                        entry.base = Some(base);
-                        self.delta_chunks.fetch_add(1, Ordering::Relaxed);
-                    }
+        if let Some(sk) = &entry.sketch {
+            if let Some(base) = self.best_delta(data, sk, ctx)? {
+                // A tiny delta is taken at once; otherwise only when
+                // clearly smaller than the whole chunk compressed.
+                let take = ctx.delta.len() < data.len() / 16 || {
+                    ctx.comp.encode(data, &mut body).map_err(Error::Input)?;
+                    ctx.delta.len() + 64 < body.len() - body.len() / 8
+                };
+                if take {
+                    std::mem::swap(&mut body, &mut ctx.delta);
+                    entry.base = Some(base);
                 }
             }
         }
@@ -1366,6 +1331,68 @@ impl Shared<'_> {
         blobs
             .send(Blob { entry, body })
             .map_err(|_| Error::PipelineClosed)
+    }
+
+    /// Encodes `data` as a delta against the most similar stored chunk
+    /// (or its chain's root) into `ctx.delta`; the base it used, if any.
+    fn best_delta(
+        &self,
+        data: &[u8],
+        sk: &delta::Sketch,
+        ctx: &mut WorkCtx,
+    ) -> Result<Option<Base>> {
+        let max_depth = self.repo.config.delta_max_depth;
+        let Some(dec) = ctx.dec.as_mut() else {
+            return Ok(None);
+        };
+        let found = match self.repo.index.similar(sk)? {
+            // The newest similar chunk ends a full chain: encode against
+            // the chain's root instead (a longer reach, but a chain of
+            // one), so a long series never stores everything whole again.
+            Some((_, e)) if e.depth() >= max_depth => self.repo.chain_root(&e)?,
+            f => f,
+        };
+        let Some((bid, be)) = found else {
+            return Ok(None);
+        };
+        if be.kind != BlobKind::Data || be.depth() >= max_depth {
+            return Ok(None);
+        }
+        // Decoding the base's chain yields its root's plaintext on the way.
+        ctx.base.clear();
+        ctx.root.clear();
+        let root = (be.depth() >= 1).then_some(&mut ctx.root);
+        // A base that cannot be read (a damaged pack) only means this
+        // chunk is stored whole: `check` reports the damage.
+        if self
+            .repo
+            .read_chain(&bid, &be, dec, &mut ctx.scratch, &mut ctx.base, root)
+            .is_err()
+            || !delta::usable_base(&ctx.base)
+        {
+            return Ok(None);
+        }
+        ctx.comp
+            .encode_delta(data, &ctx.base, &mut ctx.delta)
+            .map_err(Error::Input)?;
+        let mut base = Base {
+            id: bid,
+            depth: be.depth() + 1,
+        };
+        // The chain's root, when nearly as good, keeps the chain short:
+        // restore decodes 2 blobs instead of depth + 1.
+        if be.depth() >= 1 && ctx.delta.len() > ROOT_SLACK && delta::usable_base(&ctx.root) {
+            if let Some((rid, _)) = self.repo.chain_root(&be)? {
+                ctx.comp
+                    .encode_delta(data, &ctx.root, &mut ctx.scratch)
+                    .map_err(Error::Input)?;
+                if ctx.scratch.len() <= ctx.delta.len() * ROOT_FACTOR + ROOT_SLACK {
+                    std::mem::swap(&mut ctx.delta, &mut ctx.scratch);
+                    base = Base { id: rid, depth: 1 };
+                }
+            }
+        }
+        Ok(Some(base))
     }
 
     /// Worker: hashes chunks, skips known ones, compresses new ones.
