@@ -41,6 +41,14 @@ fn series(repo: &Path, days: usize) -> (Vec<Vec<u8>>, Vec<serde_json::Value>) {
     (data, st)
 }
 
+/// The id of a repository's newest snapshot.
+fn last_id(repo: &Path) -> String {
+    snapshots(repo).last().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn init(dir: &Path, extra: &[&str]) -> PathBuf {
     let repo = dir.join("repo");
     let mut args = vec!["init", "--no-encryption"];
@@ -110,10 +118,7 @@ fn chains_stay_within_the_depth_bound_and_reach_back_to_their_root() {
         growth * 5 < day1,
         "day 6 added {growth} bytes (day 1: {day1})"
     );
-    let last = snapshots(&repo).last().unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let last = last_id(&repo);
     assert!(ok(&repo, &["restore", &last, "--stdout"], b"") == data[5]);
     ok(&repo, &["check", "--read-data"], b"");
 }
@@ -198,10 +203,7 @@ fn sync_sends_bases_before_the_deltas_that_need_them() {
         })
         .collect();
     assert!(arrived.windows(2).all(|w| w[0] <= w[1]), "{arrived:?}");
-    let last = snapshots(&dest).last().unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let last = last_id(&dest);
     assert!(ok(&dest, &["restore", &last, "--stdout"], b"") == data[4]);
     ok(&dest, &["check", "--read-data"], b"");
 }
