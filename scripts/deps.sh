@@ -11,6 +11,8 @@ command -v cc >/dev/null || need+=(build-essential)
 command -v c++ >/dev/null || need+=(g++)
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v docker >/dev/null || need+=(docker.io)
+command -v python3 >/dev/null || need+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
@@ -18,4 +20,12 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# moto, a real S3 server from PyPI that implements Object Lock (s3s-fs does
+# not), for the `sync --object-lock` test; boto3 comes with it.
+if ! command -v moto_server >/dev/null; then
+  pkg='moto[server]==5.2.1'
+  python3 -m pip install -q "$pkg" 2>/dev/null ||
+    python3 -m pip install -q --break-system-packages "$pkg"
 fi

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a bare Debian 12 machine with Rust: installs and
-# starts what the tests need (PostgreSQL, a private Docker engine, s3s-fs),
-# then runs formatting, lints, unit and integration tests against the real
-# binary and the real servers.
+# starts what the tests need (PostgreSQL, a private Docker engine, s3s-fs and
+# moto), then runs formatting, lints, unit and integration tests against the
+# real binary and the real servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/relic-target}"

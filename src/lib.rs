@@ -18,6 +18,7 @@ pub mod id;
 pub mod index;
 pub mod keys;
 pub mod lock;
+pub mod objectlock;
 pub mod pack;
 pub mod postgres;
 pub mod progress;

@@ -12,10 +12,11 @@
 
 use crate::backend::{Kind, Local};
 use crate::id::{ChunkId, PackId};
+use crate::objectlock;
 use crate::progress::{Progress, Unit};
 use crate::repo::Repository;
 use futures_util::StreamExt;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, ObjectStore, PutMode, PutOptions, PutPayload, RetryConfig};
 use serde::Serialize;
@@ -46,6 +47,11 @@ pub enum Error {
     },
     #[error("verification failed at {dest}: {what}")]
     Verify { dest: String, what: String },
+    #[error("object lock at {dest}: {why}")]
+    ObjectLock {
+        dest: String,
+        why: objectlock::Error,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -68,6 +74,26 @@ pub trait Dest: Send + Sync {
     fn put_bytes(&self, kind: Kind, name: &str, bytes: &[u8]) -> Result<bool>;
     /// Deletes an object; gone already is fine.
     fn remove(&self, kind: Kind, name: &str) -> Result<()>;
+    /// Fails unless objects here can be put under S3 Object Lock.
+    fn object_lock_check(&self) -> Result<()> {
+        Err(Error::ObjectLock {
+            dest: self.describe(),
+            why: objectlock::Error::NotS3,
+        })
+    }
+    /// Retains an object under Object Lock until `until`, unless it is
+    /// already retained until at least `min`; true when it was changed.
+    fn retain(
+        &self,
+        kind: Kind,
+        name: &str,
+        mode: objectlock::Mode,
+        min: jiff::Timestamp,
+        until: jiff::Timestamp,
+    ) -> Result<bool> {
+        let _ = (kind, name, mode, min, until);
+        self.object_lock_check().map(|_| false)
+    }
 }
 
 /// Opens `--to`: `s3://bucket/prefix` or a directory.
@@ -200,6 +226,8 @@ fn hash_reader(mut r: impl Read) -> io::Result<([u8; 32], u64)> {
 /// http allowed when the endpoint says so.
 pub struct S3Dest {
     store: AmazonS3,
+    /// Signed requests object_store has no call for (Object Lock).
+    lock: objectlock::Client,
     bucket: String,
     prefix: String,
     rt: tokio::runtime::Runtime,
@@ -219,6 +247,14 @@ impl S3Dest {
             return Err(bad("no bucket: write s3://BUCKET/PREFIX".into()));
         }
         let endpoint = std::env::var("AWS_ENDPOINT_URL").ok();
+        let client_options = ClientOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(600))
+            .with_allow_http(
+                endpoint
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("http://")),
+            );
         let mut b = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
             .with_virtual_hosted_style_request(false)
@@ -227,20 +263,23 @@ impl S3Dest {
                 retry_timeout: Duration::from_secs(20),
                 ..Default::default()
             })
-            .with_client_options(
-                ClientOptions::new()
-                    .with_connect_timeout(Duration::from_secs(5))
-                    .with_timeout(Duration::from_secs(600))
-                    .with_allow_http(
-                        endpoint
-                            .as_deref()
-                            .is_some_and(|e| e.starts_with("http://")),
-                    ),
-            );
+            .with_client_options(client_options.clone());
         if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
             b = b.with_region("us-east-1");
         }
+        let region = b
+            .get_config_value(&AmazonS3ConfigKey::Region)
+            .unwrap_or_else(|| "us-east-1".into());
+        let endpoint = b.get_config_value(&AmazonS3ConfigKey::Endpoint);
         let store = b.build().map_err(|e| bad(e.to_string()))?;
+        let lock = objectlock::Client::new(
+            &client_options,
+            store.credentials().clone(),
+            region,
+            endpoint,
+            bucket.to_string(),
+        )
+        .map_err(|e| bad(e.to_string()))?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -248,6 +287,7 @@ impl S3Dest {
             .map_err(|e| bad(e.to_string()))?;
         Ok(S3Dest {
             store,
+            lock,
             bucket: bucket.to_string(),
             prefix: prefix.trim_matches('/').to_string(),
             rt,
@@ -465,6 +505,40 @@ impl Dest for S3Dest {
         })
     }
 
+    fn object_lock_check(&self) -> Result<()> {
+        self.rt
+            .block_on(self.lock.check_enabled())
+            .map_err(|why| Error::ObjectLock {
+                dest: self.describe(),
+                why,
+            })
+    }
+
+    fn retain(
+        &self,
+        kind: Kind,
+        name: &str,
+        mode: objectlock::Mode,
+        min: jiff::Timestamp,
+        until: jiff::Timestamp,
+    ) -> Result<bool> {
+        let key = self.path(kind, name);
+        self.rt
+            .block_on(async {
+                if let Some(now) = self.lock.retention(key.as_ref()).await? {
+                    if now >= min {
+                        return Ok(false);
+                    }
+                }
+                self.lock.retain(key.as_ref(), mode, until).await?;
+                Ok(true)
+            })
+            .map_err(|why| Error::ObjectLock {
+                dest: self.describe(),
+                why,
+            })
+    }
+
     fn hash(&self, kind: Kind, name: &str) -> Result<([u8; 32], u64)> {
         let path = self.path(kind, name);
         self.rt.block_on(async {
@@ -493,7 +567,23 @@ pub struct Report {
     pub other: u64,
     pub verified: u64,
     pub skipped_existing: u64,
+    /// Objects of immaculate and sacred snapshots under `--object-lock`
+    /// (snapshot objects and every pack holding their chunks or delta
+    /// bases).
+    pub lock_objects: u64,
+    /// Of those, objects whose retention this sync set or extended.
+    pub locked: u64,
+    /// The retain-until date set (RFC 3339).
+    pub locked_until: Option<String>,
     pub seconds: f64,
+}
+
+/// `--object-lock DAYS`: keep the objects of immaculate and sacred
+/// snapshots at DEST under S3 Object Lock.
+#[derive(Clone, Copy, Debug)]
+pub struct ObjectLock {
+    pub days: u32,
+    pub mode: objectlock::Mode,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -501,6 +591,7 @@ pub struct Options {
     pub dry_run: bool,
     pub verify: bool,
     pub jobs: usize,
+    pub object_lock: Option<ObjectLock>,
 }
 
 /// Copies what `dest` lacks: the config and key slots (when DEST holds no
@@ -512,14 +603,146 @@ pub fn sync(
     opts: &Options,
     progress: &dyn Progress,
 ) -> Result<Report> {
-    sync_from(
+    let Some(lock) = opts.object_lock else {
+        return sync_from(
+            repo.backend(),
+            repo.index(),
+            &repo.config().id,
+            dest,
+            opts,
+            progress,
+        );
+    };
+    // Before anything travels: can DEST lock at all, and what must it lock?
+    dest.object_lock_check()?;
+    let objects = protected_objects(repo)?;
+    let mut report = sync_from(
         repo.backend(),
         repo.index(),
         &repo.config().id,
         dest,
         opts,
         progress,
-    )
+    )?;
+    report.lock_objects = objects.len() as u64;
+    let (min, until) = retention_window(jiff::Timestamp::now(), lock.days);
+    report.locked_until = Some(until.to_string());
+    if opts.dry_run {
+        return Ok(report);
+    }
+    let started = std::time::Instant::now();
+    progress.start("locking", Some(objects.len() as u64), Unit::Items);
+    let changed = AtomicU64::new(0);
+    let failure: Mutex<Option<Error>> = Mutex::new(None);
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..opts.jobs.clamp(1, 32) {
+            s.spawn(|| {
+                while failure.lock().expect("failure lock").is_none() {
+                    let Some((kind, name)) = objects.get(next.fetch_add(1, Ordering::Relaxed))
+                    else {
+                        return;
+                    };
+                    match dest.retain(*kind, name, lock.mode, min, until) {
+                        Ok(c) => {
+                            changed.fetch_add(c as u64, Ordering::Relaxed);
+                            progress.inc(1);
+                        }
+                        Err(e) => *failure.lock().expect("failure lock") = Some(e),
+                    }
+                }
+            });
+        }
+    });
+    progress.finish();
+    if let Some(e) = failure.into_inner().expect("failure lock") {
+        return Err(e);
+    }
+    report.locked = changed.into_inner();
+    report.seconds += started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// The retention `--object-lock DAYS` asks for at `now`: objects retained
+/// until at least `now + DAYS` are left alone; others get the end of that
+/// UTC day, so syncs later the same day send no further requests.
+pub fn retention_window(now: jiff::Timestamp, days: u32) -> (jiff::Timestamp, jiff::Timestamp) {
+    let min = now + jiff::SignedDuration::from_hours(24 * i64::from(days));
+    let secs = min.as_second();
+    let until = jiff::Timestamp::from_second(secs - secs.rem_euclid(86_400) + 86_400)
+        .expect("a date within jiff's range");
+    (min, until)
+}
+
+/// Every object an immaculate or sacred snapshot needs: its snapshot
+/// object, the packs holding its tree, its lists, its chunks and,
+/// transitively, their delta bases, and the config and key slots without
+/// which none of it can be read. Packs first.
+pub fn protected_objects(repo: &Repository) -> Result<Vec<(Kind, String)>> {
+    use crate::snapshot::{ChunkList, Tier};
+    let index = repo.index();
+    let mut seen: HashSet<ChunkId> = HashSet::new();
+    let mut packs: HashSet<PackId> = HashSet::new();
+    let mut snaps = Vec::new();
+    let mut visit = |id: ChunkId| -> Result<()> {
+        let mut next = Some(id);
+        while let Some(id) = next.take() {
+            if !seen.insert(id) {
+                break;
+            }
+            let e = index
+                .get(&id)
+                .map_err(|e| Error::Repo(e.into()))?
+                .ok_or_else(|| {
+                    Error::Repo(crate::repo::Error::DamagedBlob {
+                        chunk: id.to_hex(),
+                        pack: String::new(),
+                        what: "not in the index (run `relic check`)".into(),
+                    })
+                })?;
+            packs.insert(e.pack);
+            next = e.base.map(|b| b.id);
+        }
+        Ok(())
+    };
+    let walk = |list: &ChunkList, visit: &mut dyn FnMut(ChunkId) -> Result<()>| {
+        if let ChunkList::Indirect(blocks) = list {
+            for b in blocks {
+                visit(*b)?;
+            }
+        }
+        for id in repo.chunk_ids(list) {
+            visit(id?)?;
+        }
+        Ok::<(), Error>(())
+    };
+    for (id, snap) in repo.snapshots()? {
+        if !matches!(snap.tier, Tier::Immaculate | Tier::Sacred) {
+            continue;
+        }
+        walk(&snap.tree, &mut visit)?;
+        for item in repo.items(&snap) {
+            walk(&item?.content, &mut visit)?;
+        }
+        snaps.push((Kind::Snapshot, id.to_hex()));
+    }
+    if snaps.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Without the config and a key slot the packs cannot be read.
+    snaps.push((Kind::Config, "config".into()));
+    for k in repo
+        .backend()
+        .list(Kind::Key)
+        .map_err(|e| Error::Io(e.to_string()))?
+    {
+        snaps.push((Kind::Key, k));
+    }
+    let mut packs: Vec<PackId> = packs.into_iter().collect();
+    packs.sort_unstable();
+    let mut out: Vec<(Kind, String)> = packs.iter().map(|p| (Kind::Pack, p.to_hex())).collect();
+    out.extend(snaps);
+    Ok(out)
 }
 
 /// [`sync`] from a repository's directory and index, without its key (the
@@ -775,4 +998,27 @@ fn dest_config_id(dest: &dyn Dest) -> Result<String> {
         .and_then(|i| i.as_str())
         .unwrap_or_default()
         .to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_ends_at_the_utc_midnight_after_the_period() {
+        let now: jiff::Timestamp = "2026-11-22T10:15:00Z".parse().unwrap();
+        let (min, until) = retention_window(now, 30);
+        assert_eq!(min.to_string(), "2026-12-22T10:15:00Z");
+        assert_eq!(until.to_string(), "2026-12-23T00:00:00Z");
+        // Later the same day the same date comes out: nothing to extend.
+        let later: jiff::Timestamp = "2026-11-22T23:59:59Z".parse().unwrap();
+        let (min2, until2) = retention_window(later, 30);
+        assert_eq!(until2, until);
+        assert!(until >= min2);
+        // The next day it moves on by one day.
+        let next: jiff::Timestamp = "2026-11-23T00:00:01Z".parse().unwrap();
+        let (min3, until3) = retention_window(next, 30);
+        assert!(until < min3);
+        assert_eq!(until3.to_string(), "2026-12-24T00:00:00Z");
+    }
 }

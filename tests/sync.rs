@@ -9,6 +9,30 @@ use std::process::{Child, Command, Output, Stdio};
 const KEY: &str = "relic-test-key";
 const SECRET: &str = "relic-test-secret";
 
+/// Starts `program` (set up by `args` for a port) on a free loopback port
+/// and waits until it accepts connections.
+fn serve(program: &str, args: impl FnOnce(&mut Command, u16)) -> (Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut c = Command::new(program);
+    args(&mut c, port);
+    let child = c
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} is installed (scripts/test.sh installs it): {e}"));
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    (child, port)
+}
+
 /// An s3s-fs server on a free loopback port, killed on drop.
 struct S3 {
     child: Child,
@@ -20,25 +44,11 @@ impl S3 {
     fn start() -> S3 {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(root.path().join("bucket")).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("s3s-fs")
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", KEY, "--secret-key", SECRET])
-            .arg(root.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("s3s-fs is installed (scripts/test.sh installs it)");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        let (child, port) = serve("s3s-fs", |c, port| {
+            c.args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--access-key", KEY, "--secret-key", SECRET])
+                .arg(root.path());
+        });
         S3 {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
@@ -451,4 +461,217 @@ fn a_repository_on_s3_with_wrong_credentials_or_none_there_is_a_clear_error() {
                 .count()
                 == 0
     );
+}
+
+/// A moto S3 server (PyPI `moto[server]`, installed by scripts/test.sh) on
+/// a free loopback port, killed on drop. Unlike s3s-fs it implements S3
+/// Object Lock: versioned buckets, PutObjectRetention, retention on HEAD,
+/// and it refuses to delete a retained object version.
+struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let (child, port) = serve("moto_server", |c, port| {
+            c.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        });
+        Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", KEY.to_string()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET.to_string()),
+            ("AWS_REGION", "us-east-1".to_string()),
+        ]
+    }
+
+    /// Runs a Python snippet with `s3`, a boto3 client of this server, and
+    /// returns what it prints.
+    fn py(&self, code: &str) -> String {
+        let script = format!(
+            "import boto3, datetime, json\ns3 = boto3.client('s3', endpoint_url='{}', aws_access_key_id='{KEY}', aws_secret_access_key='{SECRET}', region_name='us-east-1')\n{code}",
+            self.endpoint
+        );
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "python: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Every object in a bucket: key → (lock mode, retain-until as a Unix
+    /// time, version id).
+    fn objects(&self, bucket: &str) -> std::collections::BTreeMap<String, (String, i64, String)> {
+        let out = self.py(&format!(
+            "r = {{}}\nfor o in s3.list_objects_v2(Bucket='{bucket}').get('Contents', []):\n    h = s3.head_object(Bucket='{bucket}', Key=o['Key'])\n    u = h.get('ObjectLockRetainUntilDate')\n    r[o['Key']] = [h.get('ObjectLockMode') or '', int(u.timestamp()) if u else 0, h['VersionId']]\nprint(json.dumps(r))"
+        ));
+        serde_json::from_str(&out).unwrap()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn object_lock_retains_every_object_an_immaculate_snapshot_needs_and_nothing_else() {
+    let s3 = Moto::start();
+    s3.py("s3.create_bucket(Bucket='locked', ObjectLockEnabledForBucket=True)\ns3.create_bucket(Bucket='plain')");
+    let env = s3.env();
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let pack_names = |repo: &Path| -> Vec<String> {
+        packs(repo)
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    };
+
+    // Day 1, a daily dump: its own pack. Day 2, the immaculate baseline:
+    // scattered edits of day 1, so mostly deltas whose bases are in day 1's
+    // pack. Day 3, an unrelated daily: a pack the baseline does not need.
+    let (_d, repo) = new_repo();
+    let mut data = rows(3 << 20, 7);
+    ok(&repo, &["backup", "--stdin", "--name", "db"], &data);
+    let day1 = pack_names(&repo);
+    for i in 0..40 {
+        let at = i * 76_543 % (data.len() - 64);
+        data[at..at + 64].copy_from_slice(&random(64, i as u64));
+    }
+    ok(
+        &repo,
+        &[
+            "backup",
+            "--stdin",
+            "--name",
+            "base",
+            "--tier",
+            "immaculate",
+        ],
+        &data,
+    );
+    let day2: Vec<String> = pack_names(&repo)
+        .into_iter()
+        .filter(|p| !day1.contains(p))
+        .collect();
+    ok(
+        &repo,
+        &["backup", "--stdin", "--name", "other"],
+        &random(2 << 20, 99),
+    );
+    let day3: Vec<String> = pack_names(&repo)
+        .into_iter()
+        .filter(|p| !day1.contains(p) && !day2.contains(p))
+        .collect();
+    assert!(!day1.is_empty() && !day2.is_empty() && !day3.is_empty());
+    let snaps = snapshots(&repo);
+    let id_of = |name: &str| {
+        snaps.iter().find(|s| s["name"] == name).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    // A bucket without Object Lock, or a directory: refused before anything
+    // is sent.
+    let out = relic_env(
+        &repo,
+        &["sync", "--to", "s3://plain/r", "--object-lock", "30"],
+        &env_ref,
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("Object Lock is not enabled on bucket plain"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(s3.objects("plain").is_empty(), "nothing was sent");
+    let dir = repo.parent().unwrap().join("copy");
+    let out = relic_env(
+        &repo,
+        &["sync", "--to", dir.to_str().unwrap(), "--object-lock", "30"],
+        &env_ref,
+    );
+    assert!(
+        stderr(&out).contains("needs an s3:// destination"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.exists());
+
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let r = sync_json(&repo, "s3://locked/r", &env, &["--object-lock", "30"]);
+    let objects = s3.objects("locked");
+    let locked: Vec<&String> = objects
+        .iter()
+        .filter(|(_, (mode, _, _))| mode == "COMPLIANCE")
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(r["lock_objects"].as_u64().unwrap() as usize, locked.len());
+    assert_eq!(r["locked"], r["lock_objects"]);
+    let is_locked = |key: &str| locked.iter().any(|k| *k == key);
+    let pack_key = |p: &str| format!("r/packs/{}/{p}", &p[..2]);
+    // The baseline's snapshot object and packs, and the day-1 pack holding
+    // its delta bases; the config and key slots that make them readable.
+    assert!(is_locked(&format!("r/snapshots/{}", id_of("base"))));
+    for p in day1.iter().chain(&day2) {
+        assert!(
+            is_locked(&pack_key(p)),
+            "pack {p} holds the baseline's data or bases"
+        );
+    }
+    assert!(is_locked("r/config"));
+    assert!(locked.iter().any(|k| k.starts_with("r/keys/")));
+    // Nothing of the dailies alone.
+    for p in &day3 {
+        assert!(!is_locked(&pack_key(p)), "pack {p} is only a daily's");
+    }
+    assert!(!is_locked(&format!("r/snapshots/{}", id_of("db"))));
+    assert!(!is_locked(&format!("r/snapshots/{}", id_of("other"))));
+    for (k, (mode, until, _)) in &objects {
+        if !mode.is_empty() {
+            assert!(
+                *until >= t0 + 30 * 86_400 && *until <= t0 + 32 * 86_400,
+                "{k} retained until {until}"
+            );
+        }
+    }
+
+    // The server holds to it: the baseline's snapshot version cannot be
+    // deleted, a daily's can.
+    let base_key = format!("r/snapshots/{}", id_of("base"));
+    let other_key = format!("r/snapshots/{}", id_of("other"));
+    let try_delete = |key: &str| {
+        s3.py(&format!(
+            "try:\n    s3.delete_object(Bucket='locked', Key='{key}', VersionId='{}')\n    print('deleted')\nexcept Exception as e:\n    print('refused', e)",
+            objects[key].2
+        ))
+    };
+    assert!(try_delete(&base_key).starts_with("refused"), "locked");
+    assert!(try_delete(&other_key).starts_with("deleted"));
+
+    // Again the same day: every object is already retained long enough.
+    let again = sync_json(&repo, "s3://locked/r", &env, &["--object-lock", "30"]);
+    assert_eq!(again["locked"], 0);
+    assert_eq!(again["snapshots"], 1, "the deleted daily travels again");
+    // A longer period extends every retention.
+    let longer = sync_json(&repo, "s3://locked/r", &env, &["--object-lock", "40"]);
+    assert_eq!(longer["locked"], r["lock_objects"]);
+    for k in &locked {
+        assert!(s3.objects("locked")[*k].1 >= t0 + 40 * 86_400);
+    }
 }

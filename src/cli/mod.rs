@@ -195,6 +195,21 @@ enum Command {
         /// Parallel transfers.
         #[arg(long, default_value_t = 4)]
         jobs: usize,
+        /// Put every object of the immaculate and sacred snapshots (their
+        /// snapshot objects and every pack their data or delta bases are
+        /// in) under S3 Object Lock for at least DAYS days from now; each
+        /// sync extends it. The bucket must have Object Lock enabled.
+        #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=36500))]
+        object_lock: Option<u32>,
+        /// compliance (nobody can delete or shorten) or governance (users
+        /// with s3:BypassGovernanceRetention can).
+        #[arg(
+            long,
+            value_name = "MODE",
+            default_value = "compliance",
+            requires = "object_lock"
+        )]
+        object_lock_mode: relic::objectlock::Mode,
         #[arg(long)]
         json: bool,
     },
@@ -823,6 +838,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             dry_run,
             verify,
             jobs,
+            object_lock,
+            object_lock_mode,
             json,
         } => {
             let repo = open(&cli)?;
@@ -832,9 +849,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 dry_run: *dry_run,
                 verify: *verify,
                 jobs: *jobs,
+                object_lock: object_lock.map(|days| relic::sync::ObjectLock {
+                    days,
+                    mode: *object_lock_mode,
+                }),
             };
-            let r = relic::sync::sync(&repo, dest.as_ref(), &opts, &bar)
-                .with_context(|| format!("sync to {to} stopped; run it again to resume"))?;
+            let r = match relic::sync::sync(&repo, dest.as_ref(), &opts, &bar) {
+                Ok(r) => r,
+                // Checked before anything travels: nothing to resume.
+                Err(
+                    e @ relic::sync::Error::ObjectLock {
+                        why:
+                            relic::objectlock::Error::NotEnabled { .. }
+                            | relic::objectlock::Error::NotS3
+                            | relic::objectlock::Error::Unsupported(_),
+                        ..
+                    },
+                ) if opts.object_lock.is_some() => return Err(e.into()),
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("sync to {to} stopped; run it again to resume")))
+                }
+            };
             bar.finish();
             if *json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
@@ -864,6 +900,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     r.seconds,
                     HumanBytes((r.pack_bytes as f64 / r.seconds.max(1e-3)) as u64)
                 );
+                if let Some(until) = &r.locked_until {
+                    println!(
+                        "object lock ({}): {} objects of immaculate and sacred snapshots {} until {until}{}",
+                        object_lock_mode.as_str(),
+                        r.lock_objects,
+                        if *dry_run { "would be retained" } else { "retained" },
+                        if *dry_run {
+                            String::new()
+                        } else {
+                            format!(" ({} set or extended now)", r.locked)
+                        }
+                    );
+                }
             }
         }
         Command::Rename { snapshot, new_name } => {
