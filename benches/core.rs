@@ -1,5 +1,6 @@
 //! Criterion benches of the per-byte stages of the data path: FastCDC,
-//! keyed BLAKE3, zstd at the levels worth choosing between, and decoding.
+//! keyed BLAKE3, zstd at the levels worth choosing between, decoding, and
+//! resemblance sketches.
 //! Input: pseudo-random bytes and a synthetic pg_dump-like text.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -114,5 +115,21 @@ fn compression(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, chunking, hashing, compression);
+/// Resemblance sketches, computed for every new chunk of 64 KiB.
+fn sketching(c: &mut Criterion) {
+    let mut g = c.benchmark_group("sketch");
+    g.throughput(Throughput::Bytes(SIZE as u64));
+    for (name, data) in [("random", random(SIZE)), ("dump", dump_text(SIZE))] {
+        g.bench_with_input(BenchmarkId::new("64k", name), &data, |b, d| {
+            b.iter(|| {
+                for c in d.chunks(64 << 10) {
+                    black_box(relic::delta::sketch(black_box(c)));
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, chunking, hashing, compression, sketching);
 criterion_main!(benches);

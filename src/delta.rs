@@ -78,16 +78,82 @@ pub fn sketch(data: &[u8]) -> Option<Sketch> {
     if data.len() < MIN_LEN {
         return None;
     }
+    Some(super_features(&features(data)))
+}
+
+/// Bytes a Gear hash depends on: each step shifts the hash left by one, so
+/// a byte's contribution is gone 64 bytes later.
+const WINDOW: usize = 64;
+
+/// Keeps the transforms' maxima at a sampled hash.
+#[inline(never)]
+fn sample(features: &mut [u64; FEATURES], h: u64) {
+    for (f, (m, a)) in features.iter_mut().zip(TRANSFORMS) {
+        *f = (*f).max(h.wrapping_mul(m).wrapping_add(a));
+    }
+}
+
+/// The features of `data`. The Gear hash at a position depends only on the
+/// [`WINDOW`] bytes before it, so the chunk is cut in [`LANES`] stretches
+/// hashed side by side (each warmed up on the window before it): four
+/// independent dependency chains instead of one, the same sampled hashes
+/// as one pass from the start, and the maxima do not depend on order.
+fn features(data: &[u8]) -> [u64; FEATURES] {
+    const LANES: usize = 4;
     let mut features = [0u64; FEATURES];
-    let mut h = 0u64;
-    for &b in data {
-        h = (h << 1).wrapping_add(GEAR[b as usize]);
-        if h & SAMPLE_MASK == 0 {
-            for (f, (m, a)) in features.iter_mut().zip(TRANSFORMS) {
-                *f = (*f).max(h.wrapping_mul(m).wrapping_add(a));
+    let step = data.len() / LANES;
+    // Lane j covers [j*step, (j+1)*step), the last one up to the end; lanes
+    // after the first start their hash WINDOW bytes early, unsampled.
+    let mut h = [0u64; LANES];
+    let starts: [usize; LANES] = std::array::from_fn(|j| j * step);
+    if step > WINDOW {
+        for k in 0..WINDOW {
+            for j in 1..LANES {
+                let b = data[starts[j] - WINDOW + k];
+                h[j] = (h[j] << 1).wrapping_add(GEAR[b as usize]);
+            }
+        }
+        let [mut h0, mut h1, mut h2, mut h3] = h;
+        let lane = |j: usize| &data[starts[j]..starts[j] + step];
+        for (((&a, &b), &c), &d) in lane(0).iter().zip(lane(1)).zip(lane(2)).zip(lane(3)) {
+            h0 = (h0 << 1).wrapping_add(GEAR[a as usize]);
+            h1 = (h1 << 1).wrapping_add(GEAR[b as usize]);
+            h2 = (h2 << 1).wrapping_add(GEAR[c as usize]);
+            h3 = (h3 << 1).wrapping_add(GEAR[d as usize]);
+            if (h0 & SAMPLE_MASK == 0)
+                | (h1 & SAMPLE_MASK == 0)
+                | (h2 & SAMPLE_MASK == 0)
+                | (h3 & SAMPLE_MASK == 0)
+            {
+                for x in [h0, h1, h2, h3] {
+                    if x & SAMPLE_MASK == 0 {
+                        sample(&mut features, x);
+                    }
+                }
+            }
+        }
+        h = [h0, h1, h2, h3];
+        // The last lane's remainder.
+        let mut x = h[LANES - 1];
+        for &b in &data[LANES * step..] {
+            x = (x << 1).wrapping_add(GEAR[b as usize]);
+            if x & SAMPLE_MASK == 0 {
+                sample(&mut features, x);
+            }
+        }
+    } else {
+        let mut x = 0u64;
+        for &b in data {
+            x = (x << 1).wrapping_add(GEAR[b as usize]);
+            if x & SAMPLE_MASK == 0 {
+                sample(&mut features, x);
             }
         }
     }
+    features
+}
+
+fn super_features(features: &[u64; FEATURES]) -> Sketch {
     let per = FEATURES / SUPER_FEATURES;
     let mut sk = [0u64; SUPER_FEATURES];
     for (s, out) in sk.iter_mut().enumerate() {
@@ -98,7 +164,7 @@ pub fn sketch(data: &[u8]) -> Option<Sketch> {
         }
         *out = u64::from_le_bytes(x.finalize().as_bytes()[..8].try_into().expect("8"));
     }
-    Some(sk)
+    sk
 }
 
 /// True when `base` can serve as a raw-content dictionary: zstd would read
@@ -205,6 +271,40 @@ mod tests {
         }
     }
 
+    /// One pass from the start, the definition [`features`] must match.
+    fn features_one_pass(data: &[u8]) -> [u64; FEATURES] {
+        let mut features = [0u64; FEATURES];
+        let mut h = 0u64;
+        for &b in data {
+            h = (h << 1).wrapping_add(GEAR[b as usize]);
+            if h & SAMPLE_MASK == 0 {
+                sample(&mut features, h);
+            }
+        }
+        features
+    }
+
+    #[test]
+    fn lanes_give_the_one_pass_features() {
+        for n in [MIN_LEN, 1027, 4 * WINDOW + 3, 65_536, 200_001] {
+            for seed in 0..4 {
+                let d = &rows(seed, n)[..n];
+                assert_eq!(features(d), features_one_pass(d), "n {n} seed {seed}");
+            }
+        }
+        // Frozen: sketches are stored in packs and looked up across
+        // backups, so they must never change.
+        let d = &rows(1, 65_536)[..65_536];
+        assert_eq!(
+            sketch(d).unwrap(),
+            [
+                0x0e4a_4007_04ec_326e,
+                0x5b40_9c96_fc75_9ee5,
+                0x1fc9_3619_8971_6ffc
+            ]
+        );
+    }
+
     #[test]
     fn short_chunks_have_no_sketch_and_magic_bases_are_refused() {
         assert!(sketch(&[7u8; MIN_LEN - 1]).is_none());
@@ -226,6 +326,11 @@ mod tests {
             let mut back = Vec::new();
             decode(&mut dctx, &frame, &base, data.len(), &mut back).unwrap();
             prop_assert_eq!(back, data);
+        }
+
+        #[test]
+        fn lanes_match_one_pass(data in proptest::collection::vec(any::<u8>(), 0..20_000)) {
+            prop_assert_eq!(features(&data), features_one_pass(&data));
         }
     }
 }
