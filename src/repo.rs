@@ -160,7 +160,27 @@ fn is_zero(n: &u8) -> bool {
 }
 
 impl Config {
-    fn mac_input(&self) -> Vec<u8> {
+    /// What can be checked of a config without its key: a format version
+    /// this relic reads, a delta depth that version allows, chunk sizes
+    /// FastCDC takes.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if !(OLDEST_FORMAT..=FORMAT_VERSION).contains(&self.version) {
+            return Err(format!(
+                "format version {} is not supported by this relic (it reads versions {OLDEST_FORMAT} to {FORMAT_VERSION})",
+                self.version
+            ));
+        }
+        if self.delta_max_depth > 0 && self.version < 2 || self.delta_max_depth > 64 {
+            return Err(format!(
+                "delta_max_depth {} is not valid for format version {}",
+                self.delta_max_depth, self.version
+            ));
+        }
+        self.chunker.validate()
+    }
+
+    /// The bytes the config's MAC covers: the config without its MAC.
+    pub fn mac_input(&self) -> Vec<u8> {
         let mut c = self.clone();
         c.mac.clear();
         serde_json::to_vec(&c).expect("config serializes")
@@ -275,18 +295,7 @@ impl Repository {
             path: cfg_path.display().to_string(),
             what,
         };
-        if !(OLDEST_FORMAT..=FORMAT_VERSION).contains(&config.version) {
-            return Err(bad(format!(
-                "format version {} is not supported by this relic (it reads versions {OLDEST_FORMAT} to {FORMAT_VERSION})",
-                config.version
-            )));
-        }
-        if config.delta_max_depth > 0 && config.version < 2 || config.delta_max_depth > 64 {
-            return Err(bad(format!(
-                "delta_max_depth {} is not valid for format version {}",
-                config.delta_max_depth, config.version
-            )));
-        }
+        config.check().map_err(bad)?;
         let backend = Local::new(path);
         let (keys, unlocked_slot) = match (config.encryption.as_str(), &config.master_key) {
             ("none", Some(hexkey)) => {
@@ -307,7 +316,6 @@ impl Repository {
                 "the config was altered (its MAC does not match); restore it from a copy".into(),
             ));
         }
-        config.chunker.validate().map_err(bad)?;
         let chunker = Chunker::new(config.chunker, keys.gear_seed());
         // A repository on a read-only filesystem (a mounted backup disk)
         // is read with an index of its own in the user's cache.

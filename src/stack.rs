@@ -114,16 +114,20 @@ pub struct Hooks {
 impl StackConfig {
     /// Reads and checks `relic.toml`; errors name the file and the line.
     pub fn load(path: &Path) -> Result<StackConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            path: path.display().to_string(),
+            what: format!("{e} (a stack is described by relic.toml; --config names it)"),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and checks the text of `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<StackConfig> {
         let bad = |what: String| Error::Config {
             path: path.display().to_string(),
             what,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            bad(format!(
-                "{e} (a stack is described by relic.toml; --config names it)"
-            ))
-        })?;
-        let mut cfg: StackConfig = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let mut cfg: StackConfig = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
         cfg.path = std::path::absolute(path).map_err(|e| bad(e.to_string()))?;
         if cfg.name.trim().is_empty() {
             return Err(bad("`name` must not be empty".into()));

@@ -1,12 +1,15 @@
-//! The repository config (JSON) and relic.toml: never a panic.
+//! The repository config (JSON) and relic.toml, through the same checks
+//! as `Repository::open` and `StackConfig::load`: never a panic.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(c) = serde_json::from_slice::<relic::repo::Config>(data) {
-        let _ = c.chunker.validate();
+        if c.check().is_ok() {
+            let _ = c.mac_input();
+        }
     }
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = toml::from_str::<relic::stack::StackConfig>(text);
+        let _ = relic::stack::StackConfig::parse(text, std::path::Path::new("relic.toml"));
     }
 });
