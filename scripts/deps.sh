@@ -24,7 +24,7 @@ fi
 
 # moto, a real S3 server from PyPI that implements Object Lock (s3s-fs does
 # not), for the `sync --object-lock` test; boto3 comes with it.
-if ! command -v moto_server >/dev/null; then
+if ! python3 -c 'import moto.server, boto3' 2>/dev/null; then
   pkg='moto[server]==5.2.1'
   python3 -m pip install -q "$pkg" 2>/dev/null ||
     python3 -m pip install -q --break-system-packages "$pkg"

@@ -463,7 +463,7 @@ fn a_repository_on_s3_with_wrong_credentials_or_none_there_is_a_clear_error() {
     );
 }
 
-/// A moto S3 server (PyPI `moto[server]`, installed by scripts/test.sh) on
+/// A moto S3 server (PyPI `moto[server]`, installed by scripts/deps.sh) on
 /// a free loopback port, killed on drop. Unlike s3s-fs it implements S3
 /// Object Lock: versioned buckets, PutObjectRetention, retention on HEAD,
 /// and it refuses to delete a retained object version.
@@ -474,8 +474,17 @@ struct Moto {
 
 impl Moto {
     fn start() -> Moto {
-        let (child, port) = serve("moto_server", |c, port| {
-            c.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        // `python3 -m moto.server` rather than the `moto_server` script: a
+        // pip install under pyenv needs a rehash before scripts are on PATH.
+        let (child, port) = serve("python3", |c, port| {
+            c.args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ]);
         });
         Moto {
             child,
