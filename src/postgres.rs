@@ -383,7 +383,7 @@ pub fn dump_into(
 ) -> Result<(DbInfo, repo::StoredStream)> {
     let rt = runtime();
     let client = connect(&rt, cfg)?;
-    let (snapshot_name, info) = rt.block_on(async {
+    let snapshot_name = rt.block_on(async {
         client
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await?;
@@ -391,9 +391,31 @@ pub fn dump_into(
             .query_one("SELECT pg_export_snapshot()", &[])
             .await?
             .get(0);
-        let info = collect_info(&client).await?;
-        Ok::<_, Error>((name, info))
+        Ok::<_, Error>(name)
     })?;
+    // The row counts (a count(*) per table) run in the exported snapshot
+    // while pg_dump streams it, instead of before: on a database of many
+    // mid-sized tables they would otherwise hold the dump back.
+    let (info, stored) = std::thread::scope(|s| {
+        let counts = s.spawn(|| rt.block_on(collect_info(&client)));
+        let stored = run_pg_dump(w, conninfo, &snapshot_name);
+        let info = counts
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (info, stored)
+    });
+    let _ = rt.block_on(client.batch_execute("COMMIT"));
+    let stored = stored?;
+    Ok((info?, stored))
+}
+
+/// Runs `pg_dump --snapshot=NAME` into the write session; fails, with
+/// pg_dump's stderr, unless pg_dump exits 0.
+fn run_pg_dump(
+    w: &mut repo::Writer<'_>,
+    conninfo: Option<&str>,
+    snapshot_name: &str,
+) -> Result<repo::StoredStream> {
     let mut cmd = Command::new("pg_dump");
     cmd.arg("--format=plain")
         .arg("--no-password")
@@ -419,7 +441,6 @@ pub fn dump_into(
     }
     let status = child.wait();
     let err = err_reader.join().unwrap_or_default();
-    let _ = rt.block_on(client.batch_execute("COMMIT"));
     let status = status.map_err(|e| Error::Repo(repo::Error::Input(e)))?;
     if !status.success() {
         return Err(Error::Repo(repo::Error::Source(format!(
@@ -427,7 +448,7 @@ pub fn dump_into(
             err.trim_end()
         ))));
     }
-    Ok((info, stored?))
+    Ok(stored?)
 }
 
 /// The last 64 KiB of a stream (a child's stderr).
