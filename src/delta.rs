@@ -93,63 +93,62 @@ fn sample(features: &mut [u64; FEATURES], h: u64) {
     }
 }
 
+/// One step of the Gear hash.
+#[inline(always)]
+fn gear(h: u64, b: u8) -> u64 {
+    (h << 1).wrapping_add(GEAR[b as usize])
+}
+
+/// Continues a Gear hash from `h` over `bytes`, sampling as it goes;
+/// returns the hash at the end.
+fn run(features: &mut [u64; FEATURES], mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h = gear(h, b);
+        if h & SAMPLE_MASK == 0 {
+            sample(features, h);
+        }
+    }
+    h
+}
+
 /// The features of `data`. The Gear hash at a position depends only on the
-/// [`WINDOW`] bytes before it, so the chunk is cut in [`LANES`] stretches
+/// [`WINDOW`] bytes before it, so the chunk is cut in four stretches
 /// hashed side by side (each warmed up on the window before it): four
 /// independent dependency chains instead of one, the same sampled hashes
 /// as one pass from the start, and the maxima do not depend on order.
 fn features(data: &[u8]) -> [u64; FEATURES] {
-    const LANES: usize = 4;
     let mut features = [0u64; FEATURES];
-    let step = data.len() / LANES;
-    // Lane j covers [j*step, (j+1)*step), the last one up to the end; lanes
-    // after the first start their hash WINDOW bytes early, unsampled.
-    let mut h = [0u64; LANES];
-    let starts: [usize; LANES] = std::array::from_fn(|j| j * step);
-    if step > WINDOW {
-        for k in 0..WINDOW {
-            for j in 1..LANES {
-                let b = data[starts[j] - WINDOW + k];
-                h[j] = (h[j] << 1).wrapping_add(GEAR[b as usize]);
-            }
-        }
-        let [mut h0, mut h1, mut h2, mut h3] = h;
-        let lane = |j: usize| &data[starts[j]..starts[j] + step];
-        for (((&a, &b), &c), &d) in lane(0).iter().zip(lane(1)).zip(lane(2)).zip(lane(3)) {
-            h0 = (h0 << 1).wrapping_add(GEAR[a as usize]);
-            h1 = (h1 << 1).wrapping_add(GEAR[b as usize]);
-            h2 = (h2 << 1).wrapping_add(GEAR[c as usize]);
-            h3 = (h3 << 1).wrapping_add(GEAR[d as usize]);
-            if (h0 & SAMPLE_MASK == 0)
-                | (h1 & SAMPLE_MASK == 0)
-                | (h2 & SAMPLE_MASK == 0)
-                | (h3 & SAMPLE_MASK == 0)
-            {
-                for x in [h0, h1, h2, h3] {
-                    if x & SAMPLE_MASK == 0 {
-                        sample(&mut features, x);
-                    }
+    let step = data.len() / 4;
+    if step <= WINDOW {
+        run(&mut features, 0, data);
+        return features;
+    }
+    let lane = |j: usize| &data[j * step..(j + 1) * step];
+    let warm = |j: usize| {
+        data[j * step - WINDOW..j * step]
+            .iter()
+            .fold(0, |h, &b| gear(h, b))
+    };
+    let (mut h0, mut h1, mut h2, mut h3) = (0, warm(1), warm(2), warm(3));
+    for (((&a, &b), &c), &d) in lane(0).iter().zip(lane(1)).zip(lane(2)).zip(lane(3)) {
+        h0 = gear(h0, a);
+        h1 = gear(h1, b);
+        h2 = gear(h2, c);
+        h3 = gear(h3, d);
+        if (h0 & SAMPLE_MASK == 0)
+            | (h1 & SAMPLE_MASK == 0)
+            | (h2 & SAMPLE_MASK == 0)
+            | (h3 & SAMPLE_MASK == 0)
+        {
+            for x in [h0, h1, h2, h3] {
+                if x & SAMPLE_MASK == 0 {
+                    sample(&mut features, x);
                 }
             }
         }
-        h = [h0, h1, h2, h3];
-        // The last lane's remainder.
-        let mut x = h[LANES - 1];
-        for &b in &data[LANES * step..] {
-            x = (x << 1).wrapping_add(GEAR[b as usize]);
-            if x & SAMPLE_MASK == 0 {
-                sample(&mut features, x);
-            }
-        }
-    } else {
-        let mut x = 0u64;
-        for &b in data {
-            x = (x << 1).wrapping_add(GEAR[b as usize]);
-            if x & SAMPLE_MASK == 0 {
-                sample(&mut features, x);
-            }
-        }
     }
+    // The last lane runs on to the end.
+    run(&mut features, h3, &data[4 * step..]);
     features
 }
 

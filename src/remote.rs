@@ -28,7 +28,6 @@ use crate::progress::{Progress, Unit};
 use crate::sync::{self, Dest, Error, Result, S3Dest};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -199,32 +198,13 @@ impl Remote {
             return Ok(());
         }
         progress.start("fetching packs", Some(names.len() as u64), Unit::Items);
-        let next = AtomicUsize::new(0);
-        let failure: Mutex<Option<Error>> = Mutex::new(None);
-        std::thread::scope(|s| {
-            for _ in 0..jobs.clamp(1, 32) {
-                s.spawn(|| loop {
-                    if failure.lock().expect("failure lock").is_some() {
-                        return;
-                    }
-                    let Some(name) = names.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                        return;
-                    };
-                    match self.fetch(Kind::Pack, name) {
-                        Ok(_) => progress.inc(1),
-                        Err(e) => {
-                            *failure.lock().expect("failure lock") = Some(e);
-                            return;
-                        }
-                    }
-                });
-            }
+        let fetched = sync::parallel(names, jobs, |name| {
+            self.fetch(Kind::Pack, name)?;
+            progress.inc(1);
+            Ok(())
         });
         progress.finish();
-        match failure.into_inner().expect("failure lock") {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        fetched
     }
 
     /// Sends what the command added to the mirror (packs, then snapshots,

@@ -54,6 +54,23 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// Whether running the same sync again can finish it: not when DEST
+    /// is another repository or cannot lock objects.
+    pub fn resumable(&self) -> bool {
+        !matches!(
+            self,
+            Error::Foreign { .. }
+                | Error::ObjectLock {
+                    why: objectlock::Error::NotEnabled { .. }
+                        | objectlock::Error::NotS3
+                        | objectlock::Error::Unsupported(_),
+                    ..
+                }
+        )
+    }
+}
+
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Where objects go: a directory or an S3 bucket prefix.
@@ -85,14 +102,13 @@ pub trait Dest: Send + Sync {
     /// already retained until at least `min`; true when it was changed.
     fn retain(
         &self,
-        kind: Kind,
-        name: &str,
-        mode: objectlock::Mode,
-        min: jiff::Timestamp,
-        until: jiff::Timestamp,
+        _kind: Kind,
+        _name: &str,
+        _mode: objectlock::Mode,
+        _min: jiff::Timestamp,
+        _until: jiff::Timestamp,
     ) -> Result<bool> {
-        let _ = (kind, name, mode, min, until);
-        self.object_lock_check().map(|_| false)
+        self.object_lock_check().map(|()| false)
     }
 }
 
@@ -603,19 +619,14 @@ pub fn sync(
     opts: &Options,
     progress: &dyn Progress,
 ) -> Result<Report> {
-    let Some(lock) = opts.object_lock else {
-        return sync_from(
-            repo.backend(),
-            repo.index(),
-            &repo.config().id,
-            dest,
-            opts,
-            progress,
-        );
-    };
     // Before anything travels: can DEST lock at all, and what must it lock?
-    dest.object_lock_check()?;
-    let objects = protected_objects(repo)?;
+    let protect = match opts.object_lock {
+        Some(lock) => {
+            dest.object_lock_check()?;
+            Some((lock, protected_objects(repo)?))
+        }
+        None => None,
+    };
     let mut report = sync_from(
         repo.backend(),
         repo.index(),
@@ -624,6 +635,9 @@ pub fn sync(
         opts,
         progress,
     )?;
+    let Some((lock, objects)) = protect else {
+        return Ok(report);
+    };
     report.lock_objects = objects.len() as u64;
     let (min, until) = retention_window(jiff::Timestamp::now(), lock.days);
     report.locked_until = Some(until.to_string());
@@ -633,31 +647,15 @@ pub fn sync(
     let started = std::time::Instant::now();
     progress.start("locking", Some(objects.len() as u64), Unit::Items);
     let changed = AtomicU64::new(0);
-    let failure: Mutex<Option<Error>> = Mutex::new(None);
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..opts.jobs.clamp(1, 32) {
-            s.spawn(|| {
-                while failure.lock().expect("failure lock").is_none() {
-                    let Some((kind, name)) = objects.get(next.fetch_add(1, Ordering::Relaxed))
-                    else {
-                        return;
-                    };
-                    match dest.retain(*kind, name, lock.mode, min, until) {
-                        Ok(c) => {
-                            changed.fetch_add(c as u64, Ordering::Relaxed);
-                            progress.inc(1);
-                        }
-                        Err(e) => *failure.lock().expect("failure lock") = Some(e),
-                    }
-                }
-            });
+    let locked = parallel(&objects, opts.jobs, |(kind, name)| {
+        if dest.retain(*kind, name, lock.mode, min, until)? {
+            changed.fetch_add(1, Ordering::Relaxed);
         }
+        progress.inc(1);
+        Ok(())
     });
     progress.finish();
-    if let Some(e) = failure.into_inner().expect("failure lock") {
-        return Err(e);
-    }
+    locked?;
     report.locked = changed.into_inner();
     report.seconds += started.elapsed().as_secs_f64();
     Ok(report)
@@ -693,13 +691,7 @@ pub fn protected_objects(repo: &Repository) -> Result<Vec<(Kind, String)>> {
             let e = index
                 .get(&id)
                 .map_err(|e| Error::Repo(e.into()))?
-                .ok_or_else(|| {
-                    Error::Repo(crate::repo::Error::DamagedBlob {
-                        chunk: id.to_hex(),
-                        pack: String::new(),
-                        what: "not in the index (run `relic check`)".into(),
-                    })
-                })?;
+                .ok_or_else(|| Error::Repo(crate::repo::Error::MissingChunk(id.to_hex())))?;
             packs.insert(e.pack);
             next = e.base.map(|b| b.id);
         }
@@ -837,46 +829,19 @@ pub fn sync_from(
     // (completely) before any pack with deltas against them.
     let waves = pack_waves(index, &todo_packs)?;
     progress.start("sending packs", Some(report.pack_bytes), Unit::Bytes);
-    let sent = AtomicU64::new(0);
     let verified = AtomicU64::new(0);
-    let failure: Mutex<Option<Error>> = Mutex::new(None);
-    let jobs = opts.jobs.clamp(1, 32);
-    for wave in waves {
-        let todo_packs: Vec<&(String, PathBuf, u64)> =
-            wave.iter().map(|&i| &todo_packs[i]).collect();
-        let next = AtomicUsize::new(0);
-        std::thread::scope(|s| {
-            for _ in 0..jobs {
-                s.spawn(|| loop {
-                    if failure.lock().expect("failure lock").is_some() {
-                        return;
-                    }
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((name, path, size)) = todo_packs.get(i).copied() else {
-                        return;
-                    };
-                    let r = send(dest, Kind::Pack, name, path, *size, opts.verify);
-                    match r {
-                        Ok(v) => {
-                            sent.fetch_add(1, Ordering::Relaxed);
-                            if v {
-                                verified.fetch_add(1, Ordering::Relaxed);
-                            }
-                            progress.inc(*size);
-                        }
-                        Err(e) => {
-                            *failure.lock().expect("failure lock") = Some(e);
-                            return;
-                        }
-                    }
-                });
+    let sent = waves.into_iter().try_for_each(|wave| {
+        let wave: Vec<&(String, PathBuf, u64)> = wave.iter().map(|&i| &todo_packs[i]).collect();
+        parallel(&wave, opts.jobs, |(name, path, size)| {
+            if send(dest, Kind::Pack, name, path, *size, opts.verify)? {
+                verified.fetch_add(1, Ordering::Relaxed);
             }
-        });
-    }
+            progress.inc(*size);
+            Ok(())
+        })
+    });
     progress.finish();
-    if let Some(e) = failure.into_inner().expect("failure lock") {
-        return Err(e);
-    }
+    sent?;
 
     // 3. Snapshots and audit records: only now do they name packs that are
     // all there.
@@ -899,6 +864,35 @@ pub fn sync_from(
     report.verified = verified.into_inner();
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Runs `f` on every item, `jobs` threads at a time; at the first failure
+/// no further item is started, and that failure is returned.
+pub(crate) fn parallel<T: Sync>(
+    items: &[T],
+    jobs: usize,
+    f: impl Fn(&T) -> Result<()> + Sync,
+) -> Result<()> {
+    let next = AtomicUsize::new(0);
+    let failure: Mutex<Option<Error>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, 32).min(items.len()) {
+            s.spawn(|| {
+                while failure.lock().expect("failure lock").is_none() {
+                    let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                        return;
+                    };
+                    if let Err(e) = f(item) {
+                        failure.lock().expect("failure lock").get_or_insert(e);
+                    }
+                }
+            });
+        }
+    });
+    failure
+        .into_inner()
+        .expect("failure lock")
+        .map_or(Ok(()), Err)
 }
 
 /// Orders the packs to send (indexes into `todo`) into waves: wave 0 holds

@@ -259,8 +259,7 @@ fn bad_credentials_an_unreachable_endpoint_or_a_foreign_repository_change_nothin
         ("AWS_REGION", "us-east-1"),
     ];
     let out = relic_env(&repo, &["sync", "--to", "s3://bucket/x"], &wrong);
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("access denied"), "{}", stderr(&out));
+    fails_with(&out, "access denied");
     assert_eq!(s3.objects(), 0);
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -276,20 +275,14 @@ fn bad_credentials_an_unreachable_endpoint_or_a_foreign_repository_change_nothin
         ("AWS_REGION", "us-east-1"),
     ];
     let out = relic_env(&repo, &["sync", "--to", "s3://bucket/x"], &down);
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("cannot reach"), "{}", stderr(&out));
+    fails_with(&out, "cannot reach");
 
     // A directory holding another repository is refused.
     let other = d.path().join("other");
     ok(&other, &["init"], b"");
     let before = repo_bytes(&other);
     let out = relic_env(&repo, &["sync", "--to", other.to_str().unwrap()], &[]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("holds another repository"),
-        "{}",
-        stderr(&out)
-    );
+    fails_with(&out, "holds another repository");
     assert_eq!(repo_bytes(&other), before);
 }
 
@@ -335,12 +328,7 @@ fn a_repository_living_on_s3_takes_every_command_from_any_machine() {
     );
     // A second init is refused and changes nothing.
     let again = on_s3(&s3, b.path(), &["init"], b"");
-    assert!(!again.status.success());
-    assert!(
-        stderr(&again).contains("already holds a relic repository"),
-        "{}",
-        stderr(&again)
-    );
+    fails_with(&again, "already holds a relic repository");
 
     let old = random(3 << 20, 70);
     let day1 = rows(3 << 20, 71);
@@ -396,12 +384,7 @@ fn a_repository_living_on_s3_takes_every_command_from_any_machine() {
         &["backup", "--stdin", "--name", "db"],
         b"more",
     );
-    assert!(!held.status.success());
-    assert!(
-        stderr(&held).contains("locked exclusively"),
-        "{}",
-        stderr(&held)
-    );
+    fails_with(&held, "locked exclusively");
     std::fs::remove_file(live.join("locks/elsewhere")).unwrap();
     s3_ok(
         &s3,
@@ -429,12 +412,7 @@ fn a_repository_on_s3_with_wrong_credentials_or_none_there_is_a_clear_error() {
     let s3 = S3::start();
     let cache = tempfile::tempdir().unwrap();
     let out = on_s3(&s3, cache.path(), &["snapshots"], b"");
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("no relic repository there"),
-        "{}",
-        stderr(&out)
-    );
+    fails_with(&out, "no relic repository there");
     s3_ok(&s3, cache.path(), &["init"], b"");
     let mut c = Command::new(bin());
     c.env("RELIC_PASSWORD", PASSWORD)
@@ -452,8 +430,7 @@ fn a_repository_on_s3_with_wrong_credentials_or_none_there_is_a_clear_error() {
         );
     }
     let out = c.output().unwrap();
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("access denied"), "{}", stderr(&out));
+    fails_with(&out, "access denied");
     assert!(
         !s3.root.path().join("bucket/live/snapshots").exists()
             || std::fs::read_dir(s3.root.path().join("bucket/live/snapshots"))
@@ -599,12 +576,7 @@ fn object_lock_retains_every_object_an_immaculate_snapshot_needs_and_nothing_els
         &["sync", "--to", "s3://plain/r", "--object-lock", "30"],
         &env_ref,
     );
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("Object Lock is not enabled on bucket plain"),
-        "{}",
-        stderr(&out)
-    );
+    fails_with(&out, "Object Lock is not enabled on bucket plain");
     assert!(s3.objects("plain").is_empty(), "nothing was sent");
     let dir = repo.parent().unwrap().join("copy");
     let out = relic_env(

@@ -854,23 +854,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     mode: *object_lock_mode,
                 }),
             };
-            let r = match relic::sync::sync(&repo, dest.as_ref(), &opts, &bar) {
-                Ok(r) => r,
-                // Checked before anything travels: nothing to resume.
-                Err(
-                    e @ relic::sync::Error::ObjectLock {
-                        why:
-                            relic::objectlock::Error::NotEnabled { .. }
-                            | relic::objectlock::Error::NotS3
-                            | relic::objectlock::Error::Unsupported(_),
-                        ..
-                    },
-                ) if opts.object_lock.is_some() => return Err(e.into()),
-                Err(e) => {
-                    return Err(anyhow::Error::new(e)
-                        .context(format!("sync to {to} stopped; run it again to resume")))
+            let r = relic::sync::sync(&repo, dest.as_ref(), &opts, &bar).map_err(|e| {
+                if e.resumable() {
+                    anyhow::Error::new(e)
+                        .context(format!("sync to {to} stopped; run it again to resume"))
+                } else {
+                    e.into()
                 }
-            };
+            })?;
             bar.finish();
             if *json {
                 println!("{}", serde_json::to_string_pretty(&r)?);

@@ -57,6 +57,16 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Asserts that a run failed and said `what` on stderr.
+pub fn fails_with(o: &Output, what: &str) {
+    assert!(!o.status.success(), "succeeded, expected: {what}");
+    assert!(
+        stderr(o).contains(what),
+        "expected {what:?} in: {}",
+        stderr(o)
+    );
+}
+
 /// Deterministic pseudo-random bytes.
 pub fn random(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
