@@ -167,7 +167,7 @@ fn syncs_killed_at_random_moments_leave_a_consistent_copy() {
         ],
         b"",
     );
-    let span = (t.elapsed().as_micros() as u64 * 6 / 5).max(1000);
+    let mut span = (t.elapsed().as_micros() as u64 * 6 / 5).max(1000);
     let mut rng = Rng(0xD1B54A32D192ED03);
     let mut killed = 0;
     for run in 0..runs() {
@@ -193,6 +193,10 @@ fn syncs_killed_at_random_moments_leave_a_consistent_copy() {
         let delay = Duration::from_micros(rng.next() % span);
         if kill_after(&repo, &["sync", "--to", dest.to_str().unwrap()], &[], delay) {
             killed += 1;
+        } else {
+            // The calibration ran slower (a loaded machine) than this sync:
+            // aim earlier, so kills keep landing mid-way.
+            span = (span * 2 / 3).max(1000);
         }
         if dest.join("config").exists() {
             verify_all(&dest, &fed);
