@@ -437,28 +437,38 @@ pub struct RepairReport {
 pub fn repair(repo: &Repository, progress: &dyn Progress) -> Result<RepairReport> {
     let rebuild = repo.rebuild_index(progress)?;
     let check = check(repo, true, progress)?;
-    let path = repo.backend().root().join(DAMAGED_FILE);
-    if check.damaged_snapshots.is_empty() {
-        let _ = std::fs::remove_file(&path);
-    } else {
-        let bytes = serde_json::to_vec_pretty(&check.damaged_snapshots).expect("map serializes");
-        let tmp = path.with_extension("json.tmp");
-        let io = |e: std::io::Error| crate::repo::Error::Io {
-            path: path.display().to_string(),
-            source: e,
-        };
-        std::fs::write(&tmp, bytes).map_err(io)?;
-        std::fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)?;
-    }
+    record_damage(repo, &check.damaged_snapshots)?;
     let intact_snapshots = check.snapshots - check.damaged_snapshots.len() as u64;
     Ok(RepairReport {
         rebuild,
         check,
         intact_snapshots,
     })
+}
+
+/// Makes `damaged.json` say exactly `damaged`: called after every byte was
+/// read (`repair`, `check --read-data`), so a mark clears once a check
+/// proves the snapshot whole again, and a new one appears when it is not.
+pub fn record_damage(repo: &Repository, damaged: &BTreeMap<String, String>) -> Result<()> {
+    let path = repo.backend().root().join(DAMAGED_FILE);
+    let io = |e: std::io::Error| crate::repo::Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    };
+    if damaged.is_empty() {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
+            _ => Ok(()),
+        };
+    }
+    let bytes = serde_json::to_vec_pretty(damaged).expect("map serializes");
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)?;
+    Ok(())
 }
 
 /// Snapshots the last `repair` found damaged: id → name.

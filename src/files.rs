@@ -8,9 +8,10 @@
 use crate::progress::{Progress, Unit};
 use crate::repo::{Error, Repository, Result, Writer};
 use crate::snapshot::{ChunkList, Item, ItemKind, Snapshot};
-use std::ffi::OsStr;
+use std::ffi::{CString, OsStr};
 use std::fs::{self, File};
-use std::io::{self, BufWriter};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -163,7 +164,29 @@ fn walk(w: &mut Writer<'_>, path: &Path, stored: Vec<u8>, m: &fs::Metadata) -> R
                 return Ok(());
             }
         };
-        let s = w.store_stream(f)?;
+        // A file written to while it is read is read again once (as borg
+        // does); still changing, it is stored as read and marked.
+        let mut f = f;
+        let mut m = m.clone();
+        let mut s = w.store_stream(&f)?;
+        for attempt in 0..2 {
+            let now = f.metadata().map_err(io_err(path))?;
+            if now.len() == s.size
+                && now.mtime() == m.mtime()
+                && now.mtime_nsec() == m.mtime_nsec()
+                && now.len() == m.len()
+            {
+                break;
+            }
+            if attempt == 1 {
+                w.changed(&path.display().to_string());
+                break;
+            }
+            f = File::open(path).map_err(io_err(path))?;
+            m = f.metadata().map_err(io_err(path))?;
+            s = w.store_stream(&f)?;
+        }
+        let m = &m;
         let mut item = item_from_meta(stored, ItemKind::File, m);
         item.size = s.size;
         item.hash = s.hash;
@@ -183,16 +206,31 @@ fn walk(w: &mut Writer<'_>, path: &Path, stored: Vec<u8>, m: &fs::Metadata) -> R
     Ok(())
 }
 
+/// The components of a stored path, refusing anything that could escape
+/// the directory it is restored under: absolute paths, `.`, `..`, empty
+/// components, NUL bytes.
+pub fn path_components(stored: &[u8]) -> Result<Vec<&[u8]>> {
+    let unsafe_path = || Error::Io {
+        path: String::from_utf8_lossy(stored).into_owned(),
+        source: io::Error::new(io::ErrorKind::InvalidData, "unsafe path in snapshot"),
+    };
+    if stored.is_empty() || stored.contains(&0) {
+        return Err(unsafe_path());
+    }
+    let parts: Vec<&[u8]> = stored.split(|&b| b == b'/').collect();
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || *p == b"." || *p == b"..")
+    {
+        return Err(unsafe_path());
+    }
+    Ok(parts)
+}
+
 /// Joins a stored path under `root`, refusing anything that could escape it.
 pub fn target_path(root: &Path, stored: &[u8]) -> Result<PathBuf> {
-    let rel = Path::new(OsStr::from_bytes(stored));
-    if stored.is_empty() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return Err(Error::Io {
-            path: String::from_utf8_lossy(stored).into_owned(),
-            source: io::Error::new(io::ErrorKind::InvalidData, "unsafe path in snapshot"),
-        });
-    }
-    Ok(root.join(rel))
+    path_components(stored)?;
+    Ok(root.join(OsStr::from_bytes(stored)))
 }
 
 /// Totals of a restore.
@@ -202,6 +240,33 @@ pub struct RestoreStats {
     pub dirs: u64,
     pub links: u64,
     pub bytes: u64,
+    /// Items whose content could not be read back whole (damaged or
+    /// missing chunks): path → why. Nothing was written for them.
+    pub damaged: Vec<(String, String)>,
+    /// Items refused: a path that would leave the target, or a symlink
+    /// (from the snapshot or already in the target) where a directory
+    /// must be walked through. Nothing was written for them.
+    pub refused: Vec<(String, String)>,
+}
+
+impl RestoreStats {
+    /// True when every item was restored.
+    pub fn complete(&self) -> bool {
+        self.damaged.is_empty() && self.refused.is_empty()
+    }
+
+    /// An error naming the first item not restored, for callers that need
+    /// every item (a stack restore, a drill).
+    pub fn ensure_complete(self) -> Result<RestoreStats> {
+        let n = self.damaged.len() + self.refused.len();
+        match self.damaged.iter().chain(&self.refused).next() {
+            None => Ok(self),
+            Some((path, why)) => Err(Error::Io {
+                path: path.clone(),
+                source: io::Error::other(format!("{why} ({n} item(s) not restored)")),
+            }),
+        }
+    }
 }
 
 /// Restores every item of a snapshot under `root`.
@@ -214,8 +279,24 @@ pub fn restore_to(
     restore_mapped(repo, snap, root, &|p| Some(p.to_vec()), progress)
 }
 
+/// True for errors that concern one item's stored content (restore goes
+/// on with the next item), not the target or the repository as a whole.
+fn is_damage(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::DamagedBlob { .. }
+            | Error::MissingChunk(_)
+            | Error::MissingBase { .. }
+            | Error::ContentMismatch { .. }
+    )
+}
+
 /// Restores the items `map` names (it gives the path under `root`, or None
-/// to leave an item out).
+/// to leave an item out). Every intact item is restored: a damaged one is
+/// reported in the stats and skipped, so is one whose path would leave
+/// `root`. Nothing is ever written outside `root`: directories are walked
+/// with `openat(O_NOFOLLOW)` from `root` down, so no symlink, whether the
+/// snapshot made it or it was already there, is followed.
 pub fn restore_mapped(
     repo: &Repository,
     snap: &Snapshot,
@@ -224,56 +305,272 @@ pub fn restore_mapped(
     progress: &dyn Progress,
 ) -> Result<RestoreStats> {
     fs::create_dir_all(root).map_err(io_err(root))?;
+    let mut target = Target::open(root).map_err(io_err(root))?;
     let as_root = unsafe { libc::geteuid() } == 0;
     let mut dirs = Vec::new();
     let mut stats = RestoreStats::default();
     progress.start("restoring", Some(snap.summary.size), Unit::Bytes);
     for item in repo.items(snap) {
-        let item = item?;
+        let item = match item {
+            Ok(i) => i,
+            // The item list itself is damaged: nothing after this point
+            // can be found.
+            Err(e) if is_damage(&e) || matches!(e, Error::Snapshot(_)) => {
+                stats.damaged.push((
+                    "(the rest of the snapshot's item list)".into(),
+                    e.to_string(),
+                ));
+                break;
+            }
+            Err(e) => return Err(e),
+        };
         let Some(rel) = map(&item.path) else {
             continue;
         };
-        let dst = target_path(root, &rel)?;
-        match item.kind {
+        let shown = String::from_utf8_lossy(&rel).into_owned();
+        let comps = match path_components(&rel) {
+            Ok(c) => c,
+            Err(e) => {
+                stats.refused.push((shown, e.to_string()));
+                continue;
+            }
+        };
+        let (name, parents) = comps.split_last().expect("at least one component");
+        let dir = match target.dir(parents) {
+            Ok(fd) => fd,
+            Err(e) if is_refusal(&e) => {
+                stats.refused.push((shown, refusal(&e)));
+                continue;
+            }
+            Err(e) => return Err(io_err(&root.join(OsStr::from_bytes(&rel)))(e)),
+        };
+        let dst = root.join(OsStr::from_bytes(&rel));
+        let r = match item.kind {
             ItemKind::Dir => {
-                fs::create_dir_all(&dst).map_err(io_err(&dst))?;
-                stats.dirs += 1;
-                dirs.push((dst, item));
+                let r = mkdirat(dir, name);
+                if r.is_ok() {
+                    stats.dirs += 1;
+                    dirs.push((rel.clone(), item));
+                }
+                r.map_err(io_err(&dst))
             }
             ItemKind::File | ItemKind::Stream => {
-                restore_file(repo, &item, &dst, as_root, progress)?;
-                stats.files += 1;
-                stats.bytes += item.size;
+                let r = restore_file(repo, &item, dir, name, as_root, progress);
+                if r.is_ok() {
+                    stats.files += 1;
+                    stats.bytes += item.size;
+                }
+                r.map_err(|e| match e {
+                    Error::Io { source, .. } => io_err(&dst)(source),
+                    e => e,
+                })
             }
             ItemKind::Symlink => {
-                if let Some(parent) = dst.parent() {
-                    fs::create_dir_all(parent).map_err(io_err(parent))?;
-                }
-                let _ = fs::remove_file(&dst);
                 let target = item.target.as_deref().unwrap_or_default();
-                std::os::unix::fs::symlink(OsStr::from_bytes(target), &dst)
-                    .map_err(io_err(&dst))?;
-                if as_root {
-                    let _ = std::os::unix::fs::lchown(&dst, Some(item.uid), Some(item.gid));
+                let r = restore_symlink(dir, name, target, &item, as_root);
+                if r.is_ok() {
+                    stats.links += 1;
                 }
-                stats.links += 1;
+                r.map_err(io_err(&dst))
             }
+        };
+        match r {
+            Ok(()) => {}
+            Err(e) if is_damage(&e) => {
+                progress.warn(&format!("{shown}: {e}"));
+                stats.damaged.push((shown, e.to_string()));
+            }
+            Err(Error::Io { source, .. }) if is_refusal(&source) => {
+                stats.refused.push((shown, refusal(&source)));
+            }
+            Err(e) => return Err(e),
         }
     }
     // Directory metadata last, deepest first, so adding files does not
-    // disturb the restored mtimes.
-    for (dst, item) in dirs.iter().rev() {
-        if as_root {
-            let _ = std::os::unix::fs::chown(dst, Some(item.uid), Some(item.gid));
-        }
-        fs::set_permissions(dst, fs::Permissions::from_mode(item.mode & 0o7777))
-            .map_err(io_err(dst))?;
-        if let Ok(f) = File::open(dst) {
-            let _ = f.set_modified(mtime(item));
+    // disturb the restored mtimes. Owner before mode: chown clears the
+    // setuid and setgid bits.
+    for (rel, item) in dirs.iter().rev() {
+        let comps = path_components(rel)?;
+        let (name, parents) = comps.split_last().expect("at least one component");
+        let dst = root.join(OsStr::from_bytes(rel));
+        let r = target
+            .dir(parents)
+            .and_then(|p| open_at(p, name, libc::O_RDONLY | libc::O_DIRECTORY))
+            .and_then(|fd| {
+                let f = File::from(fd);
+                if as_root {
+                    let _ = std::os::unix::fs::fchown(&f, Some(item.uid), Some(item.gid));
+                }
+                f.set_permissions(fs::Permissions::from_mode(item.mode & 0o7777))?;
+                let _ = f.set_modified(mtime(item));
+                Ok(())
+            });
+        match r {
+            Ok(()) => {}
+            Err(e) if is_refusal(&e) => stats
+                .refused
+                .push((String::from_utf8_lossy(rel).into_owned(), refusal(&e))),
+            Err(e) => return Err(io_err(&dst)(e)),
         }
     }
     progress.finish();
     Ok(stats)
+}
+
+/// What the snapshot asks for that this target cannot take: a symlink or
+/// a non-directory where restore must walk into a directory, a directory
+/// where a file goes, a name too long for the file system.
+fn is_refusal(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ELOOP | libc::ENOTDIR | libc::EISDIR | libc::ENAMETOOLONG | libc::EINVAL)
+    )
+}
+
+fn refusal(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ELOOP | libc::ENOTDIR) => format!("a symlink or a non-directory is in the way ({e}); it is never followed, so nothing was written outside the target"),
+        _ => e.to_string(),
+    }
+}
+
+/// Directories under a restore's root, opened one component at a time
+/// with `O_NOFOLLOW`. Keeps the descriptors of the last path walked, so a
+/// run of items in one directory opens it once.
+struct Target {
+    root: OwnedFd,
+    open: Vec<(Vec<u8>, OwnedFd)>,
+}
+
+impl Target {
+    fn open(root: &Path) -> io::Result<Target> {
+        let f = File::open(root)?;
+        if !f.metadata()?.is_dir() {
+            return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+        }
+        Ok(Target {
+            root: OwnedFd::from(f),
+            open: Vec::new(),
+        })
+    }
+
+    /// The directory `parents` (components under the root), created with
+    /// mode 0700 where missing (their own mode comes at the end).
+    fn dir(&mut self, parents: &[&[u8]]) -> io::Result<BorrowedFd<'_>> {
+        let same = self
+            .open
+            .iter()
+            .zip(parents)
+            .take_while(|((a, _), b)| a.as_slice() == **b)
+            .count();
+        self.open.truncate(same);
+        for comp in &parents[same..] {
+            let at = self
+                .open
+                .last()
+                .map(|(_, fd)| fd.as_fd())
+                .unwrap_or(self.root.as_fd());
+            let fd = match open_at(at, comp, libc::O_RDONLY | libc::O_DIRECTORY) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    mkdirat(at, comp)?;
+                    open_at(at, comp, libc::O_RDONLY | libc::O_DIRECTORY)?
+                }
+                r => r?,
+            };
+            self.open.push((comp.to_vec(), fd));
+        }
+        Ok(self
+            .open
+            .last()
+            .map(|(_, fd)| fd.as_fd())
+            .unwrap_or(self.root.as_fd()))
+    }
+}
+
+fn cstring(name: &[u8]) -> io::Result<CString> {
+    CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// `openat(dir, name, flags | O_NOFOLLOW | O_CLOEXEC)`.
+fn open_at(dir: BorrowedFd<'_>, name: &[u8], flags: i32) -> io::Result<OwnedFd> {
+    let c = cstring(name)?;
+    // SAFETY: a valid directory descriptor and a NUL-terminated name.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600 as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: openat returned a new descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Creates a directory; one already there is fine.
+fn mkdirat(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+    let c = cstring(name)?;
+    // SAFETY: as in open_at.
+    if unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), 0o700) } != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EEXIST) {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+fn renameat(dir: BorrowedFd<'_>, from: &[u8], to: &[u8]) -> io::Result<()> {
+    let (f, t) = (cstring(from)?, cstring(to)?);
+    // SAFETY: as in open_at.
+    if unsafe { libc::renameat(dir.as_raw_fd(), f.as_ptr(), dir.as_raw_fd(), t.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn unlinkat(dir: BorrowedFd<'_>, name: &[u8]) {
+    if let Ok(c) = cstring(name) {
+        // SAFETY: as in open_at.
+        unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) };
+    }
+}
+
+/// A temp name that fits beside any name (NAME_MAX is 255 bytes).
+fn temp_name() -> Vec<u8> {
+    format!(".relic-{:016x}.tmp", rand::random::<u64>()).into_bytes()
+}
+
+fn restore_symlink(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    target: &[u8],
+    item: &Item,
+    as_root: bool,
+) -> io::Result<()> {
+    let tmp = temp_name();
+    let (t, c) = (cstring(target)?, cstring(&tmp)?);
+    // SAFETY: as in open_at; symlinkat never follows its target.
+    if unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), c.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if as_root {
+        // SAFETY: as in open_at; AT_SYMLINK_NOFOLLOW changes the link itself.
+        unsafe {
+            libc::fchownat(
+                dir.as_raw_fd(),
+                c.as_ptr(),
+                item.uid,
+                item.gid,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+    }
+    // rename replaces whatever is at `name` (never following it).
+    renameat(dir, &tmp, name).inspect_err(|_| unlinkat(dir, &tmp))
 }
 
 fn mtime(item: &Item) -> std::time::SystemTime {
@@ -284,38 +581,101 @@ fn mtime(item: &Item) -> std::time::SystemTime {
     }
 }
 
+/// Restores a file's content to a temp name beside it (created, never
+/// followed), sets owner, then mode (chown clears setuid/setgid), then
+/// mtime, and renames it into place once its BLAKE3 matched.
 fn restore_file(
     repo: &Repository,
     item: &Item,
-    dst: &Path,
+    dir: BorrowedFd<'_>,
+    name: &[u8],
     as_root: bool,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let parent = dst.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(parent).map_err(io_err(parent))?;
-    let mut tmp_name = dst.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".relic-tmp");
-    let tmp = dst.with_file_name(tmp_name);
+    let tmp = temp_name();
+    let shown = || PathBuf::from(OsStr::from_bytes(name));
+    let fd = open_at(dir, &tmp, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL)
+        .map_err(|e| io_err(&shown())(e))?;
     let r = (|| {
-        let f = File::create(&tmp).map_err(io_err(&tmp))?;
-        let mut out = BufWriter::with_capacity(1 << 20, f);
+        let mut out = SparseFile {
+            file: File::from(fd),
+            pos: 0,
+        };
         repo.restore_item(item, &mut out, progress)?;
-        let f = out.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
+        let f = out.finish().map_err(|e| io_err(&shown())(e))?;
         if item.kind == ItemKind::File {
-            f.set_permissions(fs::Permissions::from_mode(item.mode & 0o7777))
-                .map_err(io_err(&tmp))?;
             if as_root {
                 let _ = std::os::unix::fs::fchown(&f, Some(item.uid), Some(item.gid));
             }
+            f.set_permissions(fs::Permissions::from_mode(item.mode & 0o7777))
+                .map_err(|e| io_err(&shown())(e))?;
         }
-        f.set_modified(mtime(item)).map_err(io_err(&tmp))?;
+        f.set_modified(mtime(item))
+            .map_err(|e| io_err(&shown())(e))?;
         drop(f);
-        fs::rename(&tmp, dst).map_err(io_err(dst))
+        renameat(dir, &tmp, name).map_err(|e| io_err(&shown())(e))
     })();
     if r.is_err() {
-        let _ = fs::remove_file(&tmp);
+        unlinkat(dir, &tmp);
     }
     r
+}
+
+/// Writes a new file, leaving holes where whole aligned 4 KiB blocks are
+/// zero, so a sparse file restores sparse (and a file of zeros costs no
+/// disk).
+struct SparseFile {
+    file: File,
+    pos: u64,
+}
+
+const SPARSE_BLOCK: usize = 4096;
+
+fn is_zero(b: &[u8]) -> bool {
+    // SAFETY: every bit pattern is a valid u128.
+    let (head, body, tail) = unsafe { b.align_to::<u128>() };
+    head.iter().all(|&x| x == 0) && body.iter().all(|&x| x == 0) && tail.iter().all(|&x| x == 0)
+}
+
+impl SparseFile {
+    /// Sets the file's length (a trailing hole included) and returns it.
+    fn finish(self) -> io::Result<File> {
+        self.file.set_len(self.pos)?;
+        Ok(self.file)
+    }
+}
+
+impl io::Write for SparseFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let mut i = 0;
+        // (start, end) of the data run not yet written.
+        let mut run: Option<usize> = None;
+        while i < buf.len() {
+            let off = (self.pos as usize + i) % SPARSE_BLOCK;
+            let end = (i + SPARSE_BLOCK - off).min(buf.len());
+            let whole = off == 0 && end - i == SPARSE_BLOCK;
+            if whole && is_zero(&buf[i..end]) {
+                if let Some(start) = run.take() {
+                    self.file
+                        .write_all_at(&buf[start..i], self.pos + start as u64)?;
+                }
+            } else if run.is_none() {
+                run = Some(i);
+            }
+            i = end;
+        }
+        if let Some(start) = run {
+            self.file
+                .write_all_at(&buf[start..], self.pos + start as u64)?;
+        }
+        self.pos += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

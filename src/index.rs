@@ -17,7 +17,7 @@ use crate::pack::{Base, BlobKind, Entry};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, DB,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use thiserror::Error;
@@ -149,6 +149,11 @@ pub struct Index {
 struct Overlay {
     chunks: HashMap<ChunkId, ChunkEntry>,
     packs: HashMap<PackId, PackInfo>,
+    /// Packs deleted from disk since the primary indexed them (a prune
+    /// that ran while this process had the index open as a secondary):
+    /// entries pointing into them are hidden, so a backup never counts a
+    /// deleted chunk as stored.
+    gone: HashSet<PackId>,
 }
 
 fn options() -> (Options, Vec<ColumnFamilyDescriptor>) {
@@ -234,6 +239,11 @@ impl Index {
         })
     }
 
+    /// Where the index lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn is_secondary(&self) -> bool {
         self.secondary.is_some()
     }
@@ -251,10 +261,19 @@ impl Index {
 
     pub fn get(&self, id: &ChunkId) -> Result<Option<ChunkEntry>> {
         if let Some((_, overlay)) = &self.secondary {
-            if let Some(e) = overlay.lock().expect("overlay lock").chunks.get(id) {
+            let o = overlay.lock().expect("overlay lock");
+            if let Some(e) = o.chunks.get(id) {
                 return Ok(Some(*e));
             }
+            if !o.gone.is_empty() {
+                let found = self.get_stored(id)?;
+                return Ok(found.filter(|e| !o.gone.contains(&e.pack)));
+            }
         }
+        self.get_stored(id)
+    }
+
+    fn get_stored(&self, id: &ChunkId) -> Result<Option<ChunkEntry>> {
         match self
             .db
             .get_pinned_cf(self.cf(CF_CHUNKS), id.0)
@@ -276,6 +295,7 @@ impl Index {
             }
             let blobs = entries.len() as u32;
             o.packs.insert(pack, PackInfo { size, blobs });
+            o.gone.remove(&pack);
             return Ok(());
         }
         let mut b = WriteBatch::default();
@@ -329,9 +349,13 @@ impl Index {
     }
 
     /// Forgets a pack and every chunk entry that points into it (a
-    /// secondary leaves that to the primary).
+    /// secondary hides them in memory and leaves the rest to the primary).
     pub fn remove_pack(&self, pack: &PackId) -> Result<usize> {
-        if self.is_secondary() {
+        if let Some((_, overlay)) = &self.secondary {
+            let mut o = overlay.lock().expect("overlay lock");
+            o.packs.remove(pack);
+            o.chunks.retain(|_, e| e.pack != *pack);
+            o.gone.insert(*pack);
             return Ok(0);
         }
         let mut b = WriteBatch::default();
@@ -350,11 +374,15 @@ impl Index {
 
     pub fn packs(&self) -> Result<Vec<(PackId, PackInfo)>> {
         let mut out = Vec::new();
+        let gone = self.gone();
         for item in self.db.iterator_cf(self.cf(CF_PACKS), IteratorMode::Start) {
             let (k, v) = item.map_err(|e| self.rocks(e))?;
             let id = PackId::from_slice(&k).ok_or_else(|| Error::Malformed(hex::encode(&k)))?;
             if v.len() != 12 {
                 return Err(Error::Malformed(id.to_hex()));
+            }
+            if gone.contains(&id) {
+                continue;
             }
             out.push((
                 id,
@@ -387,15 +415,27 @@ impl Index {
         Ok(())
     }
 
+    /// Packs a secondary saw deleted (empty for the primary).
+    fn gone(&self) -> HashSet<PackId> {
+        match &self.secondary {
+            Some((_, o)) => o.lock().expect("overlay lock").gone.clone(),
+            None => HashSet::new(),
+        }
+    }
+
     /// Calls `f` for every chunk entry, in id order.
     pub fn for_each_chunk<E: From<Error>>(
         &self,
         mut f: impl FnMut(ChunkId, ChunkEntry) -> std::result::Result<(), E>,
     ) -> std::result::Result<(), E> {
+        let gone = self.gone();
         for item in self.db.iterator_cf(self.cf(CF_CHUNKS), IteratorMode::Start) {
             let (k, v) = item.map_err(|e| self.rocks(e))?;
             let id = ChunkId::from_slice(&k).ok_or_else(|| Error::Malformed(hex::encode(&k)))?;
             let e = ChunkEntry::decode(&v).ok_or_else(|| Error::Malformed(id.to_hex()))?;
+            if gone.contains(&e.pack) {
+                continue;
+            }
             f(id, e)?;
         }
         if let Some((_, overlay)) = &self.secondary {

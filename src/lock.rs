@@ -1,26 +1,32 @@
 //! Repository locks: files in `locks/` saying who holds the repository and how.
 //!
-//! Backups take a shared lock; commands that delete (prune, later) take an
-//! exclusive one. A lock whose process is gone from this host is stale and is
-//! removed by the next opener, so a `kill -9` never blocks the repository.
+//! Backups take a shared lock; commands that delete (prune, repair) take an
+//! exclusive one. A held lock is refreshed every minute. A lock whose
+//! process is gone from this host, or that nobody refreshed for ten
+//! minutes (a host renamed or gone, a recycled pid), is stale and is
+//! removed by the next opener, so a `kill -9` never blocks the repository
+//! for long; `relic unlock` clears locks by hand.
 
 use crate::backend::{Kind, Local};
+use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
 use serde::{Deserialize, Serialize};
 use std::io;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
+/// A held lock is rewritten this often, so others can tell it is alive.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(60);
+/// A lock not refreshed for this long is stale, whoever holds it (a
+/// process on a host that was renamed or died, a recycled pid): its holder
+/// would have refreshed it ten times.
+pub const STALE_AFTER: Duration = Duration::from_secs(600);
+
 #[derive(Debug, Error)]
 pub enum Error {
-    #[error(
-        "repository is locked {how} by pid {pid} on {host} since {since}; wait for it to finish"
-    )]
-    Held {
-        how: &'static str,
-        pid: u32,
-        host: String,
-        since: String,
-    },
+    #[error("repository is locked {holder}; wait for it to finish, or if that process is gone, clear the lock with `relic unlock --stale` (or `relic unlock` when no relic runs)")]
+    Held { holder: String },
     #[error("lock file: {0}")]
     Io(#[from] io::Error),
 }
@@ -29,8 +35,78 @@ pub enum Error {
 pub struct LockInfo {
     pub host: String,
     pub pid: u32,
+    /// When the lock was taken (seconds since the epoch).
     pub time: u64,
     pub exclusive: bool,
+    /// When the holder last refreshed it (0 in locks of older versions).
+    #[serde(default)]
+    pub refreshed: u64,
+    /// The command holding it (`backup`, `prune`…).
+    #[serde(default)]
+    pub command: String,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+static COMMAND: OnceLock<String> = OnceLock::new();
+
+/// Names the command this process runs, recorded in its locks.
+pub fn set_command(name: &str) {
+    let _ = COMMAND.set(name.to_string());
+}
+
+impl LockInfo {
+    /// This process's lock, taken now.
+    pub fn new(exclusive: bool) -> LockInfo {
+        let now = now_secs();
+        LockInfo {
+            host: hostname(),
+            pid: std::process::id(),
+            time: now,
+            exclusive,
+            refreshed: now,
+            command: COMMAND.get().cloned().unwrap_or_else(|| "relic".into()),
+        }
+    }
+
+    /// Seconds since the holder last showed it was alive.
+    pub fn age(&self, now: u64) -> u64 {
+        now.saturating_sub(self.time.max(self.refreshed))
+    }
+
+    /// True when nobody holds this lock any more: its process is gone from
+    /// this host, or it has not been refreshed for [`STALE_AFTER`].
+    pub fn is_stale(&self, now: u64) -> bool {
+        (self.host == hostname() && !pid_alive(self.pid)) || self.age(now) > STALE_AFTER.as_secs()
+    }
+
+    /// "exclusively by prune (pid 12, host h, since …, refreshed 3 s ago)".
+    pub fn describe(&self, now: u64) -> String {
+        let since = jiff::Timestamp::from_second(self.time as i64)
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        format!(
+            "{} by {} (pid {} on host {}, since {since}, last refreshed {} s ago)",
+            if self.exclusive {
+                "exclusively"
+            } else {
+                "shared"
+            },
+            if self.command.is_empty() {
+                "relic"
+            } else {
+                &self.command
+            },
+            self.pid,
+            self.host,
+            self.age(now)
+        )
+    }
 }
 
 /// True when a process with this pid exists on this host.
@@ -55,12 +131,18 @@ pub fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// A held lock; released on drop.
+fn new_name(bytes: &[u8]) -> String {
+    hex::encode(blake3::hash(&[bytes, &rand::random::<[u8; 16]>()].concat()).as_bytes())
+}
+
+/// A held lock; refreshed by a thread while held, released on drop.
 pub struct Lock {
     /// None for a read-only repository, where nobody can take a lock and
     /// nothing can be deleted under us.
     backend: Option<Local>,
-    name: String,
+    /// The lock object's current name (a refresh writes a new one).
+    name: Arc<Mutex<String>>,
+    refresher: Option<(Sender<()>, JoinHandle<()>)>,
 }
 
 impl Lock {
@@ -68,48 +150,34 @@ impl Lock {
     pub fn read_only() -> Lock {
         Lock {
             backend: None,
-            name: String::new(),
+            name: Arc::default(),
+            refresher: None,
         }
     }
 
     /// Takes a lock, waiting up to `wait` for conflicting holders to finish.
     pub fn acquire(backend: &Local, exclusive: bool, wait: Duration) -> Result<Lock, Error> {
-        let info = LockInfo {
-            host: hostname(),
-            pid: std::process::id(),
-            time: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-            exclusive,
-        };
+        let info = LockInfo::new(exclusive);
         let bytes = serde_json::to_vec(&info).expect("lock info serializes");
-        let name = hex::encode(
-            blake3::hash(&[&bytes[..], &rand::random::<[u8; 16]>()].concat()).as_bytes(),
-        );
+        let name = new_name(&bytes);
         let started = Instant::now();
         loop {
             backend.write_once(Kind::Lock, &name, &bytes)?;
-            let lock = Lock {
+            let mut lock = Lock {
                 backend: Some(backend.clone()),
-                name: name.clone(),
+                name: Arc::new(Mutex::new(name.clone())),
+                refresher: None,
             };
             match lock.conflict(exclusive)? {
-                None => return Ok(lock),
+                None => {
+                    lock.start_refresh(info);
+                    return Ok(lock);
+                }
                 Some(other) => {
                     drop(lock);
                     if started.elapsed() >= wait {
                         return Err(Error::Held {
-                            how: if other.exclusive {
-                                "exclusively"
-                            } else {
-                                "shared"
-                            },
-                            pid: other.pid,
-                            host: other.host,
-                            since: jiff::Timestamp::from_second(other.time as i64)
-                                .map(|t| t.to_string())
-                                .unwrap_or_default(),
+                            holder: other.describe(now_secs()),
                         });
                     }
                     std::thread::sleep(Duration::from_millis(200));
@@ -118,23 +186,43 @@ impl Lock {
         }
     }
 
+    /// Rewrites the lock every [`REFRESH_EVERY`] under a new name (objects
+    /// are write-once), removing the old one, until dropped.
+    fn start_refresh(&mut self, mut info: LockInfo) {
+        let Some(backend) = self.backend.clone() else {
+            return;
+        };
+        let (stop, stopped) = bounded::<()>(0);
+        let name = self.name.clone();
+        let h = std::thread::spawn(move || loop {
+            match stopped.recv_timeout(REFRESH_EVERY) {
+                Err(RecvTimeoutError::Timeout) => {}
+                _ => return,
+            }
+            info.refreshed = now_secs();
+            let bytes = serde_json::to_vec(&info).expect("lock info serializes");
+            let fresh = new_name(&bytes);
+            if backend.write_once(Kind::Lock, &fresh, &bytes).is_ok() {
+                let mut current = name.lock().expect("lock name");
+                let old = std::mem::replace(&mut *current, fresh);
+                let _ = backend.remove(Kind::Lock, &old);
+            }
+        });
+        self.refresher = Some((stop, h));
+    }
+
     /// Another live lock that conflicts with ours, removing stale ones.
     fn conflict(&self, exclusive: bool) -> Result<Option<LockInfo>, Error> {
-        let me = hostname();
         let Some(backend) = &self.backend else {
             return Ok(None);
         };
-        for name in backend.list(Kind::Lock)? {
-            if name == self.name {
+        let own = self.name.lock().expect("lock name").clone();
+        let now = now_secs();
+        for (name, info) in list(backend)? {
+            if name == own {
                 continue;
             }
-            let Ok(bytes) = backend.read(Kind::Lock, &name) else {
-                continue;
-            };
-            let Ok(info) = serde_json::from_slice::<LockInfo>(&bytes) else {
-                continue;
-            };
-            if info.host == me && !pid_alive(info.pid) {
+            if info.is_stale(now) {
                 let _ = backend.remove(Kind::Lock, &name);
                 continue;
             }
@@ -146,10 +234,49 @@ impl Lock {
     }
 }
 
+/// Every readable lock of a repository: name → what it says.
+pub fn list(backend: &Local) -> Result<Vec<(String, LockInfo)>, Error> {
+    let mut out = Vec::new();
+    for name in backend.list(Kind::Lock)? {
+        // Released meanwhile, or written by something else: not a lock.
+        let Ok(bytes) = backend.read(Kind::Lock, &name) else {
+            continue;
+        };
+        if let Ok(info) = serde_json::from_slice::<LockInfo>(&bytes) {
+            out.push((name, info));
+        }
+    }
+    Ok(out)
+}
+
+/// Removes the repository's locks (only the stale ones with `stale_only`);
+/// returns those removed and those left.
+pub fn unlock(backend: &Local, stale_only: bool) -> Result<(Vec<LockInfo>, Vec<LockInfo>), Error> {
+    let now = now_secs();
+    let (mut removed, mut left) = (Vec::new(), Vec::new());
+    for (name, info) in list(backend)? {
+        if stale_only && !info.is_stale(now) {
+            left.push(info);
+            continue;
+        }
+        match backend.remove(Kind::Lock, &name) {
+            Ok(()) => removed.push(info),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok((removed, left))
+}
+
 impl Drop for Lock {
     fn drop(&mut self) {
+        if let Some((stop, h)) = self.refresher.take() {
+            drop(stop);
+            let _ = h.join();
+        }
         if let Some(b) = &self.backend {
-            let _ = b.remove(Kind::Lock, &self.name);
+            let name = self.name.lock().expect("lock name").clone();
+            let _ = b.remove(Kind::Lock, &name);
         }
     }
 }
@@ -174,10 +301,8 @@ mod tests {
         drop(x);
         // A lock of a dead process on this host is stale.
         let stale = LockInfo {
-            host: hostname(),
             pid: i32::MAX as u32 - 1,
-            time: 0,
-            exclusive: true,
+            ..LockInfo::new(true)
         };
         b.write_once(
             Kind::Lock,
@@ -188,5 +313,48 @@ mod tests {
         Lock::acquire(&b, false, Duration::ZERO).unwrap();
         assert!(b.list(Kind::Lock).unwrap().is_empty());
         assert!(pid_alive(std::process::id()));
+    }
+
+    #[test]
+    fn a_lock_of_another_host_is_stale_once_not_refreshed() {
+        let d = tempfile::tempdir().unwrap();
+        let b = Local::new(d.path());
+        b.create_layout().unwrap();
+        let now = now_secs();
+        let other = |age: u64| LockInfo {
+            host: "a-renamed-container".into(),
+            pid: std::process::id(),
+            refreshed: now - age,
+            time: now - age,
+            ..LockInfo::new(true)
+        };
+        let fresh = other(30);
+        b.write_once(
+            Kind::Lock,
+            &"ab".repeat(32),
+            &serde_json::to_vec(&fresh).unwrap(),
+        )
+        .unwrap();
+        let e = Lock::acquire(&b, false, Duration::ZERO).err().unwrap();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("a-renamed-container") && msg.contains("unlock"),
+            "{msg}"
+        );
+        // Only an explicit unlock removes a live one.
+        let (removed, left) = unlock(&b, true).unwrap();
+        assert_eq!((removed.len(), left.len()), (0, 1));
+        let (removed, _) = unlock(&b, false).unwrap();
+        assert_eq!(removed.len(), 1);
+        // Not refreshed for longer than STALE_AFTER: gone at the next acquire.
+        let old = other(STALE_AFTER.as_secs() + 5);
+        b.write_once(
+            Kind::Lock,
+            &"cd".repeat(32),
+            &serde_json::to_vec(&old).unwrap(),
+        )
+        .unwrap();
+        drop(Lock::acquire(&b, true, Duration::ZERO).unwrap());
+        assert!(b.list(Kind::Lock).unwrap().is_empty());
     }
 }

@@ -21,7 +21,6 @@
 
 use crate::backend::Kind;
 use crate::id::{ChunkId, PackId};
-use crate::lock::Lock;
 use crate::pack::{self, PackWriter};
 use crate::progress::{Progress, Unit};
 use crate::repo::{Error, Repository, Result};
@@ -29,7 +28,6 @@ use crate::snapshot::ChunkList;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
-use std::time::Duration;
 
 /// Packs whose live fraction is under this are repacked by default.
 pub const DEFAULT_REPACK_BELOW: f64 = 0.5;
@@ -176,16 +174,7 @@ pub fn prune(
     if repo.index().is_secondary() {
         return Err(crate::index::Error::Busy.into());
     }
-    let lock = match Lock::acquire(repo.backend(), true, Duration::ZERO) {
-        Ok(l) => l,
-        Err(crate::lock::Error::Held { .. }) => {
-            progress.warn("waiting for running backups to finish before pruning");
-            Lock::acquire(repo.backend(), true, Duration::from_secs(3600))?
-        }
-        Err(e) => return Err(e.into()),
-    };
-    // What other processes wrote before we held the lock.
-    repo.refresh()?;
+    let lock = repo.lock_exclusive(progress)?;
     let plan = plan(repo, repack_below, progress)?;
     if dry_run {
         drop(lock);

@@ -23,7 +23,7 @@
 //! [`STALE_AFTER`] is stale and ignored.
 
 use crate::backend::{Kind, Local};
-use crate::lock::{hostname, LockInfo};
+use crate::lock::LockInfo;
 use crate::progress::{Progress, Unit};
 use crate::sync::{self, Dest, Error, Result, S3Dest};
 use std::collections::HashSet;
@@ -255,15 +255,7 @@ impl Remote {
     /// Takes a lock in the bucket (shared for commands that write,
     /// exclusive for prune); released on drop.
     pub fn lock(&self, exclusive: bool) -> Result<RemoteLock<'_>> {
-        let me = LockInfo {
-            host: hostname(),
-            pid: std::process::id(),
-            time: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-            exclusive,
-        };
+        let me = LockInfo::new(exclusive);
         let name = format!("{}-{:016x}", me.pid, rand::random::<u64>());
         let conflict = |own: Option<&str>| -> Result<Option<String>> {
             for other in self.dest.list(Kind::Lock)? {

@@ -43,6 +43,8 @@ const BATCH_BYTES: usize = 1 << 20;
 const WINDOW: usize = 8;
 /// Chunks a restore worker reads at once (about 1 MiB at the default size).
 const READ_BATCH: usize = 32;
+/// Items of at most this many chunks are restored without a thread pool.
+const SMALL_ITEM_CHUNKS: usize = 4;
 /// A delta against a chain's root is preferred to one against the newest
 /// similar chunk when at most ROOT_FACTOR times as large plus ROOT_SLACK
 /// bytes (docs/design.md).
@@ -85,6 +87,8 @@ pub enum Error {
     Input(io::Error),
     #[error("writing the output: {0}")]
     Output(io::Error),
+    #[error("the repository changed under this command: {0}; nothing was written, run it again")]
+    RepositoryChanged(String),
     #[error("the write pipeline stopped")]
     PipelineClosed,
     #[error(transparent)]
@@ -345,6 +349,32 @@ impl Repository {
         Ok(repo)
     }
 
+    /// Waits (up to `wait`) until this process holds the RocksDB index as
+    /// primary: prune, repair and `index rebuild` change it, so they wait
+    /// for other relic processes to close it. Holds no lock while waiting,
+    /// so a backup that holds the index is never blocked by this one.
+    pub fn wait_for_index(&mut self, wait: Duration, progress: &dyn Progress) -> Result<()> {
+        let started = Instant::now();
+        let mut said = false;
+        while self.index.is_secondary() {
+            match Index::open_exclusive(self.index.path()) {
+                Ok(primary) => {
+                    self.index = primary;
+                    self.reconcile(progress)?;
+                }
+                Err(index::Error::Busy) if started.elapsed() < wait => {
+                    if !said {
+                        progress.warn("waiting for other relic processes to close the index");
+                        said = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
     /// The key slots: id → slot.
     pub fn key_slots(&self) -> Result<Vec<(String, KeySlot)>> {
         read_slots(&self.backend)
@@ -436,6 +466,12 @@ impl Repository {
             .remove(Kind::Key, &old)
             .map_err(io_at(self.backend.root()))?;
         Ok(id)
+    }
+
+    /// True when the repository's directory cannot be written (a mounted
+    /// backup disk): nothing is locked or recorded there.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     pub fn config(&self) -> &Config {
@@ -765,32 +801,52 @@ impl Repository {
     /// A shared lock: held by backups, restores and checks, so a prune
     /// (exclusive) never deletes a pack under them. Waits, saying so, while
     /// a prune runs.
+    ///
+    /// Once held, the index is brought up to date with the packs on disk:
+    /// a prune that ran before (or while this process waited) may have
+    /// deleted packs this process's view of the index still lists, and a
+    /// chunk in such a pack must never count as stored.
     pub fn lock_shared(&self, progress: &dyn Progress) -> Result<Lock> {
         if self.read_only {
             return Ok(Lock::read_only());
         }
-        match Lock::acquire(&self.backend, false, Duration::ZERO) {
-            Ok(l) => Ok(l),
-            Err(lock::Error::Held { .. }) => {
-                progress
-                    .warn("repository is locked exclusively (a prune); waiting for it to finish");
-                Ok(Lock::acquire(&self.backend, false, LOCK_WAIT)?)
+        self.lock(false, progress)
+    }
+
+    /// The exclusive lock (prune, repair, index rebuild): waits, saying for
+    /// whom, while other commands run, then brings the index up to date.
+    pub fn lock_exclusive(&self, progress: &dyn Progress) -> Result<Lock> {
+        self.lock(true, progress)
+    }
+
+    fn lock(&self, exclusive: bool, progress: &dyn Progress) -> Result<Lock> {
+        let lock = match Lock::acquire(&self.backend, exclusive, Duration::ZERO) {
+            Ok(l) => l,
+            Err(lock::Error::Held { holder }) => {
+                progress.warn(&format!(
+                    "waiting for other commands to finish (the repository is locked {holder})"
+                ));
+                Lock::acquire(&self.backend, exclusive, LOCK_WAIT)?
             }
-            Err(e) => Err(e.into()),
-        }
+            Err(e) => return Err(e.into()),
+        };
+        self.refresh()?;
+        Ok(lock)
     }
 
     /// Runs `f` with a [`Writer`] whose blobs are packed and indexed by a
-    /// pool of threads; returns once every pack is sealed and indexed.
+    /// pool of threads; returns once every pack is sealed and indexed. The
+    /// caller holds a shared lock (see [`Self::backup`]) from before the
+    /// first lookup until the snapshot naming the blobs is written.
     pub fn write<T>(
         &self,
         progress: &dyn Progress,
         f: impl FnOnce(&mut Writer<'_>) -> Result<T>,
-    ) -> Result<(T, WriteStats)> {
-        let _lock = self.lock_shared(progress)?;
+    ) -> Result<(T, WriteStats, HashSet<PackId>)> {
         let shared = Shared {
             repo: self,
             pending: Mutex::new(HashSet::new()),
+            reused_packs: Mutex::new(HashSet::new()),
             new_chunks: AtomicU64::new(0),
             new_bytes: AtomicU64::new(0),
             stored_bytes: AtomicU64::new(0),
@@ -855,7 +911,23 @@ impl Repository {
             packs: shared.packs.load(Ordering::Relaxed),
             duration: started.elapsed(),
         };
-        Ok((result, stats))
+        let reused = std::mem::take(&mut *shared.reused_packs.lock().expect("reused lock"));
+        Ok((result, stats, reused))
+    }
+
+    /// Fails unless every pack in `packs` is on disk: the last check before
+    /// a snapshot that deduplicated against them is written.
+    fn verify_packs_present(&self, packs: &HashSet<PackId>) -> Result<()> {
+        for p in packs {
+            let path = self.backend.path(Kind::Pack, &p.to_hex());
+            if !path.exists() {
+                return Err(Error::RepositoryChanged(format!(
+                    "pack {} that this backup shares chunks with is gone (pruned?)",
+                    p.short()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The whole chunk at the end of a delta's chain of bases, if indexed.
@@ -1100,6 +1172,13 @@ impl Repository {
             + 1;
         let mut hasher = blake3::Hasher::new();
         let mut size = 0u64;
+        // A small item (most files of a tree) is read on this thread:
+        // starting a pool of readers per file costs more than reading it.
+        if let ChunkList::Inline(ids) = &item.content {
+            if ids.len() <= SMALL_ITEM_CHUNKS {
+                return self.restore_small(item, ids, out, progress);
+            }
+        }
         std::thread::scope(|s| -> Result<()> {
             let (tx, rx) = bounded::<ReadJob>(workers * 2);
             for _ in 0..workers {
@@ -1151,6 +1230,49 @@ impl Repository {
         Ok(())
     }
 
+    /// [`Self::restore_item`] of a few chunks, without threads.
+    fn restore_small(
+        &self,
+        item: &Item,
+        ids: &[ChunkId],
+        out: &mut dyn Write,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        thread_local! {
+            static DEC: std::cell::RefCell<Option<Decompressor>> = const { std::cell::RefCell::new(None) };
+        }
+        let mut hasher = blake3::Hasher::new();
+        let mut size = 0u64;
+        DEC.with(|cell| -> Result<()> {
+            let mut slot = cell.borrow_mut();
+            let dec = match &mut *slot {
+                Some(d) => d,
+                None => slot.insert(Decompressor::new().map_err(Error::Input)?),
+            };
+            let (mut body, mut data) = (Vec::new(), Vec::new());
+            for id in ids {
+                let e = self
+                    .index
+                    .get(id)?
+                    .ok_or_else(|| Error::MissingChunk(id.to_hex()))?;
+                data.clear();
+                self.read_blob_into(id, &e, dec, &mut body, &mut data)?;
+                hasher.update(&data);
+                size += data.len() as u64;
+                out.write_all(&data).map_err(Error::Output)?;
+                progress.inc(data.len() as u64);
+            }
+            Ok(())
+        })?;
+        out.flush().map_err(Error::Output)?;
+        if size != item.size || *hasher.finalize().as_bytes() != item.hash {
+            return Err(Error::ContentMismatch {
+                path: item.path_lossy(),
+            });
+        }
+        Ok(())
+    }
+
     fn read_worker(&self, jobs: Receiver<ReadJob>) {
         let mut dec = match Decompressor::new() {
             Ok(d) => d,
@@ -1176,38 +1298,242 @@ impl Repository {
     }
 
     /// Makes the index a faithful copy of the packs and snapshots on disk,
-    /// from scratch.
+    /// from scratch, without ever losing what the old index still knew:
+    ///
+    /// - every trailer is read before the index is touched;
+    /// - a pack whose trailer is damaged (a flipped byte, a pack cut short)
+    ///   has its blobs salvaged: the old index located them, each body
+    ///   still in the file is checked (authenticated, or decoded and
+    ///   rehashed) and copied into a new pack, and the damaged pack is
+    ///   moved to `damaged/packs/` (never deleted);
+    /// - a damaged snapshot object whose copy in the old index's catalog
+    ///   still hashes to its name is written back from that copy (the
+    ///   damaged file goes to `damaged/snapshots/`).
+    ///
+    /// The caller holds the exclusive lock.
     pub fn rebuild_index(&self, progress: &dyn Progress) -> Result<RebuildReport> {
         if self.index.is_secondary() {
             return Err(index::Error::Busy.into());
         }
-        self.index.clear()?;
         let names = self
             .backend
             .list(Kind::Pack)
             .map_err(io_at(self.backend.root()))?;
-        progress.start("indexing packs", Some(names.len() as u64), Unit::Items);
+        progress.start(
+            "reading pack trailers",
+            Some(names.len() as u64),
+            Unit::Items,
+        );
         let mut report = RebuildReport::default();
+        let mut good = Vec::new();
+        let mut bad: HashMap<PackId, String> = HashMap::new();
         for name in &names {
             match self.read_pack_trailer(name) {
-                Ok((size, entries)) => {
-                    report.blobs += entries.len() as u64;
-                    self.index
-                        .add_pack(PackId::from_hex(name).expect("hex"), size, &entries)?;
-                    report.packs += 1;
-                }
+                Ok((size, entries)) => good.push((name, size, entries)),
                 Err(e) => {
-                    progress.warn(&format!("skipping {e}"));
-                    report.damaged_packs.push(name.clone());
+                    progress.warn(&format!("{e}: salvaging its blobs"));
+                    bad.insert(PackId::from_hex(name).expect("hex"), e.to_string());
                 }
             }
             progress.inc(1);
         }
         progress.finish();
+        // What only the old index still knows: where the blobs of the
+        // damaged packs are, and copies of the snapshot objects.
+        let mut known: HashMap<PackId, Vec<(ChunkId, ChunkEntry)>> = HashMap::new();
+        if !bad.is_empty() {
+            self.index.for_each_chunk(|id, e| {
+                if bad.contains_key(&e.pack) {
+                    known.entry(e.pack).or_default().push((id, e));
+                }
+                Ok::<(), Error>(())
+            })?;
+        }
+        let catalog: HashMap<SnapshotId, Vec<u8>> = self.index.snapshots()?.into_iter().collect();
+
+        self.index.clear()?;
+        for (name, size, entries) in &good {
+            report.blobs += entries.len() as u64;
+            self.index
+                .add_pack(PackId::from_hex(name).expect("hex"), *size, entries)?;
+            report.packs += 1;
+        }
+        let mut bad: Vec<_> = bad.into_iter().collect();
+        bad.sort();
+        for (pack, why) in bad {
+            let found = known.remove(&pack).unwrap_or_default();
+            let (saved, lost) = self.salvage(&pack, found)?;
+            report.salvaged_blobs += saved;
+            report.lost_blobs += lost;
+            report.blobs += saved;
+            self.set_aside(Kind::Pack, &pack.to_hex())?;
+            report.damaged_packs.push(DamagedPack {
+                pack: pack.to_hex(),
+                why,
+                salvaged_blobs: saved,
+                lost_blobs: lost,
+            });
+        }
+        report.restored_snapshots = self.restore_snapshot_objects(&catalog)?;
         self.reconcile(progress)?;
         report.snapshots = self.index.snapshots()?.len() as u64;
         self.index.flush()?;
         Ok(report)
+    }
+
+    /// Copies the blobs the old index located in a damaged pack, those
+    /// whose bodies still check out, into a new pack; (saved, lost).
+    fn salvage(&self, pack: &PackId, mut found: Vec<(ChunkId, ChunkEntry)>) -> Result<(u64, u64)> {
+        if found.is_empty() {
+            return Ok((0, 0));
+        }
+        let name = pack.to_hex();
+        let f = self
+            .backend
+            .open(Kind::Pack, &name)
+            .map_err(io_at(&self.backend.path(Kind::Pack, &name)))?;
+        let len = f.metadata().map_err(io_at(self.backend.root()))?.len();
+        // Bases before the deltas made against them.
+        found.sort_by_key(|(id, e)| (e.depth(), e.offset, *id));
+        let mut dec = Decompressor::new().map_err(Error::Input)?;
+        let mut plain: HashMap<ChunkId, Vec<u8>> = HashMap::new();
+        let mut writer: Option<PackWriter> = None;
+        let (mut saved, mut lost) = (0u64, 0u64);
+        let io = io_at(self.backend.root());
+        let r = (|| -> Result<()> {
+            for (id, e) in &found {
+                let mut body = vec![0u8; e.length as usize];
+                let end = e.offset as u64 + e.length as u64;
+                if e.offset < pack::HEADER.len() as u32
+                    || end > len
+                    || f.read_exact_at(&mut body, e.offset as u64).is_err()
+                {
+                    lost += 1;
+                    continue;
+                }
+                if !self.body_checks_out(id, e, &body, &mut dec, &mut plain) {
+                    lost += 1;
+                    continue;
+                }
+                let w = match &mut writer {
+                    Some(w) => w,
+                    None => writer.insert(
+                        PackWriter::create(&self.backend, &self.keys)
+                            .map_err(io_at(self.backend.root()))?,
+                    ),
+                };
+                let mut entry = Entry::new(*id, e.kind, e.raw_length);
+                entry.base = e.base;
+                w.add(entry, &body).map_err(io_at(self.backend.root()))?;
+                saved += 1;
+                if w.size() >= pack::TARGET_SIZE {
+                    let sealed = writer
+                        .take()
+                        .expect("writer")
+                        .seal(&self.backend)
+                        .map_err(io_at(self.backend.root()))?;
+                    self.index
+                        .add_pack(sealed.id, sealed.size, &sealed.entries)?;
+                }
+            }
+            Ok(())
+        })();
+        if let Some(w) = writer {
+            match &r {
+                Ok(()) if !w.is_empty() => {
+                    let sealed = w.seal(&self.backend).map_err(io)?;
+                    self.index
+                        .add_pack(sealed.id, sealed.size, &sealed.entries)?;
+                }
+                _ => w.abandon(),
+            }
+        }
+        r?;
+        Ok((saved, lost))
+    }
+
+    /// True when a blob body read from a damaged pack is what `e` says:
+    /// authenticated with its id (encrypted), or decoded (through its base)
+    /// and rehashed to its id. Keeps plaintexts for later deltas.
+    fn body_checks_out(
+        &self,
+        id: &ChunkId,
+        e: &ChunkEntry,
+        body: &[u8],
+        dec: &mut Decompressor,
+        plain: &mut HashMap<ChunkId, Vec<u8>>,
+    ) -> bool {
+        if let Some(c) = self.keys.cipher() {
+            let mut b = body.to_vec();
+            return c.open(&id.0, &mut b).is_ok();
+        }
+        let base = match e.base {
+            None => None,
+            Some(b) => match plain.get(&b.id) {
+                Some(p) => Some(p.clone()),
+                None => match self.read_blob(&b.id) {
+                    Ok(p) => Some(p),
+                    Err(_) => return false,
+                },
+            },
+        };
+        let mut out = Vec::with_capacity(e.raw_length as usize);
+        if dec
+            .decode_with(body, base.as_deref(), e.raw_length as usize, &mut out)
+            .is_err()
+            || self.keys.chunk_id(&out) != *id
+        {
+            return false;
+        }
+        if e.kind == BlobKind::Data {
+            plain.insert(*id, out);
+        }
+        true
+    }
+
+    /// Moves a damaged object out of the repository's listing, into
+    /// `damaged/<kind>/`, where forensic tools can still find it.
+    fn set_aside(&self, kind: Kind, name: &str) -> Result<()> {
+        let dir = self.backend.root().join("damaged").join(match kind {
+            Kind::Pack => "packs",
+            _ => "snapshots",
+        });
+        std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        let from = self.backend.path(kind, name);
+        std::fs::rename(&from, dir.join(name)).map_err(io_at(&from))?;
+        crate::backend::sync_dir(&dir).map_err(io_at(&dir))?;
+        Ok(())
+    }
+
+    /// Writes back every snapshot object on disk that no longer hashes to
+    /// its name from the old catalog's copy, when that copy does; returns
+    /// how many.
+    fn restore_snapshot_objects(&self, catalog: &HashMap<SnapshotId, Vec<u8>>) -> Result<u64> {
+        let mut n = 0;
+        for name in self
+            .backend
+            .list(Kind::Snapshot)
+            .map_err(io_at(self.backend.root()))?
+        {
+            if self.read_snapshot_object(&name).is_ok() {
+                continue;
+            }
+            let id = SnapshotId::from_hex(&name).expect("hex");
+            let Some(copy) = catalog.get(&id) else {
+                continue;
+            };
+            let mut h = self.keys.object_hasher();
+            h.update(copy);
+            if h.finalize().to_hex().as_str() != name {
+                continue;
+            }
+            self.set_aside(Kind::Snapshot, &name)?;
+            self.backend
+                .write_once(Kind::Snapshot, &name, copy)
+                .map_err(io_at(self.backend.root()))?;
+            n += 1;
+        }
+        Ok(n)
     }
 }
 
@@ -1226,7 +1552,23 @@ pub struct RebuildReport {
     pub packs: u64,
     pub blobs: u64,
     pub snapshots: u64,
-    pub damaged_packs: Vec<String>,
+    /// Packs whose trailer could not be read, now in `damaged/packs/`.
+    pub damaged_packs: Vec<DamagedPack>,
+    /// Blobs of damaged packs copied into new packs.
+    pub salvaged_blobs: u64,
+    /// Blobs of damaged packs that were cut off or failed their check.
+    pub lost_blobs: u64,
+    /// Damaged snapshot objects written back from the index's copies.
+    pub restored_snapshots: u64,
+}
+
+/// A pack set aside by a rebuild.
+#[derive(Debug, Serialize)]
+pub struct DamagedPack {
+    pub pack: String,
+    pub why: String,
+    pub salvaged_blobs: u64,
+    pub lost_blobs: u64,
 }
 
 /// Totals of one write session.
@@ -1274,6 +1616,9 @@ struct Shared<'r> {
     repo: &'r Repository,
     /// Blobs claimed by this session and not yet in the index.
     pending: Mutex<HashSet<ChunkId>>,
+    /// Packs holding chunks (and their delta bases) this session found
+    /// already stored and did not write again.
+    reused_packs: Mutex<HashSet<PackId>>,
     new_chunks: AtomicU64,
     new_bytes: AtomicU64,
     stored_bytes: AtomicU64,
@@ -1287,10 +1632,29 @@ impl Shared<'_> {
         if self.pending.lock().expect("pending lock").contains(id) {
             return Ok(false);
         }
-        if self.repo.index.get(id)?.is_some() {
+        if let Some(e) = self.repo.index.get(id)? {
+            self.reuse(e)?;
             return Ok(false);
         }
         Ok(self.pending.lock().expect("pending lock").insert(*id))
+    }
+
+    /// Records the pack of a reused chunk and those of its delta bases.
+    fn reuse(&self, e: ChunkEntry) -> Result<()> {
+        let mut packs = vec![e.pack];
+        let mut at = e;
+        while let Some(b) = at.base {
+            match self.repo.index.get(&b.id)? {
+                Some(next) if next.depth() < at.depth() => {
+                    packs.push(next.pack);
+                    at = next;
+                }
+                _ => break,
+            }
+        }
+        let mut reused = self.reused_packs.lock().expect("reused lock");
+        reused.extend(packs);
+        Ok(())
     }
 
     /// Compresses and hands over one blob if nobody has it yet: as a delta
@@ -1536,6 +1900,21 @@ impl Writer<'_> {
 
     /// Leaves an entry out of the snapshot, warning about it; the count is
     /// recorded as `files.skipped`.
+    /// Records a file that kept changing while it was read: stored as
+    /// read, counted in the snapshot's `files.changed`.
+    pub fn changed(&mut self, path: &str) {
+        self.progress.warn(&format!(
+            "{path} changed while it was read (twice); stored as read, it may be inconsistent"
+        ));
+        let n = self
+            .meta
+            .get("files.changed")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        self.meta
+            .insert("files.changed".into(), (n + 1).to_string());
+    }
+
     pub fn skip(&mut self, what: &str) {
         self.progress.warn(&format!("skipping {what}"));
         let n = self
@@ -1743,13 +2122,101 @@ impl Repository {
         progress: &dyn Progress,
         f: impl FnOnce(&mut Writer<'_>) -> Result<()>,
     ) -> Result<(SnapshotId, Snapshot)> {
-        if opts.name.is_empty() {
-            return Err(Error::Config {
-                path: "--name".into(),
-                what: "a snapshot needs a non-empty name".into(),
-            });
-        }
+        snapshot::validate_name(&opts.name)?;
+        // Held from before the first lookup in the index until the
+        // snapshot is written: a prune (exclusive) can neither delete a
+        // chunk this backup counts as stored, nor miss the new snapshot.
+        let lock = self.lock_shared(progress)?;
         let snaps = self.snapshots()?;
+        self.check_name_free(&snaps, opts)?;
+        let parent = snaps
+            .iter()
+            .rev()
+            .find(|(_, s)| s.name == opts.name)
+            .map(|(id, _)| *id);
+        let time_ns = now_ns();
+        let (
+            FinishedTree {
+                tree,
+                mut summary,
+                meta,
+            },
+            stats,
+            reused,
+        ) = self.write(progress, |w| {
+            f(w)?;
+            w.finish_tree()
+        })?;
+        self.verify_packs_present(&reused)?;
+        summary.new_chunks = stats.new_chunks;
+        summary.new_bytes = stats.new_bytes;
+        summary.stored_bytes = stats.stored_bytes;
+        summary.duration_ms = stats.duration.as_millis() as u64;
+        let snap = Snapshot {
+            name: opts.name.clone(),
+            tier: opts.tier,
+            labels: opts.labels.clone(),
+            host: lock::hostname(),
+            time_ns,
+            parent,
+            tree,
+            summary,
+            meta: opts.meta.clone().into_iter().chain(meta).collect(),
+        };
+        // The name is checked again, atomically with the write: two
+        // backups of one name cannot both pass while neither is written.
+        let guard = self.name_guard(&opts.name)?;
+        self.refresh()?;
+        self.check_name_free(&self.snapshots()?, opts)?;
+        let id = self.save_snapshot(&snap)?;
+        drop(guard);
+        drop(lock);
+        Ok((id, snap))
+    }
+
+    /// An exclusive `flock` on a file of this name's own, held while a
+    /// snapshot of that name is checked and written (released by the
+    /// kernel if the process dies, so it is never stale).
+    fn name_guard(&self, name: &str) -> Result<File> {
+        let path = self.backend.root().join("locks").join(format!(
+            "name-{}.flock",
+            &blake3::hash(name.as_bytes()).to_hex()[..32]
+        ));
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_at(&path))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) } != 0 {
+            return Err(io_at(&path)(io::Error::last_os_error()));
+        }
+        Ok(f)
+    }
+
+    /// Refuses a backup whose name is taken: by an immaculate baseline (or
+    /// for an immaculate one, by any snapshot), by a retired baseline, or
+    /// by snapshots of another tier (a name belongs to one tier).
+    fn check_name_free(
+        &self,
+        snaps: &[(SnapshotId, Snapshot)],
+        opts: &SnapshotOptions,
+    ) -> Result<()> {
+        if let Some((id, s)) = snaps.iter().find(|(_, s)| {
+            s.name == opts.name && s.tier != opts.tier && s.tier != snapshot::Tier::Immaculate
+        }) {
+            return Err(snapshot::Error::Protected {
+                what: format!(
+                    "the name '{}' belongs to the {} snapshots (newest {}): a name belongs to one tier, so `restore {}` always means one thing; choose another name",
+                    opts.name,
+                    s.tier,
+                    id.short(),
+                    opts.name
+                ),
+            }
+            .into());
+        }
         if let Some((id, s)) = snaps.iter().find(|(_, s)| {
             s.name == opts.name
                 && (s.tier == snapshot::Tier::Immaculate || opts.tier == snapshot::Tier::Immaculate)
@@ -1775,40 +2242,7 @@ impl Repository {
             }
             .into());
         }
-        let parent = snaps
-            .iter()
-            .rev()
-            .find(|(_, s)| s.name == opts.name)
-            .map(|(id, _)| *id);
-        let time_ns = now_ns();
-        let (
-            FinishedTree {
-                tree,
-                mut summary,
-                meta,
-            },
-            stats,
-        ) = self.write(progress, |w| {
-            f(w)?;
-            w.finish_tree()
-        })?;
-        summary.new_chunks = stats.new_chunks;
-        summary.new_bytes = stats.new_bytes;
-        summary.stored_bytes = stats.stored_bytes;
-        summary.duration_ms = stats.duration.as_millis() as u64;
-        let snap = Snapshot {
-            name: opts.name.clone(),
-            tier: opts.tier,
-            labels: opts.labels.clone(),
-            host: lock::hostname(),
-            time_ns,
-            parent,
-            tree,
-            summary,
-            meta: opts.meta.clone().into_iter().chain(meta).collect(),
-        };
-        let id = self.save_snapshot(&snap)?;
-        Ok((id, snap))
+        Ok(())
     }
 
     /// Backs up one stream (stdin, a dump) as a one-item snapshot.

@@ -39,6 +39,52 @@ pub enum Error {
     UnknownTier(String),
     #[error("refused: {what}")]
     Protected { what: String },
+    #[error("'{name}' cannot name a snapshot: {why}")]
+    BadName { name: String, why: &'static str },
+}
+
+/// The shortest id prefix a selector can be: shorter hex strings (`db`,
+/// `abc`) are names only.
+pub const MIN_ID_PREFIX: usize = 4;
+
+/// Refuses names that could not be told apart from a snapshot selector
+/// or that would be unsafe to show or to use as a path: empty, control
+/// characters, `.`, `..` or empty parts between slashes (`org/app` is
+/// fine: image names look like that), `latest`, `~`, a leading `-`, or
+/// [`MIN_ID_PREFIX`] or more hex digits only (an id prefix).
+pub fn validate_name(name: &str) -> Result<(), Error> {
+    let why = if name.is_empty() {
+        Some("it is empty")
+    } else if name.len() > 200 {
+        Some("it is longer than 200 bytes")
+    } else if name.chars().any(char::is_control) {
+        Some("it holds control characters")
+    } else if name
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        // Image names hold slashes (`org/app`); paths that walk do not.
+        Some("`.`, `..` and empty parts between slashes read as a path")
+    } else if name == "latest" {
+        Some("`latest` always means the newest snapshot")
+    } else if name.contains('~') {
+        Some("`NAME~N` selects the Nth snapshot before NAME's newest")
+    } else if name.starts_with('-') {
+        Some("it would read as an option")
+    } else if name != name.trim() {
+        Some("it begins or ends with white space")
+    } else if name.len() >= MIN_ID_PREFIX && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Some("it could be read as a snapshot id prefix; add a letter beyond a-f or a dash (db-2026 instead of 2026)")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(Error::BadName {
+            name: name.escape_debug().to_string(),
+            why,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// The fixed bincode configuration of every encoded structure (docs/format.md).
@@ -300,17 +346,28 @@ pub fn select<'a>(
                 .ok_or_else(|| Error::NotFound(spec.into()));
         }
     }
-    if let Some(s) = snaps.iter().rev().find(|(_, s)| s.name == spec) {
-        return Ok(s);
-    }
+    let by_name = snaps.iter().rev().find(|(_, s)| s.name == spec);
     let lower = spec.to_ascii_lowercase();
-    if lower.is_empty() || !lower.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(Error::NotFound(spec.into()));
+    if lower.len() < MIN_ID_PREFIX || !lower.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return by_name.ok_or_else(|| Error::NotFound(spec.into()));
     }
     let hits: Vec<_> = snaps
         .iter()
         .filter(|(id, _)| id.to_hex().starts_with(&lower))
         .collect();
+    // A name that looks like an id (made before such names were refused)
+    // never silently wins over an id prefix, nor the other way round.
+    if let Some(named) = by_name {
+        if hits.is_empty() {
+            return Ok(named);
+        }
+        let mut ids: Vec<String> = hits.iter().map(|(id, _)| id.short()).collect();
+        ids.push(format!("{} named '{}'", named.0.short(), spec));
+        return Err(Error::Ambiguous {
+            spec: spec.into(),
+            ids: ids.join(", "),
+        });
+    }
     match hits.as_slice() {
         [one] => Ok(one),
         [] => Err(Error::NotFound(spec.into())),
@@ -368,6 +425,28 @@ mod tests {
     }
 
     #[test]
+    fn names_that_read_as_selectors_are_refused() {
+        for bad in [
+            "", "latest", "x~1", ".", "..", "../x", "a/../b", "/a", "a/", "a//b", "8e82", "-x",
+            " x", "a\u{1b}b",
+        ] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+        for good in [
+            "db",
+            "abc",
+            "db-2026",
+            "safety-app",
+            "loaded-1",
+            "é",
+            "org/app",
+            "ghcr.io/org/app",
+        ] {
+            assert!(validate_name(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
     fn selection() {
         let snaps = vec![
             (SnapshotId([0xab; 32]), snap("db", 1)),
@@ -377,7 +456,18 @@ mod tests {
         assert_eq!(select(&snaps, "latest").unwrap().1.name, "web");
         assert_eq!(select(&snaps, "db").unwrap().0, SnapshotId([0xac; 32]));
         assert_eq!(select(&snaps, "abab").unwrap().0, SnapshotId([0xab; 32]));
-        assert!(matches!(select(&snaps, "a"), Err(Error::Ambiguous { .. })));
+        assert!(matches!(select(&snaps, "aaaa"), Err(Error::NotFound(_))));
+        assert!(
+            matches!(select(&snaps, "a"), Err(Error::NotFound(_))),
+            "too short for an id"
+        );
+        let mut two = snaps.clone();
+        two.push((SnapshotId([0xa0; 32]), snap("x", 4)));
+        assert_eq!(select(&two, "a0a0").unwrap().1.name, "x");
+        // An old name that looks like an id prefix never silently wins.
+        two.push((SnapshotId([0x77; 32]), snap("a0a0", 5)));
+        assert!(matches!(select(&two, "a0a0"), Err(Error::Ambiguous { .. })));
+        assert_eq!(select(&two, "7777").unwrap().1.name, "a0a0");
         assert!(matches!(select(&snaps, "nope"), Err(Error::NotFound(_))));
         assert!(matches!(select(&[], "latest"), Err(Error::NotFound(_))));
         assert_eq!(select(&snaps, "db~0").unwrap().0, SnapshotId([0xac; 32]));

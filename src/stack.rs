@@ -835,6 +835,7 @@ pub fn restore(
             &|p| p.strip_prefix(b"files/").map(<[u8]>::to_vec),
             progress,
         )
+        .and_then(crate::files::RestoreStats::ensure_complete)
         .map_err(|e| failed("restoring the files", e.to_string(), &done))?;
         done.push("files".into());
     }
@@ -1131,6 +1132,7 @@ pub fn drill(
             &|p| p.strip_prefix(b"files/").map(<[u8]>::to_vec),
             progress,
         )
+        .and_then(crate::files::RestoreStats::ensure_complete)
         .map_err(Error::from)
         .and_then(|_| verify_files(&items, &dir));
         let _ = std::fs::remove_dir_all(&dir);

@@ -161,6 +161,14 @@ enum Command {
     /// Manage the local index.
     #[command(subcommand)]
     Index(IndexCommand),
+    /// Remove the repository's locks: all of them (only when no relic
+    /// runs on any host), or with --stale those whose process is gone from
+    /// this host or that nobody refreshed for ten minutes.
+    Unlock {
+        /// Remove only stale locks; live ones are listed and kept.
+        #[arg(long)]
+        stale: bool,
+    },
     /// Prove a snapshot restores, without touching production: scratch
     /// database, scratch image tags, scratch directory, all verified and
     /// removed. Default: the stack's newest immaculate baseline.
@@ -384,6 +392,10 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// How long prune, repair and `index rebuild` wait for other relic
+/// processes to close the index.
+const INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Parallel transfers to and from a repository on S3.
 const REMOTE_JOBS: usize = 4;
 
@@ -401,7 +413,10 @@ fn run_anywhere(mut cli: Cli) -> Result<ExitCode> {
     let bar = Bar::new(cli.quiet);
     let remote = relic::remote::Remote::open(&spec)?;
     let init = matches!(cli.command, Command::Init { .. });
-    let exclusive = matches!(cli.command, Command::Prune { .. } | Command::Repair { .. });
+    let exclusive = matches!(
+        cli.command,
+        Command::Prune { .. } | Command::Repair { .. } | Command::Index(_)
+    );
     // Listing and reading need no lock (and read-only credentials suffice
     // for them: a lock that cannot be written is then only a warning).
     let _lock = if init {
@@ -479,6 +494,7 @@ fn kdf() -> KdfParams {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     let bar = Bar::new(cli.quiet);
+    relic::lock::set_command(command_name(&cli.command));
     match &cli.command {
         Command::Init {
             chunk_avg,
@@ -532,7 +548,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if !(0.0..=1.0).contains(max_repack_ratio) {
                 bail!("--max-repack-ratio must be between 0 and 1");
             }
-            let repo = open(&cli)?;
+            let mut repo = open(&cli)?;
+            repo.wait_for_index(INDEX_WAIT, &bar)?;
             let before = repo
                 .index()
                 .packs()?
@@ -707,6 +724,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let st = files::restore_to(&repo, &snap, dir, &bar).with_context(|| {
                     format!("restoring snapshot {} into {}", id.short(), dir.display())
                 })?;
+                bar.finish();
                 eprintln!(
                     "restored snapshot {} into {}: {} files, {} directories, {} links, {}",
                     id.short(),
@@ -716,6 +734,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     st.links,
                     HumanBytes(st.bytes)
                 );
+                for (path, why) in &st.damaged {
+                    eprintln!("damaged, not restored: {path}: {why}");
+                }
+                for (path, why) in &st.refused {
+                    eprintln!("refused, not restored: {path}: {why}");
+                }
+                if !st.complete() {
+                    eprintln!(
+                        "error: {} item(s) damaged and {} refused; every other item was restored",
+                        st.damaged.len(),
+                        st.refused.len()
+                    );
+                    return Ok(ExitCode::from(3));
+                }
             } else {
                 bail!(
                     "say where to restore: --stdout, --to PATH, --into-postgres or --into-docker"
@@ -727,6 +759,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let _lock = repo.lock_shared(&bar)?;
             repo.refresh()?;
             let report = check(&repo, *read_data, &bar)?;
+            if *read_data && !repo.is_read_only() {
+                relic::check::record_damage(&repo, &report.damaged_snapshots)?;
+            }
             if *json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -930,9 +965,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Emergency(cmd) => stack::emergency(&cli, cmd, &bar)?,
         Command::Baseline(cmd) => stack::baseline(&cli, cmd)?,
+        Command::Unlock { stale } => {
+            let path = repo_path(&cli)?;
+            if !path.join("config").exists() {
+                bail!("no relic repository at {}", path.display());
+            }
+            let backend = relic::backend::Local::new(&path);
+            let (removed, left) = relic::lock::unlock(&backend, *stale)
+                .with_context(|| format!("removing the locks of {}", path.display()))?;
+            let now = jiff::Timestamp::now().as_second().max(0) as u64;
+            for l in &removed {
+                println!("removed lock {}", l.describe(now));
+            }
+            for l in &left {
+                println!("kept live lock {}", l.describe(now));
+            }
+            if removed.is_empty() && left.is_empty() {
+                println!("the repository holds no locks");
+            }
+        }
         Command::Repair { json } => {
-            let repo = open(&cli)?;
-            let _lock = repo.lock_shared(&bar)?;
+            let mut repo = open(&cli)?;
+            repo.wait_for_index(INDEX_WAIT, &bar)?;
+            let _lock = repo.lock_exclusive(&bar)?;
             let r = relic::check::repair(&repo, &bar).context("repairing the repository")?;
             bar.finish();
             if *json {
@@ -942,9 +997,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "index rebuilt from {} packs ({} blobs, {} snapshots)",
                     r.rebuild.packs, r.rebuild.blobs, r.rebuild.snapshots
                 );
-                for p in &r.rebuild.damaged_packs {
-                    println!("pack {p} is unreadable: its blobs were left out of the index");
-                }
+                print_damaged_packs(&r.rebuild);
                 for p in &r.check.problems {
                     println!("{p}");
                 }
@@ -962,23 +1015,60 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Index(IndexCommand::Rebuild) => {
-            let repo = open(&cli)?;
+            let mut repo = open(&cli)?;
+            repo.wait_for_index(INDEX_WAIT, &bar)?;
+            let _lock = repo.lock_exclusive(&bar)?;
             let r = repo.rebuild_index(&bar).context("rebuilding the index")?;
+            bar.finish();
             println!(
                 "index rebuilt: {} packs, {} blobs, {} snapshots",
                 r.packs, r.blobs, r.snapshots
             );
-            if !r.damaged_packs.is_empty() {
+            print_damaged_packs(&r);
+            if r.lost_blobs > 0 {
                 eprintln!(
-                    "error: {} damaged pack(s) were not indexed: {}",
-                    r.damaged_packs.len(),
-                    r.damaged_packs.join(", ")
+                    "error: {} blob(s) of damaged packs could not be salvaged; run `relic repair` to see which snapshots they belong to",
+                    r.lost_blobs
                 );
-                return Ok(ExitCode::from(1));
+                return Ok(ExitCode::from(3));
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a rebuild did with packs whose trailer was damaged.
+fn print_damaged_packs(r: &relic::repo::RebuildReport) {
+    for p in &r.damaged_packs {
+        println!(
+            "pack {} is damaged ({}): {} blobs salvaged into new packs, {} lost; the pack was moved to damaged/packs/",
+            p.pack, p.why, p.salvaged_blobs, p.lost_blobs
+        );
+    }
+    if r.restored_snapshots > 0 {
+        println!(
+            "{} damaged snapshot object(s) rewritten from the index's copies (the damaged files are in damaged/snapshots/)",
+            r.restored_snapshots
+        );
+    }
+}
+
+/// The command's name, recorded in the locks it takes.
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Init { .. } => "init",
+        Command::Key(_) => "key",
+        Command::Backup(_) => "backup",
+        Command::Snapshots { .. } => "snapshots",
+        Command::Restore { .. } => "restore",
+        Command::Check { .. } => "check",
+        Command::Repair { .. } => "repair",
+        Command::Prune { .. } => "prune",
+        Command::Forget(_) => "forget",
+        Command::Index(_) => "index rebuild",
+        Command::Unlock { .. } => "unlock",
+        _ => "relic",
+    }
 }
 
 fn parse_labels(labels: &[String]) -> Result<BTreeMap<String, String>> {
@@ -1046,11 +1136,22 @@ fn backup(cli: &Cli, args: &BackupArgs, bar: &Bar) -> Result<()> {
     .with_context(|| format!("backup '{name}' failed; no snapshot was written"))?;
     bar.finish();
     print_backup(&id, &snap, args.snapshot.json)?;
+    let mut partial = false;
     if let Some(n) = snap.meta.get("files.skipped") {
         eprintln!(
             "warning: {n} entries could not be read and are not in snapshot {}",
             id.short()
         );
+        partial = true;
+    }
+    if let Some(n) = snap.meta.get("files.changed") {
+        eprintln!(
+            "warning: {n} file(s) changed while they were read and may be inconsistent in snapshot {}",
+            id.short()
+        );
+        partial = true;
+    }
+    if partial {
         std::process::exit(3);
     }
     Ok(())
@@ -1264,7 +1365,9 @@ fn list_snapshots(repo: &Repository, json: bool) -> Result<()> {
             "{:<8}  {:<20}  {:<24}  {:<10}  {:>10}  {:>10}{}",
             id.short(),
             time,
-            s.name,
+            // Names made before names were checked may hold control
+            // characters: shown escaped, never interpreted by the terminal.
+            s.name.escape_debug().to_string(),
             s.tier.as_str(),
             HumanBytes(s.summary.size).to_string(),
             HumanBytes(s.summary.stored_bytes).to_string(),
@@ -1341,15 +1444,29 @@ fn forget(cli: &Cli, args: &ForgetArgs) -> Result<()> {
     if !args.snapshots.is_empty() {
         let mut ids = Vec::new();
         for spec in &args.snapshots {
-            ids.push(relic::snapshot::select(&snaps, spec)?.0);
+            let (id, s) = relic::snapshot::select(&snaps, spec)?;
+            ids.push((*id, s));
         }
+        // Each line names what a spec resolved to: an id, a name, `~N`.
+        let show = |(id, s): &(relic::SnapshotId, &relic::Snapshot)| {
+            format!(
+                "{} ({}, {}, {})",
+                id.short(),
+                s.name.escape_debug(),
+                s.tier,
+                s.time().strftime("%Y-%m-%d %H:%M:%S")
+            )
+        };
         if args.dry_run {
-            for id in &ids {
-                println!("would forget {}", id.short());
+            for x in &ids {
+                println!("would forget {}", show(x));
             }
             return Ok(());
         }
-        repo.forget(&ids)?;
+        repo.forget(&ids.iter().map(|(id, _)| *id).collect::<Vec<_>>())?;
+        for x in &ids {
+            println!("forgot {}", show(x));
+        }
         println!(
             "forgot {} snapshot(s); their chunks stay stored until they are pruned",
             ids.len()
