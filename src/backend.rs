@@ -120,6 +120,25 @@ impl Local {
         r
     }
 
+    /// Replaces an object's content (temp + fsync + rename over it): only
+    /// for locks, which are rewritten while held; never for data.
+    pub fn replace(&self, kind: Kind, name: &str, bytes: &[u8]) -> io::Result<()> {
+        debug_assert_eq!(kind, Kind::Lock);
+        let (tmp, mut f) = self.temp_file()?;
+        let dst = self.path(kind, name);
+        let r = (|| {
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            drop(f);
+            fs::rename(&tmp, &dst)?;
+            sync_dir(dst.parent().expect("object has a parent"))
+        })();
+        if r.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        r
+    }
+
     pub fn read(&self, kind: Kind, name: &str) -> io::Result<Vec<u8>> {
         fs::read(self.path(kind, name))
     }

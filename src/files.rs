@@ -365,6 +365,12 @@ pub fn restore_mapped(
                     e => e,
                 })
             }
+            ItemKind::Symlink if item.target.as_deref().unwrap_or_default().is_empty() => {
+                stats
+                    .refused
+                    .push((shown, "a symlink without a target".into()));
+                continue;
+            }
             ItemKind::Symlink => {
                 let target = item.target.as_deref().unwrap_or_default();
                 let r = restore_symlink(dir, name, target, &item, as_root);
@@ -398,10 +404,7 @@ pub fn restore_mapped(
             .and_then(|p| open_at(p, name, libc::O_RDONLY | libc::O_DIRECTORY))
             .and_then(|fd| {
                 let f = File::from(fd);
-                if as_root {
-                    let _ = std::os::unix::fs::fchown(&f, Some(item.uid), Some(item.gid));
-                }
-                f.set_permissions(fs::Permissions::from_mode(item.mode & 0o7777))?;
+                f.set_permissions(fs::Permissions::from_mode(owned_mode(&f, item, as_root)))?;
                 let _ = f.set_modified(mtime(item));
                 Ok(())
             });
@@ -573,6 +576,26 @@ fn restore_symlink(
     renameat(dir, &tmp, name).inspect_err(|_| unlinkat(dir, &tmp))
 }
 
+/// Gives a restored file or directory its owner (as root), then returns
+/// the mode to set: chown clears setuid and setgid, so the mode comes
+/// after; and when the owner could not be set (root squashed, an unmapped
+/// id), setuid and setgid are dropped rather than granted to whoever owns
+/// the file now.
+fn owned_mode(f: &File, item: &Item, as_root: bool) -> u32 {
+    let mode = item.mode & 0o7777;
+    let owned = if as_root {
+        std::os::unix::fs::fchown(f, Some(item.uid), Some(item.gid)).is_ok()
+    } else {
+        f.metadata()
+            .is_ok_and(|m| m.uid() == item.uid && m.gid() == item.gid)
+    };
+    if owned {
+        mode
+    } else {
+        mode & !0o6000
+    }
+}
+
 fn mtime(item: &Item) -> std::time::SystemTime {
     if item.mtime_ns >= 0 {
         UNIX_EPOCH + Duration::from_nanos(item.mtime_ns as u64)
@@ -604,10 +627,7 @@ fn restore_file(
         repo.restore_item(item, &mut out, progress)?;
         let f = out.finish().map_err(|e| io_err(&shown())(e))?;
         if item.kind == ItemKind::File {
-            if as_root {
-                let _ = std::os::unix::fs::fchown(&f, Some(item.uid), Some(item.gid));
-            }
-            f.set_permissions(fs::Permissions::from_mode(item.mode & 0o7777))
+            f.set_permissions(fs::Permissions::from_mode(owned_mode(&f, item, as_root)))
                 .map_err(|e| io_err(&shown())(e))?;
         }
         f.set_modified(mtime(item))

@@ -19,7 +19,7 @@ use rocksdb::{
 };
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
 use thiserror::Error;
 
 const CF_CHUNKS: &str = "chunks";
@@ -137,11 +137,13 @@ pub struct PackInfo {
 }
 
 pub struct Index {
-    db: DB,
+    /// Behind a lock so a secondary can be reopened in place (see
+    /// [`Index::catch_up`]).
+    db: RwLock<DB>,
     path: PathBuf,
     /// Set when opened as a secondary: the secondary's own directory and the
     /// entries this process added (RocksDB will not take them).
-    secondary: Option<(PathBuf, Mutex<Overlay>)>,
+    secondary: Option<(Mutex<PathBuf>, Mutex<Overlay>)>,
 }
 
 /// What a secondary adds in memory.
@@ -201,7 +203,7 @@ impl Index {
         let (opts, cfs) = options();
         match DB::open_cf_descriptors(&opts, path, cfs) {
             Ok(db) => Ok(Index {
-                db,
+                db: RwLock::new(db),
                 path: path.to_path_buf(),
                 secondary: None,
             }),
@@ -210,20 +212,36 @@ impl Index {
         }
     }
 
-    /// Opens as primary only; `Busy` when another process holds the index.
+    /// Opens as primary only; `Busy` when another process holds the index
+    /// (no secondary is opened to find that out).
     pub fn open_exclusive(path: &Path) -> Result<Self> {
-        let idx = Self::open(path)?;
-        if idx.is_secondary() {
-            return Err(Error::Busy);
+        let (opts, cfs) = options();
+        match DB::open_cf_descriptors(&opts, path, cfs) {
+            Ok(db) => Ok(Index {
+                db: RwLock::new(db),
+                path: path.to_path_buf(),
+                secondary: None,
+            }),
+            Err(e) if is_lock_error(&e) => Err(Error::Busy),
+            Err(source) => Err(Error::Rocks {
+                path: path.to_path_buf(),
+                source,
+            }),
         }
-        Ok(idx)
     }
 
     fn open_secondary(path: &Path) -> Result<Self> {
-        let rocks = |source| Error::Rocks {
+        let (db, sec) = Self::secondary_db(path)?;
+        Ok(Index {
+            db: RwLock::new(db),
             path: path.to_path_buf(),
-            source,
-        };
+            secondary: Some((Mutex::new(sec), Mutex::new(Overlay::default()))),
+        })
+    }
+
+    /// A new secondary instance of the index at `path`, in a directory of
+    /// its own.
+    fn secondary_db(path: &Path) -> Result<(DB, PathBuf)> {
         let sec = path.with_file_name(format!(
             "index-secondary-{}-{}",
             std::process::id(),
@@ -231,12 +249,16 @@ impl Index {
         ));
         let (mut opts, _) = options();
         opts.set_max_open_files(-1);
-        let db = DB::open_cf_as_secondary(&opts, path, &sec, CFS).map_err(rocks)?;
-        Ok(Index {
-            db,
-            path: path.to_path_buf(),
-            secondary: Some((sec, Mutex::new(Overlay::default()))),
-        })
+        let db =
+            DB::open_cf_as_secondary(&opts, path, &sec, CFS).map_err(|source| Error::Rocks {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok((db, sec))
+    }
+
+    fn db(&self) -> RwLockReadGuard<'_, DB> {
+        self.db.read().expect("index lock")
     }
 
     /// Where the index lives.
@@ -255,30 +277,39 @@ impl Index {
         }
     }
 
-    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(name).expect("column family opened")
+    fn cf<'d>(db: &'d DB, name: &str) -> &'d rocksdb::ColumnFamily {
+        db.cf_handle(name).expect("column family opened")
     }
 
     pub fn get(&self, id: &ChunkId) -> Result<Option<ChunkEntry>> {
         if let Some((_, overlay)) = &self.secondary {
-            let o = overlay.lock().expect("overlay lock");
-            if let Some(e) = o.chunks.get(id) {
-                return Ok(Some(*e));
+            let any_gone = {
+                let o = overlay.lock().expect("overlay lock");
+                if let Some(e) = o.chunks.get(id) {
+                    return Ok(Some(*e));
+                }
+                !o.gone.is_empty()
+            };
+            // The RocksDB read runs without the overlay's mutex held.
+            let found = self.get_stored(id)?;
+            if any_gone {
+                if let Some(e) = &found {
+                    if overlay.lock().expect("overlay lock").gone.contains(&e.pack) {
+                        return Ok(None);
+                    }
+                }
             }
-            if !o.gone.is_empty() {
-                let found = self.get_stored(id)?;
-                return Ok(found.filter(|e| !o.gone.contains(&e.pack)));
-            }
+            return Ok(found);
         }
         self.get_stored(id)
     }
 
     fn get_stored(&self, id: &ChunkId) -> Result<Option<ChunkEntry>> {
-        match self
-            .db
-            .get_pinned_cf(self.cf(CF_CHUNKS), id.0)
-            .map_err(|e| self.rocks(e))?
-        {
+        let db = self.db();
+        let found = db
+            .get_pinned_cf(Self::cf(&db, CF_CHUNKS), id.0)
+            .map_err(|e| self.rocks(e))?;
+        match found {
             None => Ok(None),
             Some(v) => ChunkEntry::decode(&v)
                 .map(Some)
@@ -288,6 +319,7 @@ impl Index {
 
     /// Records a sealed pack and all its blobs in one atomic batch.
     pub fn add_pack(&self, pack: PackId, size: u64, entries: &[Entry]) -> Result<()> {
+        let db = self.db();
         if let Some((_, overlay)) = &self.secondary {
             let mut o = overlay.lock().expect("overlay lock");
             for e in entries {
@@ -301,33 +333,34 @@ impl Index {
         let mut b = WriteBatch::default();
         for e in entries {
             b.put_cf(
-                self.cf(CF_CHUNKS),
+                Self::cf(&db, CF_CHUNKS),
                 e.id.0,
                 ChunkEntry::from_trailer(pack, e).encode(),
             );
             for (n, value) in e.sketch.iter().flatten().enumerate() {
-                b.put_cf(self.cf(CF_SKETCHES), sketch_key(n, *value), e.id.0);
+                b.put_cf(Self::cf(&db, CF_SKETCHES), sketch_key(n, *value), e.id.0);
             }
         }
         let mut info = [0u8; 12];
         info[..8].copy_from_slice(&size.to_le_bytes());
         info[8..].copy_from_slice(&(entries.len() as u32).to_le_bytes());
-        b.put_cf(self.cf(CF_PACKS), pack.0, info);
-        self.db.write(b).map_err(|e| self.rocks(e))
+        b.put_cf(Self::cf(&db, CF_PACKS), pack.0, info);
+        db.write(b).map_err(|e| self.rocks(e))
     }
 
     /// The stored chunk most like one with sketch `sk`: the chunk named by
     /// most of its super-features (each names the newest chunk that had
     /// it), if it is still indexed. A secondary sees what the primary had.
     pub fn similar(&self, sk: &Sketch) -> Result<Option<(ChunkId, ChunkEntry)>> {
+        let db = self.db();
         let keys: Vec<[u8; 9]> = sk
             .iter()
             .enumerate()
             .map(|(n, v)| sketch_key(n, *v))
             .collect();
-        let cf = self.cf(CF_SKETCHES);
+        let cf = Self::cf(&db, CF_SKETCHES);
         let mut votes: Vec<(ChunkId, u32)> = Vec::with_capacity(keys.len());
-        for r in self.db.batched_multi_get_cf(cf, &keys, false) {
+        for r in db.batched_multi_get_cf(cf, &keys, false) {
             let Some(v) = r.map_err(|e| self.rocks(e))? else {
                 continue;
             };
@@ -351,6 +384,7 @@ impl Index {
     /// Forgets a pack and every chunk entry that points into it (a
     /// secondary hides them in memory and leaves the rest to the primary).
     pub fn remove_pack(&self, pack: &PackId) -> Result<usize> {
+        let db = self.db();
         if let Some((_, overlay)) = &self.secondary {
             let mut o = overlay.lock().expect("overlay lock");
             o.packs.remove(pack);
@@ -360,22 +394,23 @@ impl Index {
         }
         let mut b = WriteBatch::default();
         let mut n = 0;
-        for item in self.db.iterator_cf(self.cf(CF_CHUNKS), IteratorMode::Start) {
+        for item in db.iterator_cf(Self::cf(&db, CF_CHUNKS), IteratorMode::Start) {
             let (k, v) = item.map_err(|e| self.rocks(e))?;
             if v.len() >= 32 && v[..32] == pack.0 {
-                b.delete_cf(self.cf(CF_CHUNKS), k);
+                b.delete_cf(Self::cf(&db, CF_CHUNKS), k);
                 n += 1;
             }
         }
-        b.delete_cf(self.cf(CF_PACKS), pack.0);
-        self.db.write(b).map_err(|e| self.rocks(e))?;
+        b.delete_cf(Self::cf(&db, CF_PACKS), pack.0);
+        db.write(b).map_err(|e| self.rocks(e))?;
         Ok(n)
     }
 
     pub fn packs(&self) -> Result<Vec<(PackId, PackInfo)>> {
+        let db = self.db();
         let mut out = Vec::new();
         let gone = self.gone();
-        for item in self.db.iterator_cf(self.cf(CF_PACKS), IteratorMode::Start) {
+        for item in db.iterator_cf(Self::cf(&db, CF_PACKS), IteratorMode::Start) {
             let (k, v) = item.map_err(|e| self.rocks(e))?;
             let id = PackId::from_slice(&k).ok_or_else(|| Error::Malformed(hex::encode(&k)))?;
             if v.len() != 12 {
@@ -405,12 +440,18 @@ impl Index {
         Ok(out)
     }
 
-    /// A secondary catches up with what the primary has written since.
+    /// A secondary catches up with what the primary has written since by
+    /// opening anew: RocksDB's incremental catch-up can return stale
+    /// entries after the primary flushed or was reopened
+    /// (facebook/rocksdb#14444), and a stale entry could name a pack a
+    /// prune deleted. The overlay (what this process wrote) is kept.
     pub fn catch_up(&self) -> Result<()> {
-        if self.is_secondary() {
-            self.db
-                .try_catch_up_with_primary()
-                .map_err(|e| self.rocks(e))?;
+        if let Some((dir, _)) = &self.secondary {
+            let (fresh, fresh_dir) = Self::secondary_db(&self.path)?;
+            let old = std::mem::replace(&mut *self.db.write().expect("index lock"), fresh);
+            drop(old);
+            let old_dir = std::mem::replace(&mut *dir.lock().expect("secondary dir"), fresh_dir);
+            let _ = std::fs::remove_dir_all(old_dir);
         }
         Ok(())
     }
@@ -428,8 +469,9 @@ impl Index {
         &self,
         mut f: impl FnMut(ChunkId, ChunkEntry) -> std::result::Result<(), E>,
     ) -> std::result::Result<(), E> {
+        let db = self.db();
         let gone = self.gone();
-        for item in self.db.iterator_cf(self.cf(CF_CHUNKS), IteratorMode::Start) {
+        for item in db.iterator_cf(Self::cf(&db, CF_CHUNKS), IteratorMode::Start) {
             let (k, v) = item.map_err(|e| self.rocks(e))?;
             let id = ChunkId::from_slice(&k).ok_or_else(|| Error::Malformed(hex::encode(&k)))?;
             let e = ChunkEntry::decode(&v).ok_or_else(|| Error::Malformed(id.to_hex()))?;
@@ -447,30 +489,28 @@ impl Index {
     }
 
     pub fn put_snapshot(&self, id: &SnapshotId, bytes: &[u8]) -> Result<()> {
+        let db = self.db();
         if self.is_secondary() {
             return Ok(());
         }
-        self.db
-            .put_cf(self.cf(CF_SNAPSHOTS), id.0, bytes)
+        db.put_cf(Self::cf(&db, CF_SNAPSHOTS), id.0, bytes)
             .map_err(|e| self.rocks(e))
     }
 
     pub fn remove_snapshot(&self, id: &SnapshotId) -> Result<()> {
+        let db = self.db();
         if self.is_secondary() {
             return Ok(());
         }
-        self.db
-            .delete_cf(self.cf(CF_SNAPSHOTS), id.0)
+        db.delete_cf(Self::cf(&db, CF_SNAPSHOTS), id.0)
             .map_err(|e| self.rocks(e))
     }
 
     /// The cached snapshot objects, by id.
     pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Vec<u8>)>> {
+        let db = self.db();
         let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator_cf(self.cf(CF_SNAPSHOTS), IteratorMode::Start)
-        {
+        for item in db.iterator_cf(Self::cf(&db, CF_SNAPSHOTS), IteratorMode::Start) {
             let (k, v) = item.map_err(|e| self.rocks(e))?;
             let id = SnapshotId::from_slice(&k).ok_or_else(|| Error::Malformed(hex::encode(&k)))?;
             out.push((id, v.to_vec()));
@@ -480,40 +520,44 @@ impl Index {
 
     /// Removes every entry (before a rebuild).
     pub fn clear(&self) -> Result<()> {
+        let db = self.db();
         if self.is_secondary() {
             return Err(Error::Busy);
         }
         for name in CFS {
             let mut b = WriteBatch::default();
-            b.delete_range_cf(self.cf(name), &[][..], &[0xffu8; 33][..]);
-            self.db.write(b).map_err(|e| self.rocks(e))?;
+            b.delete_range_cf(Self::cf(&db, name), &[][..], &[0xffu8; 33][..]);
+            db.write(b).map_err(|e| self.rocks(e))?;
         }
         Ok(())
     }
 
     /// True when `id` is in the mark set.
     pub fn is_marked(&self, id: &ChunkId) -> Result<bool> {
-        Ok(self
-            .db
-            .get_pinned_cf(self.cf(CF_MARKS), id.0)
+        let db = self.db();
+        let found = db
+            .get_pinned_cf(Self::cf(&db, CF_MARKS), id.0)
             .map_err(|e| self.rocks(e))?
-            .is_some())
+            .is_some();
+        Ok(found)
     }
 
     /// Empties the mark set.
     pub fn clear_marks(&self) -> Result<()> {
+        let db = self.db();
         let mut b = WriteBatch::default();
-        b.delete_range_cf(self.cf(CF_MARKS), &[][..], &[0xffu8; 33][..]);
-        self.db.write(b).map_err(|e| self.rocks(e))
+        b.delete_range_cf(Self::cf(&db, CF_MARKS), &[][..], &[0xffu8; 33][..]);
+        db.write(b).map_err(|e| self.rocks(e))
     }
 
     /// Adds ids to the mark set.
     pub fn mark(&self, ids: &[ChunkId]) -> Result<()> {
+        let db = self.db();
         let mut b = WriteBatch::default();
         for id in ids {
-            b.put_cf(self.cf(CF_MARKS), id.0, []);
+            b.put_cf(Self::cf(&db, CF_MARKS), id.0, []);
         }
-        self.db.write(b).map_err(|e| self.rocks(e))
+        db.write(b).map_err(|e| self.rocks(e))
     }
 
     /// Walks the chunk entries and the mark set together, both in id order
@@ -523,11 +567,11 @@ impl Index {
         &self,
         mut f: impl FnMut(ChunkId, ChunkEntry, bool),
     ) -> Result<()> {
-        let mut marks = self
-            .db
-            .iterator_cf(self.cf(CF_MARKS), IteratorMode::Start)
+        let db = self.db();
+        let mut marks = db
+            .iterator_cf(Self::cf(&db, CF_MARKS), IteratorMode::Start)
             .peekable();
-        for item in self.db.iterator_cf(self.cf(CF_CHUNKS), IteratorMode::Start) {
+        for item in db.iterator_cf(Self::cf(&db, CF_CHUNKS), IteratorMode::Start) {
             let (k, v) = item.map_err(|e| self.rocks(e))?;
             let id = ChunkId::from_slice(&k).ok_or_else(|| Error::Malformed(hex::encode(&k)))?;
             let e = ChunkEntry::decode(&v).ok_or_else(|| Error::Malformed(id.to_hex()))?;
@@ -560,8 +604,10 @@ impl Index {
 
     /// Flushes memtables to disk (after a rebuild, so a crash keeps it).
     pub fn flush(&self) -> Result<()> {
+        let db = self.db();
         for name in CFS {
-            self.db.flush_cf(self.cf(name)).map_err(|e| self.rocks(e))?;
+            db.flush_cf(Self::cf(&db, name))
+                .map_err(|e| self.rocks(e))?;
         }
         Ok(())
     }
@@ -570,7 +616,7 @@ impl Index {
 impl Drop for Index {
     fn drop(&mut self) {
         if let Some((dir, _)) = &self.secondary {
-            let _ = std::fs::remove_dir_all(dir);
+            let _ = std::fs::remove_dir_all(&*dir.lock().expect("secondary dir"));
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Repository locks: files in `locks/` saying who holds the repository and how.
 //!
 //! Backups take a shared lock; commands that delete (prune, repair) take an
-//! exclusive one. A held lock is refreshed every minute. A lock whose
+//! exclusive one. A held lock is rewritten in place every minute. A lock whose
 //! process is gone from this host, or that nobody refreshed for ten
 //! minutes (a host renamed or gone, a recycled pid), is stale and is
 //! removed by the next opener, so a `kill -9` never blocks the repository
@@ -11,7 +11,8 @@ use crate::backend::{Kind, Local};
 use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
 use serde::{Deserialize, Serialize};
 use std::io;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
@@ -23,10 +24,15 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(60);
 /// would have refreshed it ten times.
 pub const STALE_AFTER: Duration = Duration::from_secs(600);
 
+/// Locks written by relic versions that did not refresh them.
+const LEGACY_STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
+
 #[derive(Debug, Error)]
 pub enum Error {
     #[error("repository is locked {holder}; wait for it to finish, or if that process is gone, clear the lock with `relic unlock --stale` (or `relic unlock` when no relic runs)")]
     Held { holder: String },
+    #[error("this command's lock was removed while it ran (it was not refreshed for {} s: a suspended process, a clock far off, a full disk, or `relic unlock`); nothing more was written, run it again", STALE_AFTER.as_secs())]
+    Lost,
     #[error("lock file: {0}")]
     Io(#[from] io::Error),
 }
@@ -44,6 +50,17 @@ pub struct LockInfo {
     /// The command holding it (`backup`, `prune`…).
     #[serde(default)]
     pub command: String,
+    /// The holder's PID namespace (`pid:[inode]`): containers sharing a
+    /// host name but not their pids are told apart.
+    #[serde(default)]
+    pub pidns: String,
+}
+
+/// This process's PID namespace, as /proc names it.
+fn pid_namespace() -> String {
+    std::fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn now_secs() -> u64 {
@@ -71,6 +88,7 @@ impl LockInfo {
             exclusive,
             refreshed: now,
             command: COMMAND.get().cloned().unwrap_or_else(|| "relic".into()),
+            pidns: pid_namespace(),
         }
     }
 
@@ -82,7 +100,15 @@ impl LockInfo {
     /// True when nobody holds this lock any more: its process is gone from
     /// this host, or it has not been refreshed for [`STALE_AFTER`].
     pub fn is_stale(&self, now: u64) -> bool {
-        (self.host == hostname() && !pid_alive(self.pid)) || self.age(now) > STALE_AFTER.as_secs()
+        // A lock of an older relic is never refreshed: it is given a day.
+        let after = if self.refreshed == 0 {
+            LEGACY_STALE_AFTER
+        } else {
+            STALE_AFTER
+        };
+        let here =
+            self.host == hostname() && (self.pidns.is_empty() || self.pidns == pid_namespace());
+        (here && !pid_alive(self.pid)) || self.age(now) > after.as_secs()
     }
 
     /// "exclusively by prune (pid 12, host h, since …, refreshed 3 s ago)".
@@ -140,8 +166,10 @@ pub struct Lock {
     /// None for a read-only repository, where nobody can take a lock and
     /// nothing can be deleted under us.
     backend: Option<Local>,
-    /// The lock object's current name (a refresh writes a new one).
-    name: Arc<Mutex<String>>,
+    name: String,
+    /// Set by the refresher when the lock file was gone (another process
+    /// judged it stale and removed it) or could not be refreshed in time.
+    lost: Arc<AtomicBool>,
     refresher: Option<(Sender<()>, JoinHandle<()>)>,
 }
 
@@ -150,22 +178,26 @@ impl Lock {
     pub fn read_only() -> Lock {
         Lock {
             backend: None,
-            name: Arc::default(),
+            name: String::new(),
+            lost: Arc::default(),
             refresher: None,
         }
     }
 
     /// Takes a lock, waiting up to `wait` for conflicting holders to finish.
     pub fn acquire(backend: &Local, exclusive: bool, wait: Duration) -> Result<Lock, Error> {
-        let info = LockInfo::new(exclusive);
-        let bytes = serde_json::to_vec(&info).expect("lock info serializes");
-        let name = new_name(&bytes);
         let started = Instant::now();
         loop {
+            // Written anew on every attempt: a lock taken after a long wait
+            // is dated when it is taken, not when the wait began.
+            let info = LockInfo::new(exclusive);
+            let bytes = serde_json::to_vec(&info).expect("lock info serializes");
+            let name = new_name(&bytes);
             backend.write_once(Kind::Lock, &name, &bytes)?;
             let mut lock = Lock {
                 backend: Some(backend.clone()),
-                name: Arc::new(Mutex::new(name.clone())),
+                name,
+                lost: Arc::default(),
                 refresher: None,
             };
             match lock.conflict(exclusive)? {
@@ -186,26 +218,48 @@ impl Lock {
         }
     }
 
-    /// Rewrites the lock every [`REFRESH_EVERY`] under a new name (objects
-    /// are write-once), removing the old one, until dropped.
+    /// Fails when the lock is no longer ours: the last check before a
+    /// command makes its work visible (a backup's snapshot, a prune's
+    /// deletions).
+    pub fn check_held(&self) -> Result<(), Error> {
+        let Some(backend) = &self.backend else {
+            return Ok(());
+        };
+        if self.lost.load(Ordering::SeqCst) || !backend.path(Kind::Lock, &self.name).exists() {
+            return Err(Error::Lost);
+        }
+        Ok(())
+    }
+
+    /// Rewrites the lock in place (temp file renamed over it, so its name
+    /// never disappears) every [`REFRESH_EVERY`] until dropped. A lock file
+    /// found gone is never written again: whoever removed it may hold the
+    /// repository now.
     fn start_refresh(&mut self, mut info: LockInfo) {
         let Some(backend) = self.backend.clone() else {
             return;
         };
         let (stop, stopped) = bounded::<()>(0);
         let name = self.name.clone();
-        let h = std::thread::spawn(move || loop {
-            match stopped.recv_timeout(REFRESH_EVERY) {
-                Err(RecvTimeoutError::Timeout) => {}
-                _ => return,
-            }
-            info.refreshed = now_secs();
-            let bytes = serde_json::to_vec(&info).expect("lock info serializes");
-            let fresh = new_name(&bytes);
-            if backend.write_once(Kind::Lock, &fresh, &bytes).is_ok() {
-                let mut current = name.lock().expect("lock name");
-                let old = std::mem::replace(&mut *current, fresh);
-                let _ = backend.remove(Kind::Lock, &old);
+        let lost = self.lost.clone();
+        let h = std::thread::spawn(move || {
+            let mut last_ok = Instant::now();
+            loop {
+                match stopped.recv_timeout(REFRESH_EVERY) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+                if !backend.path(Kind::Lock, &name).exists() {
+                    lost.store(true, Ordering::SeqCst);
+                    return;
+                }
+                info.refreshed = now_secs();
+                let bytes = serde_json::to_vec(&info).expect("lock info serializes");
+                if backend.replace(Kind::Lock, &name, &bytes).is_ok() {
+                    last_ok = Instant::now();
+                } else if last_ok.elapsed() + 2 * REFRESH_EVERY > STALE_AFTER {
+                    lost.store(true, Ordering::SeqCst);
+                }
             }
         });
         self.refresher = Some((stop, h));
@@ -216,10 +270,9 @@ impl Lock {
         let Some(backend) = &self.backend else {
             return Ok(None);
         };
-        let own = self.name.lock().expect("lock name").clone();
         let now = now_secs();
         for (name, info) in list(backend)? {
-            if name == own {
+            if name == self.name {
                 continue;
             }
             if info.is_stale(now) {
@@ -275,8 +328,7 @@ impl Drop for Lock {
             let _ = h.join();
         }
         if let Some(b) = &self.backend {
-            let name = self.name.lock().expect("lock name").clone();
-            let _ = b.remove(Kind::Lock, &name);
+            let _ = b.remove(Kind::Lock, &self.name);
         }
     }
 }
@@ -313,6 +365,36 @@ mod tests {
         Lock::acquire(&b, false, Duration::ZERO).unwrap();
         assert!(b.list(Kind::Lock).unwrap().is_empty());
         assert!(pid_alive(std::process::id()));
+    }
+
+    #[test]
+    fn a_removed_lock_is_known_lost_and_other_namespaces_are_not_judged_by_pid() {
+        let d = tempfile::tempdir().unwrap();
+        let b = Local::new(d.path());
+        b.create_layout().unwrap();
+        let l = Lock::acquire(&b, false, Duration::ZERO).unwrap();
+        l.check_held().unwrap();
+        unlock(&b, false).unwrap();
+        assert!(matches!(l.check_held(), Err(Error::Lost)));
+        drop(l);
+        let now = now_secs();
+        // Same host name, another PID namespace (a container): a pid that
+        // is not alive here says nothing.
+        let other_ns = LockInfo {
+            pid: i32::MAX as u32 - 1,
+            pidns: "pid:[1]".into(),
+            ..LockInfo::new(true)
+        };
+        assert!(!other_ns.is_stale(now));
+        // A lock of an older relic (never refreshed) is given a day.
+        let legacy = LockInfo {
+            host: "elsewhere".into(),
+            refreshed: 0,
+            time: now - 3600,
+            ..LockInfo::new(true)
+        };
+        assert!(!legacy.is_stale(now));
+        assert!(legacy.is_stale(now + 24 * 3600));
     }
 
     #[test]

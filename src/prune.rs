@@ -181,6 +181,8 @@ pub fn prune(
         return Ok(plan);
     }
     repack(repo, &plan.repack, progress)?;
+    // Nothing is deleted unless the lock is still ours.
+    lock.check_held()?;
     progress.start(
         "deleting packs",
         Some((plan.delete.len() + plan.repack.len()) as u64),

@@ -616,6 +616,8 @@ impl Repository {
             .and_then(|b| Ok(Snapshot::decode(&name, &b, self.keys.cipher())?));
             match decoded {
                 Ok(s) => list.ok.push((id, s)),
+                // Forgotten since it was listed: not damage.
+                Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => list.damaged.push((name, e)),
             }
         }
@@ -688,9 +690,19 @@ impl Repository {
             }
             .into());
         }
-        if new_name.is_empty() {
-            return Err(Error::Source("a snapshot needs a non-empty name".into()));
-        }
+        snapshot::validate_name(new_name)?;
+        let _lock = self.lock_shared(&crate::progress::NoProgress)?;
+        let _guard = self.name_guard(new_name)?;
+        let snaps = self.snapshots()?;
+        self.check_name_free(
+            &snaps,
+            &SnapshotOptions {
+                name: new_name.to_string(),
+                tier: old.tier,
+                labels: Default::default(),
+                meta: Default::default(),
+            },
+        )?;
         let taken = snaps
             .iter()
             .any(|(_, s)| s.name == new_name && s.tier == snapshot::Tier::Immaculate)
@@ -816,6 +828,9 @@ impl Repository {
     /// The exclusive lock (prune, repair, index rebuild): waits, saying for
     /// whom, while other commands run, then brings the index up to date.
     pub fn lock_exclusive(&self, progress: &dyn Progress) -> Result<Lock> {
+        if self.read_only {
+            return Ok(Lock::read_only());
+        }
         self.lock(true, progress)
     }
 
@@ -1300,16 +1315,18 @@ impl Repository {
     /// Makes the index a faithful copy of the packs and snapshots on disk,
     /// from scratch, without ever losing what the old index still knew:
     ///
-    /// - every trailer is read before the index is touched;
+    /// - every trailer is read before the index is touched; an I/O error
+    ///   (not damage) stops the rebuild with the index as it was;
     /// - a pack whose trailer is damaged (a flipped byte, a pack cut short)
-    ///   has its blobs salvaged: the old index located them, each body
-    ///   still in the file is checked (authenticated, or decoded and
-    ///   rehashed) and copied into a new pack, and the damaged pack is
-    ///   moved to `damaged/packs/` (never deleted);
+    ///   has its blobs salvaged, still through the old index: it located
+    ///   them, each body still in the file is checked (authenticated, or
+    ///   decoded through its base and rehashed) and copied into a new pack;
     /// - a damaged snapshot object whose copy in the old index's catalog
-    ///   still hashes to its name is written back from that copy (the
-    ///   damaged file goes to `damaged/snapshots/`).
+    ///   still hashes to its name is written back from that copy;
+    /// - only then is the index cleared and refilled, and the damaged packs
+    ///   moved to `damaged/packs/` (never deleted).
     ///
+    /// A read-only repository's cache index is rebuilt without salvaging.
     /// The caller holds the exclusive lock.
     pub fn rebuild_index(&self, progress: &dyn Progress) -> Result<RebuildReport> {
         if self.index.is_secondary() {
@@ -1326,55 +1343,76 @@ impl Repository {
         );
         let mut report = RebuildReport::default();
         let mut good = Vec::new();
-        let mut bad: HashMap<PackId, String> = HashMap::new();
+        let mut bad: Vec<(PackId, String)> = Vec::new();
         for name in &names {
             match self.read_pack_trailer(name) {
-                Ok((size, entries)) => good.push((name, size, entries)),
-                Err(e) => {
-                    progress.warn(&format!("{e}: salvaging its blobs"));
-                    bad.insert(PackId::from_hex(name).expect("hex"), e.to_string());
+                Ok((size, entries)) => {
+                    good.push((PackId::from_hex(name).expect("hex"), size, entries))
                 }
+                Err(e @ pack::Error::Corrupt { .. }) => {
+                    progress.warn(&format!("{e}: salvaging its blobs"));
+                    bad.push((PackId::from_hex(name).expect("hex"), e.to_string()));
+                }
+                Err(e) => return Err(e.into()),
             }
             progress.inc(1);
         }
         progress.finish();
-        // What only the old index still knows: where the blobs of the
-        // damaged packs are, and copies of the snapshot objects.
+        // What only the old index knows: where the blobs of the damaged
+        // packs are, and verified copies of the snapshot objects.
+        let bad_ids: HashSet<PackId> = bad.iter().map(|(p, _)| *p).collect();
         let mut known: HashMap<PackId, Vec<(ChunkId, ChunkEntry)>> = HashMap::new();
         if !bad.is_empty() {
             self.index.for_each_chunk(|id, e| {
-                if bad.contains_key(&e.pack) {
+                if bad_ids.contains(&e.pack) {
                     known.entry(e.pack).or_default().push((id, e));
                 }
                 Ok::<(), Error>(())
             })?;
         }
-        let catalog: HashMap<SnapshotId, Vec<u8>> = self.index.snapshots()?.into_iter().collect();
+        let mut salvaged = Vec::new();
+        if !self.read_only {
+            for (pack, why) in &bad {
+                let found = known.remove(pack).unwrap_or_default();
+                let (saved, lost, packs) = self.salvage(pack, found)?;
+                salvaged.extend(packs);
+                report.salvaged_blobs += saved;
+                report.lost_blobs += lost;
+                report.damaged_packs.push(DamagedPack {
+                    pack: pack.to_hex(),
+                    why: why.clone(),
+                    salvaged_blobs: saved,
+                    lost_blobs: lost,
+                });
+            }
+            let catalog: HashMap<SnapshotId, Vec<u8>> =
+                self.index.snapshots()?.into_iter().collect();
+            report.restored_snapshots = self.restore_snapshot_objects(&catalog)?;
+        } else {
+            for (pack, why) in &bad {
+                let lost = known.get(pack).map_or(0, |v| v.len() as u64);
+                report.lost_blobs += lost;
+                report.damaged_packs.push(DamagedPack {
+                    pack: pack.to_hex(),
+                    why: why.clone(),
+                    salvaged_blobs: 0,
+                    lost_blobs: lost,
+                });
+            }
+        }
 
         self.index.clear()?;
-        for (name, size, entries) in &good {
+        for (id, size, entries) in good.iter().chain(&salvaged) {
             report.blobs += entries.len() as u64;
-            self.index
-                .add_pack(PackId::from_hex(name).expect("hex"), *size, entries)?;
-            report.packs += 1;
+            self.index.add_pack(*id, *size, entries)?;
         }
-        let mut bad: Vec<_> = bad.into_iter().collect();
-        bad.sort();
-        for (pack, why) in bad {
-            let found = known.remove(&pack).unwrap_or_default();
-            let (saved, lost) = self.salvage(&pack, found)?;
-            report.salvaged_blobs += saved;
-            report.lost_blobs += lost;
-            report.blobs += saved;
-            self.set_aside(Kind::Pack, &pack.to_hex())?;
-            report.damaged_packs.push(DamagedPack {
-                pack: pack.to_hex(),
-                why,
-                salvaged_blobs: saved,
-                lost_blobs: lost,
-            });
+        report.packs = good.len() as u64;
+        self.index.flush()?;
+        if !self.read_only {
+            for (pack, _) in &bad {
+                self.set_aside(Kind::Pack, &pack.to_hex())?;
+            }
         }
-        report.restored_snapshots = self.restore_snapshot_objects(&catalog)?;
         self.reconcile(progress)?;
         report.snapshots = self.index.snapshots()?.len() as u64;
         self.index.flush()?;
@@ -1382,10 +1420,16 @@ impl Repository {
     }
 
     /// Copies the blobs the old index located in a damaged pack, those
-    /// whose bodies still check out, into a new pack; (saved, lost).
-    fn salvage(&self, pack: &PackId, mut found: Vec<(ChunkId, ChunkEntry)>) -> Result<(u64, u64)> {
+    /// whose bodies still check out, into new sealed packs (not yet
+    /// indexed); (saved, lost, the new packs).
+    fn salvage(
+        &self,
+        pack: &PackId,
+        mut found: Vec<(ChunkId, ChunkEntry)>,
+    ) -> Result<(u64, u64, Vec<SealedPack>)> {
+        let mut out = Vec::new();
         if found.is_empty() {
-            return Ok((0, 0));
+            return Ok((0, 0, out));
         }
         let name = pack.to_hex();
         let f = self
@@ -1407,11 +1451,8 @@ impl Repository {
                 if e.offset < pack::HEADER.len() as u32
                     || end > len
                     || f.read_exact_at(&mut body, e.offset as u64).is_err()
+                    || !self.body_checks_out(id, e, &body, &mut dec, &mut plain)
                 {
-                    lost += 1;
-                    continue;
-                }
-                if !self.body_checks_out(id, e, &body, &mut dec, &mut plain) {
                     lost += 1;
                     continue;
                 }
@@ -1432,8 +1473,7 @@ impl Repository {
                         .expect("writer")
                         .seal(&self.backend)
                         .map_err(io_at(self.backend.root()))?;
-                    self.index
-                        .add_pack(sealed.id, sealed.size, &sealed.entries)?;
+                    out.push((sealed.id, sealed.size, sealed.entries));
                 }
             }
             Ok(())
@@ -1442,14 +1482,13 @@ impl Repository {
             match &r {
                 Ok(()) if !w.is_empty() => {
                     let sealed = w.seal(&self.backend).map_err(io)?;
-                    self.index
-                        .add_pack(sealed.id, sealed.size, &sealed.entries)?;
+                    out.push((sealed.id, sealed.size, sealed.entries));
                 }
                 _ => w.abandon(),
             }
         }
         r?;
-        Ok((saved, lost))
+        Ok((saved, lost, out))
     }
 
     /// True when a blob body read from a damaged pack is what `e` says:
@@ -1491,13 +1530,11 @@ impl Repository {
         true
     }
 
-    /// Moves a damaged object out of the repository's listing, into
-    /// `damaged/<kind>/`, where forensic tools can still find it.
+    /// Moves a damaged pack out of the repository's listing, into
+    /// `damaged/packs/`, where forensic tools can still find it.
     fn set_aside(&self, kind: Kind, name: &str) -> Result<()> {
-        let dir = self.backend.root().join("damaged").join(match kind {
-            Kind::Pack => "packs",
-            _ => "snapshots",
-        });
+        debug_assert_eq!(kind, Kind::Pack);
+        let dir = self.backend.root().join("damaged").join("packs");
         std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
         let from = self.backend.path(kind, name);
         std::fs::rename(&from, dir.join(name)).map_err(io_at(&from))?;
@@ -1507,14 +1544,12 @@ impl Repository {
 
     /// Writes back every snapshot object on disk that no longer hashes to
     /// its name from the old catalog's copy, when that copy does; returns
-    /// how many.
+    /// how many. The good copy is complete on disk before the damaged file
+    /// is replaced (linked into `damaged/snapshots/` first).
     fn restore_snapshot_objects(&self, catalog: &HashMap<SnapshotId, Vec<u8>>) -> Result<u64> {
         let mut n = 0;
-        for name in self
-            .backend
-            .list(Kind::Snapshot)
-            .map_err(io_at(self.backend.root()))?
-        {
+        let root = self.backend.root();
+        for name in self.backend.list(Kind::Snapshot).map_err(io_at(root))? {
             if self.read_snapshot_object(&name).is_ok() {
                 continue;
             }
@@ -1527,15 +1562,33 @@ impl Repository {
             if h.finalize().to_hex().as_str() != name {
                 continue;
             }
-            self.set_aside(Kind::Snapshot, &name)?;
-            self.backend
-                .write_once(Kind::Snapshot, &name, copy)
-                .map_err(io_at(self.backend.root()))?;
+            let dir = root.join("damaged").join("snapshots");
+            std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+            let at = self.backend.path(Kind::Snapshot, &name);
+            match std::fs::hard_link(&at, dir.join(&name)) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(io_at(&dir)(e)),
+                _ => {}
+            }
+            let (tmp, mut f) = self.backend.temp_file().map_err(io_at(root))?;
+            let r = (|| {
+                f.write_all(copy)?;
+                f.sync_all()?;
+                drop(f);
+                std::fs::rename(&tmp, &at)?;
+                crate::backend::sync_dir(at.parent().expect("object has a parent"))
+            })();
+            if let Err(e) = r {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(io_at(&at)(e));
+            }
             n += 1;
         }
         Ok(n)
     }
 }
+
+/// A pack written and sealed, not yet indexed: id, size, trailer entries.
+type SealedPack = (PackId, u64, Vec<Entry>);
 
 /// Snapshots as found on disk.
 #[derive(Debug, Default)]
@@ -1686,6 +1739,11 @@ impl Shared<'_> {
                 if take {
                     std::mem::swap(&mut body, &mut ctx.delta);
                     entry.base = Some(base);
+                    // The base and its chain must still be there when the
+                    // snapshot is written.
+                    if let Some(be) = self.repo.index.get(&base.id)? {
+                        self.reuse(be)?;
+                    }
                 }
             }
         }
@@ -2168,6 +2226,7 @@ impl Repository {
         let guard = self.name_guard(&opts.name)?;
         self.refresh()?;
         self.check_name_free(&self.snapshots()?, opts)?;
+        lock.check_held()?;
         let id = self.save_snapshot(&snap)?;
         drop(guard);
         drop(lock);

@@ -473,6 +473,52 @@ fn a_stale_lock_is_named_and_cleared() {
     assert!(!path.exists());
 }
 
+/// A backup whose lock was removed while it ran (`relic unlock`, or taken
+/// for stale) writes no snapshot: a prune may have run meanwhile.
+#[test]
+fn a_backup_whose_lock_was_removed_writes_no_snapshot() {
+    let (_d, repo) = new_repo();
+    let mut backup = Command::new(bin())
+        .env("RELIC_PASSWORD", PASSWORD)
+        .arg("-r")
+        .arg(&repo)
+        .args(["backup", "--stdin", "--name", "slow"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut sin = backup.stdin.take().unwrap();
+    sin.write_all(&random(1 << 20, 1)).unwrap();
+    // Wait for its lock, then remove it.
+    let locks = repo.join("locks");
+    let t = std::time::Instant::now();
+    while std::fs::read_dir(&locks)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().len() == 64)
+        .count()
+        == 0
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the backup took no lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = relic(&repo, &["unlock"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("removed lock shared by backup"));
+    sin.write_all(&random(1 << 20, 2)).unwrap();
+    drop(sin);
+    let b = backup.wait_with_output().unwrap();
+    assert!(!b.status.success());
+    assert!(
+        stderr(&b).contains("lock was removed while it ran"),
+        "{}",
+        stderr(&b)
+    );
+    assert!(snapshots(&repo).is_empty());
+}
+
 /// Restoring many small files runs no thread per file.
 #[test]
 fn many_small_files_restore_byte_exact() {
