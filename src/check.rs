@@ -152,7 +152,6 @@ fn check_pack(repo: &Repository, name: &str, read_data: bool, d: &Mutex<Damage>)
 /// Checks the whole repository.
 pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Result<CheckReport> {
     let names = repo.pack_names()?;
-    let on_disk: HashSet<PackId> = names.iter().filter_map(|n| PackId::from_hex(n)).collect();
     progress.start(
         if read_data {
             "reading packs"
@@ -218,8 +217,16 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
     }
     // Every pack a listed snapshot needs was sealed before the snapshot was
     // written: refreshing now makes them all visible, even when a
-    // concurrent backup wrote them.
+    // concurrent backup wrote them, and the packs are listed again (a pack
+    // sealed after the first listing is not missing; under the shared lock
+    // packs only ever come, never go). The nightly model caught the stale
+    // listing as "in pack … which is missing".
     repo.refresh()?;
+    let on_disk: HashSet<PackId> = repo
+        .pack_names()?
+        .iter()
+        .filter_map(|n| PackId::from_hex(n))
+        .collect();
     for (id, snap) in &snaps {
         if let Some(problem) = check_snapshot(repo, snap, &on_disk, &damage.packs, &damage.chunks) {
             report.problems.push(format!(
