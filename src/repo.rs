@@ -1236,13 +1236,7 @@ impl Repository {
             }
             Ok(())
         })?;
-        out.flush().map_err(Error::Output)?;
-        if size != item.size || *hasher.finalize().as_bytes() != item.hash {
-            return Err(Error::ContentMismatch {
-                path: item.path_lossy(),
-            });
-        }
-        Ok(())
+        finish_item(item, size, &hasher, out)
     }
 
     /// [`Self::restore_item`] of a few chunks, without threads.
@@ -1279,13 +1273,7 @@ impl Repository {
             }
             Ok(())
         })?;
-        out.flush().map_err(Error::Output)?;
-        if size != item.size || *hasher.finalize().as_bytes() != item.hash {
-            return Err(Error::ContentMismatch {
-                path: item.path_lossy(),
-            });
-        }
-        Ok(())
+        finish_item(item, size, &hasher, out)
     }
 
     fn read_worker(&self, jobs: Receiver<ReadJob>) {
@@ -1585,6 +1573,18 @@ impl Repository {
         }
         Ok(n)
     }
+}
+
+/// The end of an item's restore: flushes `out` and checks the size and
+/// whole-content BLAKE3 recorded at backup.
+fn finish_item(item: &Item, size: u64, hasher: &blake3::Hasher, out: &mut dyn Write) -> Result<()> {
+    out.flush().map_err(Error::Output)?;
+    if size != item.size || *hasher.finalize().as_bytes() != item.hash {
+        return Err(Error::ContentMismatch {
+            path: item.path_lossy(),
+        });
+    }
+    Ok(())
 }
 
 /// A pack written and sealed, not yet indexed: id, size, trailer entries.

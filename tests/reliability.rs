@@ -10,6 +10,19 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// Backs up `src` as `name`, restores it under `dir/to`; returns where
+/// `src` landed there.
+fn round_trip(repo: &Path, dir: &Path, name: &str, src: &Path) -> std::path::PathBuf {
+    ok(
+        repo,
+        &["backup", "--name", name, src.to_str().unwrap()],
+        b"",
+    );
+    let to = dir.join("to");
+    ok(repo, &["restore", name, "--to", to.to_str().unwrap()], b"");
+    to.join(src.strip_prefix("/").unwrap())
+}
+
 fn id_of(out: &[u8]) -> String {
     let v: serde_json::Value = serde_json::from_slice(out).unwrap();
     v["id"].as_str().unwrap().to_string()
@@ -337,18 +350,7 @@ fn long_file_names_back_up_and_restore() {
     for len in [200usize, 246, 250, 255] {
         std::fs::write(src.join("l".repeat(len)), format!("{len}")).unwrap();
     }
-    ok(
-        &repo,
-        &["backup", "--name", "long", src.to_str().unwrap()],
-        b"",
-    );
-    let to = d.path().join("to");
-    ok(
-        &repo,
-        &["restore", "long", "--to", to.to_str().unwrap()],
-        b"",
-    );
-    let r = to.join(src.strip_prefix("/").unwrap());
+    let r = round_trip(&repo, d.path(), "long", &src);
     for len in [200usize, 246, 250, 255] {
         assert_eq!(
             std::fs::read_to_string(r.join("l".repeat(len))).unwrap(),
@@ -371,18 +373,7 @@ fn a_sparse_file_restores_sparse() {
         h.write_all_at(b"head", 0).unwrap();
         h.write_all_at(b"middle", 1 << 30).unwrap();
     }
-    ok(
-        &repo,
-        &["backup", "--name", "sparse", src.to_str().unwrap()],
-        b"",
-    );
-    let to = d.path().join("to");
-    ok(
-        &repo,
-        &["restore", "sparse", "--to", to.to_str().unwrap()],
-        b"",
-    );
-    let r = to.join(f.strip_prefix("/").unwrap());
+    let r = round_trip(&repo, d.path(), "sparse", &src).join("sparse.img");
     let m = std::fs::metadata(&r).unwrap();
     assert_eq!(m.len(), 2 << 30);
     assert!(
@@ -533,18 +524,7 @@ fn many_small_files_restore_byte_exact() {
         )
         .unwrap();
     }
-    ok(
-        &repo,
-        &["backup", "--name", "small", src.to_str().unwrap()],
-        b"",
-    );
-    let to = d.path().join("to");
-    ok(
-        &repo,
-        &["restore", "small", "--to", to.to_str().unwrap()],
-        b"",
-    );
-    let r = to.join(src.strip_prefix("/").unwrap());
+    let r = round_trip(&repo, d.path(), "small", &src);
     for i in (0..2000u64).step_by(97) {
         let p = Path::new(&format!("d{}", i % 40)).join(format!("f{i}"));
         assert_eq!(
