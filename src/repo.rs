@@ -1685,15 +1685,20 @@ impl Shared<'_> {
         if self.pending.lock().expect("pending lock").contains(id) {
             return Ok(false);
         }
+        // A stored delta whose chain of bases is broken (a dead delta left
+        // in a kept pack after a prune removed its dead base) is no copy
+        // of this chunk: it is stored again.
         if let Some(e) = self.repo.index.get(id)? {
-            self.reuse(e)?;
-            return Ok(false);
+            if self.reuse(e)? {
+                return Ok(false);
+            }
         }
         Ok(self.pending.lock().expect("pending lock").insert(*id))
     }
 
-    /// Records the pack of a reused chunk and those of its delta bases.
-    fn reuse(&self, e: ChunkEntry) -> Result<()> {
+    /// Records the pack of a reused chunk and those of its delta bases;
+    /// false (nothing recorded) when a base of its chain is not indexed.
+    fn reuse(&self, e: ChunkEntry) -> Result<bool> {
         let mut packs = vec![e.pack];
         let mut at = e;
         while let Some(b) = at.base {
@@ -1702,12 +1707,12 @@ impl Shared<'_> {
                     packs.push(next.pack);
                     at = next;
                 }
-                _ => break,
+                _ => return Ok(false),
             }
         }
         let mut reused = self.reused_packs.lock().expect("reused lock");
         reused.extend(packs);
-        Ok(())
+        Ok(true)
     }
 
     /// Compresses and hands over one blob if nobody has it yet: as a delta

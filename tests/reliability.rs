@@ -115,6 +115,45 @@ fn a_backup_with_a_stale_index_view_stores_pruned_chunks_again() {
     ok(&repo, &["check", "--read-data"], b"");
 }
 
+/// A dead delta left in a kept pack after a prune removed its (dead) base
+/// is not a stored copy of its chunk: a later backup of the same content
+/// stores it again instead of pointing at a chain that cannot be decoded.
+#[test]
+fn a_dead_delta_whose_base_was_pruned_is_stored_again() {
+    let (_d, repo) = new_repo();
+    let base = random(2 << 20, 21);
+    let mut edited = base.clone();
+    let mut i = 333;
+    while i < edited.len() {
+        edited[i] ^= 0x5a;
+        i += 20_000;
+    }
+    let tail = random(4 << 20, 22);
+    let a = id_of(&ok(
+        &repo,
+        &["backup", "--stdin", "--name", "a", "--json"],
+        &base,
+    ));
+    // b's pack holds deltas against a's chunks and the chunks of `tail`,
+    // which c keeps alive.
+    let b = id_of(&ok(
+        &repo,
+        &["backup", "--stdin", "--name", "b", "--json"],
+        &[&edited[..], &tail[..]].concat(),
+    ));
+    ok(&repo, &["backup", "--stdin", "--name", "c"], &tail);
+    ok(&repo, &["forget", &a, &b], b"");
+    // Never repack: b's pack stays (c needs it), a's pack goes.
+    ok(&repo, &["prune", "--max-repack-ratio", "0"], b"");
+    let d = id_of(&ok(
+        &repo,
+        &["backup", "--stdin", "--name", "d", "--json"],
+        &edited,
+    ));
+    assert_eq!(ok(&repo, &["restore", &d, "--stdout"], b""), edited);
+    ok(&repo, &["check", "--read-data"], b"");
+}
+
 /// Restoring files goes on past a damaged one: every intact file is
 /// written, each damaged one is named, and the exit code says "damaged".
 #[test]
