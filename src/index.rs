@@ -192,23 +192,13 @@ impl Index {
     /// Opens (creating if needed) the index at `path`, as primary if it is
     /// free and as a read-only secondary if another process holds it.
     pub fn open(path: &Path) -> Result<Self> {
-        let rocks = |source| Error::Rocks {
-            path: path.to_path_buf(),
-            source,
-        };
         std::fs::create_dir_all(path).map_err(|source| Error::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        let (opts, cfs) = options();
-        match DB::open_cf_descriptors(&opts, path, cfs) {
-            Ok(db) => Ok(Index {
-                db: RwLock::new(db),
-                path: path.to_path_buf(),
-                secondary: None,
-            }),
-            Err(e) if is_lock_error(&e) => Self::open_secondary(path),
-            Err(e) => Err(rocks(e)),
+        match Self::open_exclusive(path) {
+            Err(Error::Busy) => Self::open_secondary(path),
+            r => r,
         }
     }
 

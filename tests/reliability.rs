@@ -23,6 +23,22 @@ fn round_trip(repo: &Path, dir: &Path, name: &str, src: &Path) -> std::path::Pat
     to.join(src.strip_prefix("/").unwrap())
 }
 
+/// Starts `backup --stdin --name slow`; the caller feeds its stdin.
+fn slow_backup(repo: &Path) -> (std::process::Child, std::process::ChildStdin) {
+    let mut backup = Command::new(bin())
+        .env("RELIC_PASSWORD", PASSWORD)
+        .arg("-r")
+        .arg(repo)
+        .args(["backup", "--stdin", "--name", "slow"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sin = backup.stdin.take().unwrap();
+    (backup, sin)
+}
+
 fn id_of(out: &[u8]) -> String {
     let v: serde_json::Value = serde_json::from_slice(out).unwrap();
     v["id"].as_str().unwrap().to_string()
@@ -437,17 +453,7 @@ fn repair_beside_a_backup_waits_and_marks_nothing_damaged() {
         &["backup", "--stdin", "--name", "first"],
         &random(1 << 20, 1),
     );
-    let mut backup = Command::new(bin())
-        .env("RELIC_PASSWORD", PASSWORD)
-        .arg("-r")
-        .arg(&repo)
-        .args(["backup", "--stdin", "--name", "slow"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut sin = backup.stdin.take().unwrap();
+    let (backup, mut sin) = slow_backup(&repo);
     let feeder = std::thread::spawn(move || {
         for i in 0..20 {
             sin.write_all(&random(1 << 20, 100 + i)).unwrap();
@@ -508,17 +514,7 @@ fn a_stale_lock_is_named_and_cleared() {
 #[test]
 fn a_backup_whose_lock_was_removed_writes_no_snapshot() {
     let (_d, repo) = new_repo();
-    let mut backup = Command::new(bin())
-        .env("RELIC_PASSWORD", PASSWORD)
-        .arg("-r")
-        .arg(&repo)
-        .args(["backup", "--stdin", "--name", "slow"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut sin = backup.stdin.take().unwrap();
+    let (backup, mut sin) = slow_backup(&repo);
     sin.write_all(&random(1 << 20, 1)).unwrap();
     // Wait for its lock, then remove it.
     let locks = repo.join("locks");
