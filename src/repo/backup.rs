@@ -1,0 +1,95 @@
+//! A backup: a write session under a shared lock, then the snapshot
+//! naming what it stored, its name checked again atomically with the write.
+
+use super::{now_ns, FinishedTree, Repository, Result, Writer};
+use crate::id::SnapshotId;
+use crate::lock::{self};
+use crate::progress::Progress;
+use crate::snapshot::{self, Snapshot};
+use std::io::Read;
+
+/// What a new snapshot is called and how it is protected.
+#[derive(Clone, Debug)]
+pub struct SnapshotOptions {
+    pub name: String,
+    pub tier: snapshot::Tier,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub meta: std::collections::BTreeMap<String, String>,
+}
+
+impl Repository {
+    /// Runs `f` to store items, then writes the snapshot naming them. Nothing
+    /// is listed unless `f` and every pack write succeed.
+    pub fn backup(
+        &self,
+        opts: &SnapshotOptions,
+        progress: &dyn Progress,
+        f: impl FnOnce(&mut Writer<'_>) -> Result<()>,
+    ) -> Result<(SnapshotId, Snapshot)> {
+        snapshot::validate_name(&opts.name)?;
+        // Held from before the first lookup in the index until the
+        // snapshot is written: a prune (exclusive) can neither delete a
+        // chunk this backup counts as stored, nor miss the new snapshot.
+        let lock = self.lock_shared(progress)?;
+        let snaps = self.snapshots()?;
+        self.check_name_free(&snaps, opts)?;
+        let parent = snaps
+            .iter()
+            .rev()
+            .find(|(_, s)| s.name == opts.name)
+            .map(|(id, _)| *id);
+        let time_ns = now_ns();
+        let (
+            FinishedTree {
+                tree,
+                mut summary,
+                meta,
+            },
+            stats,
+            reused,
+        ) = self.write(progress, |w| {
+            f(w)?;
+            w.finish_tree()
+        })?;
+        self.verify_packs_present(&reused)?;
+        summary.new_chunks = stats.new_chunks;
+        summary.new_bytes = stats.new_bytes;
+        summary.stored_bytes = stats.stored_bytes;
+        summary.duration_ms = stats.duration.as_millis() as u64;
+        let snap = Snapshot {
+            name: opts.name.clone(),
+            tier: opts.tier,
+            labels: opts.labels.clone(),
+            host: lock::hostname(),
+            time_ns,
+            parent,
+            tree,
+            summary,
+            meta: opts.meta.clone().into_iter().chain(meta).collect(),
+        };
+        // The name is checked again, atomically with the write: two
+        // backups of one name cannot both pass while neither is written.
+        let guard = self.name_guard(&opts.name)?;
+        self.refresh()?;
+        self.check_name_free(&self.snapshots()?, opts)?;
+        lock.check_held()?;
+        let id = self.save_snapshot(&snap)?;
+        drop(guard);
+        drop(lock);
+        Ok((id, snap))
+    }
+
+    /// Backs up one stream (stdin, a dump) as a one-item snapshot.
+    pub fn backup_stream(
+        &self,
+        opts: &SnapshotOptions,
+        item_name: &str,
+        reader: impl Read,
+        progress: &dyn Progress,
+    ) -> Result<(SnapshotId, Snapshot)> {
+        self.backup(opts, progress, |w| {
+            let s = w.store_stream(reader)?;
+            w.add_item(&s.into_item(item_name, 0o644))
+        })
+    }
+}

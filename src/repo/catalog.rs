@@ -1,0 +1,343 @@
+//! The snapshot catalog: reading, listing, naming, forgetting and retiring
+//! snapshot objects, and the audit log of retired baselines.
+
+use super::{io_at, now_ns, Error, Repository, Result, SnapshotOptions, LOCK_WAIT};
+use crate::backend::Kind;
+use crate::id::SnapshotId;
+use crate::lock::{self, Lock};
+use crate::snapshot::{self, Snapshot};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+
+/// Associated data of sealed audit records.
+pub(super) const AUDIT_AAD: &[u8] = b"relic audit";
+
+/// What `relic baseline retire` leaves behind.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub action: String,
+    pub name: String,
+    pub snapshots: Vec<String>,
+    pub tiers: Vec<String>,
+    pub time_ns: i64,
+    pub host: String,
+    pub user: String,
+    pub reason: String,
+}
+
+/// Snapshots as found on disk.
+#[derive(Debug, Default)]
+pub struct SnapshotList {
+    /// Readable snapshots, oldest first.
+    pub ok: Vec<(SnapshotId, Snapshot)>,
+    /// Objects that could not be read or decoded: name → why.
+    pub damaged: Vec<(String, Error)>,
+}
+
+impl Repository {
+    /// Reads a snapshot object and checks that its bytes hash to its name.
+    pub(super) fn read_snapshot_object(&self, name: &str) -> Result<Vec<u8>> {
+        let path = self.backend.path(Kind::Snapshot, name);
+        let bytes = std::fs::read(&path).map_err(io_at(&path))?;
+        let mut h = self.keys.object_hasher();
+        h.update(&bytes);
+        if h.finalize().to_hex().as_str() != name {
+            return Err(snapshot::Error::Corrupt {
+                id: name.to_string(),
+                what: "content does not match its id".into(),
+            }
+            .into());
+        }
+        Ok(bytes)
+    }
+
+    /// Every snapshot object: the readable ones oldest first, and those that
+    /// could not be read or decoded. With `from_disk` every object is read
+    /// and its name verified (for `check`); otherwise the catalog is used.
+    pub fn load_snapshots(&self, from_disk: bool) -> Result<SnapshotList> {
+        let mut cached: HashMap<SnapshotId, Vec<u8>> = if from_disk {
+            HashMap::new()
+        } else {
+            self.index.snapshots()?.into_iter().collect()
+        };
+        let mut list = SnapshotList::default();
+        for name in self
+            .backend
+            .list(Kind::Snapshot)
+            .map_err(io_at(self.backend.root()))?
+        {
+            let id = SnapshotId::from_hex(&name).expect("hex");
+            let decoded = match cached.remove(&id) {
+                Some(b) => Ok(b),
+                None => self.read_snapshot_object(&name),
+            }
+            .and_then(|b| Ok(Snapshot::decode(&name, &b, self.keys.cipher())?));
+            match decoded {
+                Ok(s) => list.ok.push((id, s)),
+                // Forgotten since it was listed: not damage.
+                Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => list.damaged.push((name, e)),
+            }
+        }
+        list.ok.sort_by_key(|(id, s)| (s.time_ns, *id));
+        Ok(list)
+    }
+
+    /// Every readable snapshot, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        Ok(self.load_snapshots(false)?.ok)
+    }
+
+    /// Finds a snapshot by `latest`, name or id prefix.
+    pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
+        let snaps = self.snapshots()?;
+        Ok(snapshot::select(&snaps, spec)?.clone())
+    }
+
+    /// Removes snapshot objects (their data stays until a prune). Refuses
+    /// immaculate and sacred snapshots: only `baseline retire` may.
+    pub fn forget(&self, ids: &[SnapshotId]) -> Result<()> {
+        let snaps = self.snapshots()?;
+        for id in ids {
+            if let Some((_, s)) = snaps.iter().find(|(i, _)| i == id) {
+                if matches!(s.tier, snapshot::Tier::Immaculate | snapshot::Tier::Sacred) {
+                    return Err(snapshot::Error::Protected {
+                        what: format!(
+                            "snapshot {} ({}) is {}: it can never be forgotten",
+                            id.short(),
+                            s.name,
+                            s.tier
+                        ),
+                    }
+                    .into());
+                }
+            }
+        }
+        let _lock = Lock::acquire(&self.backend, false, LOCK_WAIT)?;
+        for id in ids {
+            match self.backend.remove(Kind::Snapshot, &id.to_hex()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_at(self.backend.root())(e)),
+            }
+            self.index.remove_snapshot(id)?;
+        }
+        Ok(())
+    }
+
+    /// Gives a snapshot a new name: a new snapshot object is written, then
+    /// the old one removed. Immaculate and sacred snapshots never change,
+    /// and no snapshot may take an immaculate baseline's name.
+    pub fn rename(&self, id: &SnapshotId, new_name: &str) -> Result<SnapshotId> {
+        let snaps = self.snapshots()?;
+        let (_, old) = snaps
+            .iter()
+            .find(|(i, _)| i == id)
+            .ok_or_else(|| Error::Source(format!("no snapshot {}", id.short())))?;
+        if matches!(
+            old.tier,
+            snapshot::Tier::Immaculate | snapshot::Tier::Sacred
+        ) {
+            return Err(snapshot::Error::Protected {
+                what: format!(
+                    "snapshot {} ({}) is {}: it can never be renamed or changed; make a new baseline instead",
+                    id.short(),
+                    old.name,
+                    old.tier
+                ),
+            }
+            .into());
+        }
+        snapshot::validate_name(new_name)?;
+        let _lock = self.lock_shared(&crate::progress::NoProgress)?;
+        let _guard = self.name_guard(new_name)?;
+        let snaps = self.snapshots()?;
+        self.check_name_free(
+            &snaps,
+            &SnapshotOptions {
+                name: new_name.to_string(),
+                tier: old.tier,
+                labels: Default::default(),
+                meta: Default::default(),
+            },
+        )?;
+        let taken = snaps
+            .iter()
+            .any(|(_, s)| s.name == new_name && s.tier == snapshot::Tier::Immaculate)
+            || self.audit_log()?.iter().any(|r| r.name == new_name);
+        if taken {
+            return Err(snapshot::Error::Protected {
+                what: format!("the name '{new_name}' belongs to an immaculate baseline"),
+            }
+            .into());
+        }
+        let mut renamed = old.clone();
+        renamed.name = new_name.to_string();
+        renamed.parent = snaps
+            .iter()
+            .rev()
+            .find(|(i, s)| s.name == new_name && i != id)
+            .map(|(i, _)| *i);
+        let new_id = self.save_snapshot(&renamed)?;
+        self.forget(&[*id])?;
+        Ok(new_id)
+    }
+
+    /// Retires the immaculate or sacred snapshots named `name`: writes an
+    /// audit record (sealed in an encrypted repository) naming them, then
+    /// deletes them. Their data goes with the next prune; the name stays
+    /// reserved for immaculate baselines.
+    pub fn retire(&self, name: &str, reason: &str) -> Result<Vec<SnapshotId>> {
+        let snaps = self.snapshots()?;
+        let victims: Vec<&(SnapshotId, Snapshot)> = snaps
+            .iter()
+            .filter(|(_, s)| {
+                s.name == name
+                    && matches!(s.tier, snapshot::Tier::Immaculate | snapshot::Tier::Sacred)
+            })
+            .collect();
+        if victims.is_empty() {
+            return Err(Error::Source(format!(
+                "no immaculate or sacred snapshot is named '{name}' (`relic snapshots` lists them)"
+            )));
+        }
+        let _lock = Lock::acquire(&self.backend, false, LOCK_WAIT)?;
+        let record = AuditRecord {
+            action: "retire".into(),
+            name: name.to_string(),
+            snapshots: victims.iter().map(|(id, _)| id.to_hex()).collect(),
+            tiers: victims.iter().map(|(_, s)| s.tier.to_string()).collect(),
+            time_ns: now_ns(),
+            host: lock::hostname(),
+            user: std::env::var("USER").unwrap_or_default(),
+            reason: reason.to_string(),
+        };
+        let mut bytes = serde_json::to_vec_pretty(&record).expect("record serializes");
+        if let Some(c) = self.keys.cipher() {
+            c.seal(AUDIT_AAD, &mut bytes);
+        }
+        let dir = self.backend.root().join("audit");
+        std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        let id = blake3::hash(&bytes).to_hex().to_string();
+        self.backend
+            .write_once(Kind::Audit, &id, &bytes)
+            .map_err(io_at(self.backend.root()))?;
+        for (sid, _) in &victims {
+            self.backend
+                .remove(Kind::Snapshot, &sid.to_hex())
+                .map_err(io_at(self.backend.root()))?;
+            self.index.remove_snapshot(sid)?;
+        }
+        Ok(victims.iter().map(|(id, _)| *id).collect())
+    }
+
+    /// The audit records, oldest first.
+    pub fn audit_log(&self) -> Result<Vec<AuditRecord>> {
+        let names = match self.backend.list(Kind::Audit) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_at(self.backend.root())(e)),
+        };
+        let mut out = Vec::new();
+        for n in names {
+            let path = self.backend.path(Kind::Audit, &n);
+            let mut bytes = std::fs::read(&path).map_err(io_at(&path))?;
+            if let Some(c) = self.keys.cipher() {
+                c.open(AUDIT_AAD, &mut bytes)?;
+            }
+            let r: AuditRecord = serde_json::from_slice(&bytes).map_err(|e| Error::Config {
+                path: path.display().to_string(),
+                what: format!("audit record unreadable: {e}"),
+            })?;
+            out.push(r);
+        }
+        out.sort_by_key(|r| r.time_ns);
+        Ok(out)
+    }
+
+    /// Writes a snapshot object (the last step of a backup).
+    pub fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
+        let bytes = snap.encode(self.keys.cipher());
+        let mut h = self.keys.object_hasher();
+        h.update(&bytes);
+        let id = SnapshotId::from(h.finalize());
+        self.backend
+            .write_once(Kind::Snapshot, &id.to_hex(), &bytes)
+            .map_err(io_at(self.backend.root()))?;
+        self.index.put_snapshot(&id, &bytes)?;
+        Ok(id)
+    }
+
+    /// An exclusive `flock` on a file of this name's own, held while a
+    /// snapshot of that name is checked and written (released by the
+    /// kernel if the process dies, so it is never stale).
+    pub(super) fn name_guard(&self, name: &str) -> Result<File> {
+        let path = self.backend.root().join("locks").join(format!(
+            "name-{}.flock",
+            &blake3::hash(name.as_bytes()).to_hex()[..32]
+        ));
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_at(&path))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) } != 0 {
+            return Err(io_at(&path)(io::Error::last_os_error()));
+        }
+        Ok(f)
+    }
+
+    /// Refuses a backup whose name is taken: by an immaculate baseline (or
+    /// for an immaculate one, by any snapshot), by a retired baseline, or
+    /// by snapshots of another tier (a name belongs to one tier).
+    pub(super) fn check_name_free(
+        &self,
+        snaps: &[(SnapshotId, Snapshot)],
+        opts: &SnapshotOptions,
+    ) -> Result<()> {
+        if let Some((id, s)) = snaps.iter().find(|(_, s)| {
+            s.name == opts.name && s.tier != opts.tier && s.tier != snapshot::Tier::Immaculate
+        }) {
+            return Err(snapshot::Error::Protected {
+                what: format!(
+                    "the name '{}' belongs to the {} snapshots (newest {}): a name belongs to one tier, so `restore {}` always means one thing; choose another name",
+                    opts.name,
+                    s.tier,
+                    id.short(),
+                    opts.name
+                ),
+            }
+            .into());
+        }
+        if let Some((id, s)) = snaps.iter().find(|(_, s)| {
+            s.name == opts.name
+                && (s.tier == snapshot::Tier::Immaculate || opts.tier == snapshot::Tier::Immaculate)
+        }) {
+            return Err(snapshot::Error::Protected {
+                what: format!(
+                    "the name '{}' is taken by {} snapshot {}: an immaculate baseline is never updated; make a new one under a new name",
+                    opts.name,
+                    s.tier,
+                    id.short()
+                ),
+            }
+            .into());
+        }
+        if opts.tier == snapshot::Tier::Immaculate
+            && self.audit_log()?.iter().any(|r| r.name == opts.name)
+        {
+            return Err(snapshot::Error::Protected {
+                what: format!(
+                    "the name '{}' belonged to a retired baseline: an immaculate name is never reused; choose a new one",
+                    opts.name
+                ),
+            }
+            .into());
+        }
+        Ok(())
+    }
+}
