@@ -7,12 +7,12 @@
 //! every blob must decompress to content that hashes to its id. Damage is
 //! reported per pack and blob, with the snapshots it touches.
 
-use crate::backend::Kind;
 use crate::id::{ChunkId, PackId};
 use crate::pack::{self, BlobKind};
 use crate::progress::{Progress, Unit};
 use crate::repo::{Repository, Result};
 use crate::snapshot::Snapshot;
+use crate::store::Kind;
 use crossbeam_channel::bounded;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
@@ -54,10 +54,12 @@ struct Damage {
 /// Checks one pack; with `read_data`, reads and verifies all of it.
 fn check_pack(repo: &Repository, name: &str, read_data: bool, d: &Mutex<Damage>) {
     let id = PackId::from_hex(name).expect("listed names are hex");
-    let path = repo.backend().path(Kind::Pack, name);
     let mut local = Damage::default();
     let result = (|| -> std::result::Result<(), String> {
-        let f = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+        let f = repo
+            .backend()
+            .open(Kind::Pack, name)
+            .map_err(|e| e.to_string())?;
         let len = f.metadata().map_err(|e| e.to_string())?.len();
         let entries =
             pack::read_trailer(name, &f, len, repo.keys().cipher()).map_err(|e| e.to_string())?;
@@ -65,7 +67,10 @@ fn check_pack(repo: &Repository, name: &str, read_data: bool, d: &Mutex<Damage>)
         if !read_data {
             return Ok(());
         }
-        let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
+        let bytes = repo
+            .backend()
+            .read(Kind::Pack, name)
+            .map_err(|e| e.to_string())?;
         local.bytes += bytes.len() as u64;
         let mut h = repo.keys().object_hasher();
         h.update(&bytes);
@@ -457,31 +462,27 @@ pub fn repair(repo: &Repository, progress: &dyn Progress) -> Result<RepairReport
 /// read (`repair`, `check --read-data`), so a mark clears once a check
 /// proves the snapshot whole again, and a new one appears when it is not.
 pub fn record_damage(repo: &Repository, damaged: &BTreeMap<String, String>) -> Result<()> {
-    let path = repo.backend().root().join(DAMAGED_FILE);
-    let io = |e: std::io::Error| crate::repo::Error::Io {
-        path: path.display().to_string(),
-        source: e,
-    };
-    if damaged.is_empty() {
-        return match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
-            _ => Ok(()),
-        };
-    }
-    let bytes = serde_json::to_vec_pretty(damaged).expect("map serializes");
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(io)?;
-    std::fs::rename(&tmp, &path).map_err(io)?;
-    Ok(())
+    let bytes =
+        (!damaged.is_empty()).then(|| serde_json::to_vec_pretty(damaged).expect("map serializes"));
+    repo.backend()
+        .write_state(DAMAGED_FILE, bytes.as_deref())
+        .map_err(|source| crate::repo::Error::Io {
+            path: repo
+                .backend()
+                .root()
+                .join(DAMAGED_FILE)
+                .display()
+                .to_string(),
+            source,
+        })
 }
 
 /// Snapshots the last `repair` found damaged: id → name.
 pub fn damaged_snapshots(repo: &Repository) -> BTreeMap<String, String> {
-    std::fs::read(repo.backend().root().join(DAMAGED_FILE))
+    repo.backend()
+        .read_state(DAMAGED_FILE)
         .ok()
+        .flatten()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default()
 }

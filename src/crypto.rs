@@ -172,7 +172,7 @@ impl KeySlot {
             salt: hex::encode(salt),
             wrapped: hex::encode(buf),
             created: jiff::Timestamp::now().to_string(),
-            host: crate::lock::hostname(),
+            host: crate::sys::hostname(),
             mac: String::new(),
         })
     }

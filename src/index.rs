@@ -192,7 +192,7 @@ impl Index {
     /// Opens (creating if needed) the index at `path`, as primary if it is
     /// free and as a read-only secondary if another process holds it.
     pub fn open(path: &Path) -> Result<Self> {
-        std::fs::create_dir_all(path).map_err(|source| Error::Io {
+        crate::store::local::create_dir(path).map_err(|source| Error::Io {
             path: path.to_path_buf(),
             source,
         })?;
@@ -441,7 +441,7 @@ impl Index {
             let old = std::mem::replace(&mut *self.db.write().expect("index lock"), fresh);
             drop(old);
             let old_dir = std::mem::replace(&mut *dir.lock().expect("secondary dir"), fresh_dir);
-            let _ = std::fs::remove_dir_all(old_dir);
+            let _ = crate::store::local::remove_dir(&old_dir);
         }
         Ok(())
     }
@@ -606,7 +606,7 @@ impl Index {
 impl Drop for Index {
     fn drop(&mut self) {
         if let Some((dir, _)) = &self.secondary {
-            let _ = std::fs::remove_dir_all(&*dir.lock().expect("secondary dir"));
+            let _ = crate::store::local::remove_dir(&dir.lock().expect("secondary dir"));
         }
     }
 }

@@ -6,7 +6,6 @@
 //! names the tree of items that holds them. [`repo`] ties it together;
 //! [`files`] walks and restores directories; [`check`] verifies.
 
-pub mod backend;
 pub mod check;
 pub mod chunker;
 pub mod compress;
@@ -28,7 +27,9 @@ pub mod repo;
 pub mod retention;
 pub mod snapshot;
 pub mod stack;
+pub mod store;
 pub mod sync;
+pub mod sys;
 
 pub use id::{ChunkId, PackId, SnapshotId};
 pub use progress::{NoProgress, Progress};

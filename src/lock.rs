@@ -7,7 +7,8 @@
 //! removed by the next opener, so a `kill -9` never blocks the repository
 //! for long; `relic unlock` clears locks by hand.
 
-use crate::backend::{Kind, Local};
+use crate::store::{Kind, Local};
+use crate::sys::{hostname, pid_alive, pid_namespace};
 use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
 use serde::{Deserialize, Serialize};
 use std::io;
@@ -57,12 +58,6 @@ pub struct LockInfo {
 }
 
 /// This process's PID namespace, as /proc names it.
-fn pid_namespace() -> String {
-    std::fs::read_link("/proc/self/ns/pid")
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -133,28 +128,6 @@ impl LockInfo {
             self.age(now)
         )
     }
-}
-
-/// True when a process with this pid exists on this host.
-pub fn pid_alive(pid: u32) -> bool {
-    if pid == 0 || pid > i32::MAX as u32 {
-        return false;
-    }
-    // SAFETY: kill with signal 0 only checks for existence and permission.
-    let r = unsafe { libc::kill(pid as i32, 0) };
-    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
-pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
-    // when the name fits.
-    let r = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
-    if r != 0 {
-        return "unknown".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 fn new_name(bytes: &[u8]) -> String {

@@ -17,14 +17,12 @@
 //! plain BLAKE3 of the trailer. A pack's name is the keyed BLAKE3 of all its
 //! bytes (see docs/format.md).
 
-use crate::backend::{Kind, Local};
 use crate::crypto::Cipher;
 use crate::id::{ChunkId, PackId};
 use crate::keys::Keys;
-use std::fs::{self, File};
+use crate::store::{Kind, Local, ObjectFile, TempObject};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
 use thiserror::Error;
 
 pub const HEADER: &[u8; 8] = b"RELICPK1";
@@ -235,7 +233,7 @@ const TRAILER_AAD: &[u8] = b"relic pack trailer";
 /// file of `len` bytes.
 pub fn read_trailer(
     pack: &str,
-    file: &File,
+    file: &ObjectFile,
     len: u64,
     cipher: Option<&Cipher>,
 ) -> Result<Vec<Entry>, Error> {
@@ -276,8 +274,7 @@ pub fn read_trailer(
 
 /// A pack being written to a temp file.
 pub struct PackWriter {
-    file: BufWriter<File>,
-    tmp: PathBuf,
+    file: BufWriter<TempObject>,
     hasher: blake3::Hasher,
     entries: Vec<Entry>,
     size: u64,
@@ -294,10 +291,8 @@ pub struct Sealed {
 
 impl PackWriter {
     pub fn create(backend: &Local, keys: &Keys) -> io::Result<Self> {
-        let (tmp, file) = backend.temp_file()?;
         let mut w = PackWriter {
-            file: BufWriter::with_capacity(1 << 20, file),
-            tmp,
+            file: BufWriter::with_capacity(1 << 20, backend.temp_object()?),
             hasher: keys.object_hasher(),
             entries: Vec::new(),
             size: 0,
@@ -334,16 +329,7 @@ impl PackWriter {
 
     /// Writes trailer and footer, fsyncs, and publishes the pack under its
     /// id. On failure (a full disk, say) the temp file is removed.
-    pub fn seal(self, backend: &Local) -> io::Result<Sealed> {
-        let tmp = self.tmp.clone();
-        let r = self.seal_inner(backend);
-        if r.is_err() {
-            let _ = fs::remove_file(tmp);
-        }
-        r
-    }
-
-    fn seal_inner(mut self, backend: &Local) -> io::Result<Sealed> {
+    pub fn seal(mut self, backend: &Local) -> io::Result<Sealed> {
         let mut trailer = encode_trailer(&self.entries);
         if let Some(c) = &self.cipher {
             c.seal(TRAILER_AAD, &mut trailer);
@@ -355,10 +341,8 @@ impl PackWriter {
         self.write(&trailer)?;
         self.write(&footer)?;
         let file = self.file.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        drop(file);
         let id = PackId::from(self.hasher.finalize());
-        backend.publish(&self.tmp, Kind::Pack, &id.to_hex())?;
+        file.publish(backend, Kind::Pack, &id.to_hex())?;
         Ok(Sealed {
             id,
             size: self.size,
@@ -366,18 +350,14 @@ impl PackWriter {
         })
     }
 
-    /// Drops an unfinished pack.
-    pub fn abandon(self) {
-        let PackWriter { file, tmp, .. } = self;
-        drop(file);
-        let _ = fs::remove_file(tmp);
-    }
+    /// Drops an unfinished pack (its temp file is removed).
+    pub fn abandon(self) {}
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::fs::{self, File};
 
     fn entry_strategy() -> impl Strategy<Value = Entry> {
         (

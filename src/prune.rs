@@ -19,12 +19,12 @@
 //! Prune holds the repository's exclusive lock for its whole run: backups
 //! (which hold a shared lock) wait for it, and it waits for them.
 
-use crate::backend::Kind;
 use crate::id::{ChunkId, PackId};
 use crate::pack::{self, PackWriter};
 use crate::progress::{Progress, Unit};
 use crate::repo::{Error, Repository, Result};
 use crate::snapshot::ChunkList;
+use crate::store::Kind;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;

@@ -22,10 +22,10 @@
 //! shared lock, prune an exclusive one; a lock older than
 //! [`STALE_AFTER`] is stale and ignored.
 
-use crate::backend::{Kind, Local};
 use crate::lock::LockInfo;
 use crate::progress::{Progress, Unit};
-use crate::sync::{self, Dest, Error, Result, S3Dest};
+use crate::store::{self, Kind, Local, Store, S3};
+use crate::sync::{self, Error, Result};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -46,7 +46,7 @@ struct Listing {
 
 pub struct Remote {
     url: String,
-    dest: S3Dest,
+    dest: S3,
     mirror: Local,
     before: Mutex<Listing>,
 }
@@ -62,7 +62,13 @@ pub fn mirror_dir(url: &str) -> PathBuf {
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |e| Error::Io(format!("{}: {e}", path.display()))
+    move |source| {
+        store::Error::Io {
+            store: path.display().to_string(),
+            source,
+        }
+        .into()
+    }
 }
 
 impl Remote {
@@ -75,7 +81,7 @@ impl Remote {
         })?;
         Ok(Remote {
             url: url.to_string(),
-            dest: S3Dest::new(rest)?,
+            dest: S3::new(rest)?,
             mirror: Local::new(mirror_dir(url)),
             before: Mutex::new(Listing::default()),
         })
@@ -91,11 +97,7 @@ impl Remote {
     }
 
     fn wipe_mirror(&self) -> Result<()> {
-        let root = self.mirror.root();
-        match std::fs::remove_dir_all(root) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(root)(e)),
-            _ => Ok(()),
-        }
+        self.mirror.destroy().map_err(io(self.mirror.root()))
     }
 
     /// Before `init`: the bucket must hold no repository; the mirror starts
@@ -121,18 +123,11 @@ impl Remote {
     }
 
     fn fetch(&self, kind: Kind, name: &str) -> Result<u64> {
-        let (tmp, file) = self.mirror.temp_file().map_err(io(self.mirror.root()))?;
-        drop(file);
-        let r = self.dest.get_file(kind, name, &tmp).and_then(|n| {
-            self.mirror
-                .publish(&tmp, kind, name)
-                .map_err(io(self.mirror.root()))?;
-            Ok(n)
-        });
-        if r.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        r
+        let mut tmp = self.mirror.temp_object().map_err(io(self.mirror.root()))?;
+        let n = self.dest.get_into(kind, name, &mut tmp)?;
+        tmp.publish(&self.mirror, kind, name)
+            .map_err(io(self.mirror.root()))?;
+        Ok(n)
     }
 
     /// Brings the mirror up to date with the bucket.
@@ -149,8 +144,7 @@ impl Remote {
         // The config names the repository: a mirror of another one (the
         // bucket was emptied and re-initialised) starts over.
         let theirs = self.dest.read(Kind::Config, "config")?;
-        let cfg = self.mirror.path(Kind::Config, "config");
-        match std::fs::read(&cfg) {
+        match self.mirror.read(Kind::Config, "config") {
             Ok(ours) if ours == theirs => {}
             Ok(_) => self.wipe_mirror()?,
             Err(_) => {}
@@ -158,10 +152,8 @@ impl Remote {
         self.mirror
             .create_layout()
             .map_err(io(self.mirror.root()))?;
-        for t in self.mirror.stale_temp_files().unwrap_or_default() {
-            let _ = std::fs::remove_file(t);
-        }
-        if !cfg.exists() {
+        self.mirror.remove_stale_temp_files();
+        if !self.mirror.exists(Kind::Config, "config") {
             self.fetch(Kind::Config, "config")?;
         }
         let mut listing = Listing::default();
@@ -211,13 +203,11 @@ impl Remote {
     /// as `sync` does) and deletes at the bucket what it removed
     /// (snapshots and key slots first, packs last).
     pub fn push(&self, jobs: usize, progress: &dyn Progress) -> Result<Option<sync::Report>> {
-        let cfg = self.mirror.path(Kind::Config, "config");
-        if !cfg.exists() {
+        if !self.mirror.exists(Kind::Config, "config") {
             return Ok(None);
         }
         let config = crate::repo::Repository::read_config(self.mirror.root())?;
-        let index = crate::index::Index::open(&self.mirror.root().join("index"))
-            .map_err(|e| Error::Io(e.to_string()))?;
+        let index = crate::index::Index::open(&self.mirror.root().join("index"))?;
         let opts = sync::Options {
             jobs,
             ..Default::default()

@@ -10,33 +10,27 @@
 //! sync never deletes anything there, so immaculate and sacred snapshots
 //! stay wherever they were sent.
 
-use crate::backend::{Kind, Local};
 use crate::id::{ChunkId, PackId};
+use crate::index::{self, Index};
 use crate::objectlock;
 use crate::progress::{Progress, Unit};
 use crate::repo::Repository;
-use futures_util::StreamExt;
-use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::path::Path as ObjectPath;
-use object_store::{ClientOptions, ObjectStore, PutMode, PutOptions, PutPayload, RetryConfig};
+use crate::store::{self, object_path, Kind, Local, Store};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
-
-/// Objects bigger than this go up in parts.
-const MULTIPART_ABOVE: u64 = 16 << 20;
-const PART_SIZE: usize = 8 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{dest}: {what}")]
     Dest { dest: String, what: String },
-    #[error("{0}")]
-    Io(String),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(transparent)]
+    Index(#[from] index::Error),
     #[error(transparent)]
     Repo(#[from] crate::repo::Error),
     #[error("{dest} holds another repository (id {theirs}, this one is {ours}); choose another destination")]
@@ -47,11 +41,6 @@ pub enum Error {
     },
     #[error("verification failed at {dest}: {what}")]
     Verify { dest: String, what: String },
-    #[error("object lock at {dest}: {why}")]
-    ObjectLock {
-        dest: String,
-        why: objectlock::Error,
-    },
 }
 
 impl Error {
@@ -61,516 +50,17 @@ impl Error {
         !matches!(
             self,
             Error::Foreign { .. }
-                | Error::ObjectLock {
+                | Error::Store(store::Error::ObjectLock {
                     why: objectlock::Error::NotEnabled { .. }
                         | objectlock::Error::NotS3
                         | objectlock::Error::Unsupported(_),
                     ..
-                }
+                })
         )
     }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
-
-/// Where objects go: a directory or an S3 bucket prefix.
-pub trait Dest: Send + Sync {
-    fn describe(&self) -> String;
-    /// Names of the objects of a kind there.
-    fn list(&self, kind: Kind) -> Result<HashSet<String>>;
-    /// Copies a local file; false when the object was already there.
-    fn put_file(&self, kind: Kind, name: &str, src: &Path, size: u64) -> Result<bool>;
-    /// Plain BLAKE3 and size of an object there.
-    fn hash(&self, kind: Kind, name: &str) -> Result<([u8; 32], u64)>;
-    /// A small object's bytes.
-    fn read(&self, kind: Kind, name: &str) -> Result<Vec<u8>>;
-    /// Streams an object into a local file (created or truncated); returns
-    /// its size.
-    fn get_file(&self, kind: Kind, name: &str, dst: &Path) -> Result<u64>;
-    /// Writes a small object unless one of that name exists; false then.
-    fn put_bytes(&self, kind: Kind, name: &str, bytes: &[u8]) -> Result<bool>;
-    /// Deletes an object; gone already is fine.
-    fn remove(&self, kind: Kind, name: &str) -> Result<()>;
-    /// Fails unless objects here can be put under S3 Object Lock.
-    fn object_lock_check(&self) -> Result<()> {
-        Err(Error::ObjectLock {
-            dest: self.describe(),
-            why: objectlock::Error::NotS3,
-        })
-    }
-    /// Retains an object under Object Lock until `until`, unless it is
-    /// already retained until at least `min`; true when it was changed.
-    fn retain(
-        &self,
-        _kind: Kind,
-        _name: &str,
-        _mode: objectlock::Mode,
-        _min: jiff::Timestamp,
-        _until: jiff::Timestamp,
-    ) -> Result<bool> {
-        self.object_lock_check().map(|()| false)
-    }
-}
-
-/// Opens `--to`: `s3://bucket/prefix` or a directory.
-pub fn open_dest(to: &str) -> Result<Box<dyn Dest>> {
-    if let Some(rest) = to.strip_prefix("s3://") {
-        Ok(Box::new(S3Dest::new(rest)?))
-    } else {
-        Ok(Box::new(DirDest::new(PathBuf::from(to))))
-    }
-}
-
-fn object_path(kind: Kind, name: &str) -> String {
-    match kind {
-        Kind::Config => "config".to_string(),
-        Kind::Pack => format!("packs/{}/{name}", &name[..2]),
-        Kind::Snapshot => format!("snapshots/{name}"),
-        Kind::Key => format!("keys/{name}"),
-        Kind::Audit => format!("audit/{name}"),
-        Kind::Lock => format!("locks/{name}"),
-    }
-}
-
-/// A local directory.
-pub struct DirDest {
-    backend: Local,
-}
-
-impl DirDest {
-    /// A directory; temp files a killed sync left there are removed.
-    pub fn new(root: PathBuf) -> Self {
-        let backend = Local::new(root);
-        for t in backend.stale_temp_files().unwrap_or_default() {
-            let _ = std::fs::remove_file(t);
-        }
-        DirDest { backend }
-    }
-
-    fn err(&self, e: io::Error) -> Error {
-        Error::Dest {
-            dest: self.describe(),
-            what: e.to_string(),
-        }
-    }
-}
-
-impl Dest for DirDest {
-    fn describe(&self) -> String {
-        self.backend.root().display().to_string()
-    }
-
-    fn list(&self, kind: Kind) -> Result<HashSet<String>> {
-        if kind == Kind::Config {
-            return Ok(if self.backend.path(Kind::Config, "config").exists() {
-                ["config".to_string()].into()
-            } else {
-                HashSet::new()
-            });
-        }
-        match self.backend.list(kind) {
-            Ok(v) => Ok(v.into_iter().collect()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(HashSet::new()),
-            Err(e) => Err(self.err(e)),
-        }
-    }
-
-    fn put_file(&self, kind: Kind, name: &str, src: &Path, _size: u64) -> Result<bool> {
-        let r = (|| {
-            if !self.backend.root().join("tmp").exists() {
-                self.backend.create_layout()?;
-            }
-            let dst = self.backend.path(kind, name);
-            if let Some(parent) = dst.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            let (tmp, mut f) = self.backend.temp_file()?;
-            let copied = (|| {
-                let mut s = std::fs::File::open(src)?;
-                io::copy(&mut s, &mut f)?;
-                f.sync_all()?;
-                drop(f);
-                self.backend.publish(&tmp, kind, name)
-            })();
-            if copied.is_err() {
-                let _ = std::fs::remove_file(&tmp);
-            }
-            copied
-        })();
-        r.map_err(|e| self.err(e))
-    }
-
-    fn read(&self, kind: Kind, name: &str) -> Result<Vec<u8>> {
-        std::fs::read(self.backend.path(kind, name)).map_err(|e| self.err(e))
-    }
-
-    fn get_file(&self, kind: Kind, name: &str, dst: &Path) -> Result<u64> {
-        std::fs::copy(self.backend.path(kind, name), dst).map_err(|e| self.err(e))
-    }
-
-    fn put_bytes(&self, kind: Kind, name: &str, bytes: &[u8]) -> Result<bool> {
-        if !self.backend.root().join("tmp").exists() {
-            self.backend.create_layout().map_err(|e| self.err(e))?;
-        }
-        self.backend
-            .write_once(kind, name, bytes)
-            .map_err(|e| self.err(e))
-    }
-
-    fn remove(&self, kind: Kind, name: &str) -> Result<()> {
-        match self.backend.remove(kind, name) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(self.err(e)),
-            _ => Ok(()),
-        }
-    }
-
-    fn hash(&self, kind: Kind, name: &str) -> Result<([u8; 32], u64)> {
-        let path = self.backend.path(kind, name);
-        hash_reader(std::fs::File::open(&path).map_err(|e| self.err(e))?).map_err(|e| self.err(e))
-    }
-}
-
-fn hash_reader(mut r: impl Read) -> io::Result<([u8; 32], u64)> {
-    let mut h = blake3::Hasher::new();
-    let n = io::copy(&mut r, &mut h)?;
-    Ok((*h.finalize().as_bytes(), n))
-}
-
-/// An S3-compatible bucket (AWS, MinIO, Ceph, Garage, R2, B2…), configured
-/// from the variables the AWS tools read: AWS_ENDPOINT_URL, AWS_REGION,
-/// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY. Path-style requests; plain
-/// http allowed when the endpoint says so.
-pub struct S3Dest {
-    store: AmazonS3,
-    /// Signed requests object_store has no call for (Object Lock).
-    lock: objectlock::Client,
-    bucket: String,
-    prefix: String,
-    rt: tokio::runtime::Runtime,
-}
-
-impl S3Dest {
-    pub fn new(bucket_and_prefix: &str) -> Result<Self> {
-        let (bucket, prefix) = bucket_and_prefix
-            .split_once('/')
-            .unwrap_or((bucket_and_prefix, ""));
-        let describe = format!("s3://{bucket_and_prefix}");
-        let bad = |what: String| Error::Dest {
-            dest: describe.clone(),
-            what,
-        };
-        if bucket.is_empty() {
-            return Err(bad("no bucket: write s3://BUCKET/PREFIX".into()));
-        }
-        let endpoint = std::env::var("AWS_ENDPOINT_URL").ok();
-        let client_options = ClientOptions::new()
-            .with_connect_timeout(Duration::from_secs(5))
-            .with_timeout(Duration::from_secs(600))
-            .with_allow_http(
-                endpoint
-                    .as_deref()
-                    .is_some_and(|e| e.starts_with("http://")),
-            );
-        let mut b = AmazonS3Builder::from_env()
-            .with_bucket_name(bucket)
-            .with_virtual_hosted_style_request(false)
-            .with_retry(RetryConfig {
-                max_retries: 3,
-                retry_timeout: Duration::from_secs(20),
-                ..Default::default()
-            })
-            .with_client_options(client_options.clone());
-        if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
-            b = b.with_region("us-east-1");
-        }
-        let region = b
-            .get_config_value(&AmazonS3ConfigKey::Region)
-            .unwrap_or_else(|| "us-east-1".into());
-        let endpoint = b.get_config_value(&AmazonS3ConfigKey::Endpoint);
-        let store = b.build().map_err(|e| bad(e.to_string()))?;
-        let lock = objectlock::Client::new(
-            &client_options,
-            store.credentials().clone(),
-            region,
-            endpoint,
-            bucket.to_string(),
-        )
-        .map_err(|e| bad(e.to_string()))?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| bad(e.to_string()))?;
-        Ok(S3Dest {
-            store,
-            lock,
-            bucket: bucket.to_string(),
-            prefix: prefix.trim_matches('/').to_string(),
-            rt,
-        })
-    }
-
-    fn path(&self, kind: Kind, name: &str) -> ObjectPath {
-        let p = object_path(kind, name);
-        if self.prefix.is_empty() {
-            ObjectPath::from(p)
-        } else {
-            ObjectPath::from(format!("{}/{p}", self.prefix))
-        }
-    }
-
-    fn err(&self, e: object_store::Error) -> Error {
-        let s = e.to_string();
-        let what = match &e {
-            object_store::Error::PermissionDenied { .. }
-            | object_store::Error::Unauthenticated { .. } => {
-                format!("access denied: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY ({s})")
-            }
-            // A refused list request comes back as a generic error: the S3
-            // error code in the body says what it was.
-            _ if [
-                "<Code>SignatureDoesNotMatch<",
-                "<Code>InvalidAccessKeyId<",
-                "<Code>AccessDenied<",
-            ]
-            .iter()
-            .any(|c| s.contains(c)) =>
-            {
-                format!("access denied: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY ({s})")
-            }
-            _ if s.contains("error sending request") => format!(
-                "cannot reach {}: {s}",
-                std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "AWS S3".into())
-            ),
-            _ => s,
-        };
-        Error::Dest {
-            dest: self.describe(),
-            what,
-        }
-    }
-}
-
-impl Dest for S3Dest {
-    fn describe(&self) -> String {
-        if self.prefix.is_empty() {
-            format!("s3://{}", self.bucket)
-        } else {
-            format!("s3://{}/{}", self.bucket, self.prefix)
-        }
-    }
-
-    fn list(&self, kind: Kind) -> Result<HashSet<String>> {
-        let sub = match kind {
-            Kind::Config => {
-                let head = self
-                    .rt
-                    .block_on(self.store.head(&self.path(Kind::Config, "config")));
-                return match head {
-                    Ok(_) => Ok(["config".to_string()].into()),
-                    Err(object_store::Error::NotFound { .. }) => Ok(HashSet::new()),
-                    Err(e) => Err(self.err(e)),
-                };
-            }
-            Kind::Pack => "packs",
-            Kind::Snapshot => "snapshots",
-            Kind::Key => "keys",
-            Kind::Audit => "audit",
-            Kind::Lock => "locks",
-        };
-        let dir = if self.prefix.is_empty() {
-            ObjectPath::from(sub)
-        } else {
-            ObjectPath::from(format!("{}/{sub}", self.prefix))
-        };
-        self.rt.block_on(async {
-            let mut out = HashSet::new();
-            let mut s = self.store.list(Some(&dir));
-            while let Some(m) = s.next().await {
-                let m = m.map_err(|e| self.err(e))?;
-                if let Some(name) = m.location.filename() {
-                    out.insert(name.to_string());
-                }
-            }
-            Ok(out)
-        })
-    }
-
-    fn put_file(&self, kind: Kind, name: &str, src: &Path, size: u64) -> Result<bool> {
-        let path = self.path(kind, name);
-        let io_err = |e: io::Error| Error::Io(format!("{}: {e}", src.display()));
-        self.rt.block_on(async {
-            if size > MULTIPART_ABOVE {
-                // Multipart uploads cannot be conditional: look first. The
-                // object is content-addressed, so a racing writer would put
-                // the same bytes.
-                match self.store.head(&path).await {
-                    Ok(_) => return Ok(false),
-                    Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(self.err(e)),
-                }
-                let mut up = self
-                    .store
-                    .put_multipart(&path)
-                    .await
-                    .map_err(|e| self.err(e))?;
-                let r = async {
-                    let mut f = std::fs::File::open(src).map_err(io_err)?;
-                    let mut parts = Vec::new();
-                    loop {
-                        let mut buf = vec![0u8; PART_SIZE];
-                        let n = crate::files::read_full(&mut f, &mut buf).map_err(io_err)?;
-                        if n == 0 {
-                            break;
-                        }
-                        buf.truncate(n);
-                        parts.push(up.put_part(PutPayload::from(buf)));
-                        if parts.len() >= 4 {
-                            for p in parts.drain(..) {
-                                p.await.map_err(|e| self.err(e))?;
-                            }
-                        }
-                    }
-                    for p in parts {
-                        p.await.map_err(|e| self.err(e))?;
-                    }
-                    up.complete().await.map_err(|e| self.err(e))?;
-                    Ok(true)
-                }
-                .await;
-                if r.is_err() {
-                    let _ = up.abort().await;
-                }
-                r
-            } else {
-                let bytes = std::fs::read(src).map_err(io_err)?;
-                let opts = PutOptions {
-                    mode: PutMode::Create,
-                    ..Default::default()
-                };
-                match self
-                    .store
-                    .put_opts(&path, PutPayload::from(bytes), opts)
-                    .await
-                {
-                    Ok(_) => Ok(true),
-                    Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-                    Err(e) => Err(self.err(e)),
-                }
-            }
-        })
-    }
-
-    fn read(&self, kind: Kind, name: &str) -> Result<Vec<u8>> {
-        let path = self.path(kind, name);
-        self.rt.block_on(async {
-            let r = self.store.get(&path).await.map_err(|e| self.err(e))?;
-            Ok(r.bytes().await.map_err(|e| self.err(e))?.to_vec())
-        })
-    }
-
-    fn get_file(&self, kind: Kind, name: &str, dst: &Path) -> Result<u64> {
-        let path = self.path(kind, name);
-        let io_err = |e: io::Error| Error::Io(format!("{}: {e}", dst.display()));
-        self.rt.block_on(async {
-            use std::io::Write;
-            let r = self.store.get(&path).await.map_err(|e| self.err(e))?;
-            let file = std::fs::File::create(dst).map_err(io_err)?;
-            let mut f = io::BufWriter::with_capacity(1 << 20, file);
-            let mut s = r.into_stream();
-            let mut n = 0u64;
-            while let Some(b) = s.next().await {
-                let b = b.map_err(|e| self.err(e))?;
-                n += b.len() as u64;
-                f.write_all(&b).map_err(io_err)?;
-            }
-            f.into_inner()
-                .map_err(|e| io_err(e.into_error()))?
-                .sync_all()
-                .map_err(io_err)?;
-            Ok(n)
-        })
-    }
-
-    fn put_bytes(&self, kind: Kind, name: &str, bytes: &[u8]) -> Result<bool> {
-        let path = self.path(kind, name);
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        self.rt.block_on(async {
-            match self
-                .store
-                .put_opts(&path, PutPayload::from(bytes.to_vec()), opts)
-                .await
-            {
-                Ok(_) => Ok(true),
-                Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-                Err(e) => Err(self.err(e)),
-            }
-        })
-    }
-
-    fn remove(&self, kind: Kind, name: &str) -> Result<()> {
-        let path = self.path(kind, name);
-        self.rt.block_on(async {
-            match self.store.delete(&path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                Err(e) => Err(self.err(e)),
-            }
-        })
-    }
-
-    fn object_lock_check(&self) -> Result<()> {
-        self.rt
-            .block_on(self.lock.check_enabled())
-            .map_err(|why| Error::ObjectLock {
-                dest: self.describe(),
-                why,
-            })
-    }
-
-    fn retain(
-        &self,
-        kind: Kind,
-        name: &str,
-        mode: objectlock::Mode,
-        min: jiff::Timestamp,
-        until: jiff::Timestamp,
-    ) -> Result<bool> {
-        let key = self.path(kind, name);
-        self.rt
-            .block_on(async {
-                if let Some(now) = self.lock.retention(key.as_ref()).await? {
-                    if now >= min {
-                        return Ok(false);
-                    }
-                }
-                self.lock.retain(key.as_ref(), mode, until).await?;
-                Ok(true)
-            })
-            .map_err(|why| Error::ObjectLock {
-                dest: self.describe(),
-                why,
-            })
-    }
-
-    fn hash(&self, kind: Kind, name: &str) -> Result<([u8; 32], u64)> {
-        let path = self.path(kind, name);
-        self.rt.block_on(async {
-            let r = self.store.get(&path).await.map_err(|e| self.err(e))?;
-            let mut s = r.into_stream();
-            let mut h = blake3::Hasher::new();
-            let mut n = 0u64;
-            while let Some(b) = s.next().await {
-                let b = b.map_err(|e| self.err(e))?;
-                n += b.len() as u64;
-                h.update(&b);
-            }
-            Ok((*h.finalize().as_bytes(), n))
-        })
-    }
-}
 
 /// What a sync did (or, in a dry run, would do).
 #[derive(Debug, Default, Serialize)]
@@ -615,7 +105,7 @@ pub struct Options {
 /// audit records. Never deletes or replaces anything at `dest`.
 pub fn sync(
     repo: &Repository,
-    dest: &dyn Dest,
+    dest: &dyn Store,
     opts: &Options,
     progress: &dyn Progress,
 ) -> Result<Report> {
@@ -689,8 +179,7 @@ pub fn protected_objects(repo: &Repository) -> Result<Vec<(Kind, String)>> {
                 break;
             }
             let e = index
-                .get(&id)
-                .map_err(|e| Error::Repo(e.into()))?
+                .get(&id)?
                 .ok_or_else(|| Error::Repo(crate::repo::Error::MissingChunk(id.to_hex())))?;
             packs.insert(e.pack);
             next = e.base.map(|b| b.id);
@@ -723,11 +212,7 @@ pub fn protected_objects(repo: &Repository) -> Result<Vec<(Kind, String)>> {
     }
     // Without the config and a key slot the packs cannot be read.
     snaps.push((Kind::Config, "config".into()));
-    for k in repo
-        .backend()
-        .list(Kind::Key)
-        .map_err(|e| Error::Io(e.to_string()))?
-    {
+    for k in Store::list(repo.backend(), Kind::Key)? {
         snaps.push((Kind::Key, k));
     }
     let mut packs: Vec<PackId> = packs.into_iter().collect();
@@ -741,9 +226,9 @@ pub fn protected_objects(repo: &Repository) -> Result<Vec<(Kind, String)>> {
 /// objects travel as they are).
 pub fn sync_from(
     src: &Local,
-    index: &crate::index::Index,
+    index: &Index,
     id: &str,
-    dest: &dyn Dest,
+    dest: &dyn Store,
     opts: &Options,
     progress: &dyn Progress,
 ) -> Result<Report> {
@@ -752,7 +237,10 @@ pub fn sync_from(
         dest: dest.describe(),
         ..Default::default()
     };
-    let io_src = |e: io::Error| Error::Io(format!("{}: {e}", src.root().display()));
+    let io_src = |source: io::Error| store::Error::Io {
+        store: src.describe(),
+        source,
+    };
     let ours = id.to_string();
 
     // The destination is empty, or this very repository.
@@ -778,7 +266,7 @@ pub fn sync_from(
             continue;
         }
         let path = src.path(Kind::Pack, &name);
-        let size = std::fs::metadata(&path).map_err(io_src)?.len();
+        let size = src.size(Kind::Pack, &name).map_err(io_src)?;
         todo_packs.push((name, path, size));
     }
     let todo_snaps: Vec<String> = src
@@ -813,14 +301,14 @@ pub fn sync_from(
     }
     for (kind, name) in &singles {
         let path = src.path(*kind, name);
-        let size = std::fs::metadata(&path).map_err(io_src)?.len();
+        let size = src.size(*kind, name).map_err(io_src)?;
         if dest.put_file(*kind, name, &path, size)? {
             report.other += 1;
         }
     }
     if report.created {
         let path = src.path(Kind::Config, "config");
-        let size = std::fs::metadata(&path).map_err(io_src)?.len();
+        let size = src.size(Kind::Config, "config").map_err(io_src)?;
         dest.put_file(Kind::Config, "config", &path, size)?;
         report.other += 1;
     }
@@ -833,7 +321,7 @@ pub fn sync_from(
     let sent = waves.into_iter().try_for_each(|wave| {
         let wave: Vec<&(String, PathBuf, u64)> = wave.iter().map(|&i| &todo_packs[i]).collect();
         parallel(&wave, opts.jobs, |(name, path, size)| {
-            if send(dest, Kind::Pack, name, path, *size, opts.verify)? {
+            if send(src, dest, Kind::Pack, name, path, *size, opts.verify)? {
                 verified.fetch_add(1, Ordering::Relaxed);
             }
             progress.inc(*size);
@@ -847,8 +335,8 @@ pub fn sync_from(
     // all there.
     for name in &todo_snaps {
         let path = src.path(Kind::Snapshot, name);
-        let size = std::fs::metadata(&path).map_err(io_src)?.len();
-        if send(dest, Kind::Snapshot, name, &path, size, opts.verify)? {
+        let size = src.size(Kind::Snapshot, name).map_err(io_src)?;
+        if send(src, dest, Kind::Snapshot, name, &path, size, opts.verify)? {
             verified.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -856,7 +344,7 @@ pub fn sync_from(
     if let Ok(audit) = src.list(Kind::Audit) {
         for name in audit.into_iter().filter(|n| !have_audit.contains(n)) {
             let path = src.path(Kind::Audit, &name);
-            let size = std::fs::metadata(&path).map_err(io_src)?.len();
+            let size = src.size(Kind::Audit, &name).map_err(io_src)?;
             dest.put_file(Kind::Audit, &name, &path, size)?;
             report.other += 1;
         }
@@ -899,10 +387,7 @@ pub(crate) fn parallel<T: Sync>(
 /// packs none of whose deltas has its base in another pack still to send;
 /// wave n+1 packs whose bases are in waves up to n. Packs that (after
 /// repacking) depend on each other go in one wave.
-fn pack_waves(
-    index: &crate::index::Index,
-    todo: &[(String, PathBuf, u64)],
-) -> Result<Vec<Vec<usize>>> {
+fn pack_waves(index: &Index, todo: &[(String, PathBuf, u64)]) -> Result<Vec<Vec<usize>>> {
     let at: HashMap<PackId, usize> = todo
         .iter()
         .enumerate()
@@ -911,16 +396,14 @@ fn pack_waves(
     // Edges pack → packs holding its deltas' bases, both still to send.
     let mut deps: Vec<HashSet<usize>> = vec![HashSet::new(); todo.len()];
     let mut bases: Vec<(usize, ChunkId)> = Vec::new();
-    index
-        .for_each_chunk(|_, e| -> std::result::Result<(), crate::index::Error> {
-            if let (Some(&i), Some(b)) = (at.get(&e.pack), e.base) {
-                bases.push((i, b.id));
-            }
-            Ok(())
-        })
-        .map_err(|e| Error::Io(e.to_string()))?;
+    index.for_each_chunk(|_, e| -> std::result::Result<(), index::Error> {
+        if let (Some(&i), Some(b)) = (at.get(&e.pack), e.base) {
+            bases.push((i, b.id));
+        }
+        Ok(())
+    })?;
     for (i, base) in bases {
-        let found = index.get(&base).map_err(|e| Error::Io(e.to_string()))?;
+        let found = index.get(&base)?;
         if let Some(j) = found.and_then(|b| at.get(&b.pack)) {
             if *j != i {
                 deps[i].insert(*j);
@@ -953,7 +436,8 @@ fn pack_waves(
 /// Sends one object; with `verify`, re-reads it at the destination and
 /// compares its BLAKE3 with the source's. Returns whether it was verified.
 fn send(
-    dest: &dyn Dest,
+    src: &Local,
+    dest: &dyn Store,
     kind: Kind,
     name: &str,
     path: &Path,
@@ -964,10 +448,7 @@ fn send(
     if !verify {
         return Ok(false);
     }
-    let (want, want_len) = hash_reader(
-        std::fs::File::open(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?,
-    )
-    .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+    let (want, want_len) = src.hash(kind, name)?;
     let (got, got_len) = dest.hash(kind, name)?;
     if got != want || got_len != want_len {
         return Err(Error::Verify {
@@ -982,7 +463,7 @@ fn send(
 }
 
 /// The repository id in DEST's config.
-fn dest_config_id(dest: &dyn Dest) -> Result<String> {
+fn dest_config_id(dest: &dyn Store) -> Result<String> {
     let bytes = dest.read(Kind::Config, "config")?;
     let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| Error::Dest {
         dest: dest.describe(),

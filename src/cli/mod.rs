@@ -425,10 +425,10 @@ fn run_anywhere(mut cli: Cli) -> Result<ExitCode> {
     } else {
         let lock = match remote.lock(exclusive) {
             Ok(l) => Some(l),
-            Err(relic::sync::Error::Dest { what, .. })
-                if what.starts_with("access denied") && !exclusive =>
+            Err(relic::sync::Error::Store(e @ relic::store::Error::AccessDenied { .. }))
+                if !exclusive =>
             {
-                eprintln!("warning: {spec}: no lock taken ({what})");
+                eprintln!("warning: {spec}: no lock taken ({e})");
                 None
             }
             Err(e) => return Err(e).context("cannot lock the repository"),
@@ -879,7 +879,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let repo = open(&cli)?;
             let _lock = repo.lock_shared(&bar)?;
-            let dest = relic::sync::open_dest(to)?;
+            let dest = relic::store::open(to)?;
             let opts = relic::sync::Options {
                 dry_run: *dry_run,
                 verify: *verify,
@@ -970,7 +970,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if !path.join("config").exists() {
                 bail!("no relic repository at {}", path.display());
             }
-            let backend = relic::backend::Local::new(&path);
+            let backend = relic::store::Local::new(&path);
             let (removed, left) = relic::lock::unlock(&backend, *stale)
                 .with_context(|| format!("removing the locks of {}", path.display()))?;
             let now = jiff::Timestamp::now().as_second().max(0) as u64;

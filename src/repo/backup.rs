@@ -3,7 +3,6 @@
 
 use super::{now_ns, FinishedTree, Repository, Result, Writer};
 use crate::id::SnapshotId;
-use crate::lock::{self};
 use crate::progress::Progress;
 use crate::snapshot::{self, Snapshot};
 use std::io::Read;
@@ -60,7 +59,7 @@ impl Repository {
             name: opts.name.clone(),
             tier: opts.tier,
             labels: opts.labels.clone(),
-            host: lock::hostname(),
+            host: crate::sys::hostname(),
             time_ns,
             parent,
             tree,

@@ -2,13 +2,12 @@
 //! snapshot objects, and the audit log of retired baselines.
 
 use super::{io_at, now_ns, Error, Repository, Result, SnapshotOptions, LOCK_WAIT};
-use crate::backend::Kind;
 use crate::id::SnapshotId;
-use crate::lock::{self, Lock};
+use crate::lock::Lock;
 use crate::snapshot::{self, Snapshot};
+use crate::store::{Kind, ObjectFile};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::fs::File;
 use std::io;
 
 /// Associated data of sealed audit records.
@@ -40,7 +39,10 @@ impl Repository {
     /// Reads a snapshot object and checks that its bytes hash to its name.
     pub(super) fn read_snapshot_object(&self, name: &str) -> Result<Vec<u8>> {
         let path = self.backend.path(Kind::Snapshot, name);
-        let bytes = std::fs::read(&path).map_err(io_at(&path))?;
+        let bytes = self
+            .backend
+            .read(Kind::Snapshot, name)
+            .map_err(io_at(&path))?;
         let mut h = self.keys.object_hasher();
         h.update(&bytes);
         if h.finalize().to_hex().as_str() != name {
@@ -210,7 +212,7 @@ impl Repository {
             snapshots: victims.iter().map(|(id, _)| id.to_hex()).collect(),
             tiers: victims.iter().map(|(_, s)| s.tier.to_string()).collect(),
             time_ns: now_ns(),
-            host: lock::hostname(),
+            host: crate::sys::hostname(),
             user: std::env::var("USER").unwrap_or_default(),
             reason: reason.to_string(),
         };
@@ -218,8 +220,6 @@ impl Repository {
         if let Some(c) = self.keys.cipher() {
             c.seal(AUDIT_AAD, &mut bytes);
         }
-        let dir = self.backend.root().join("audit");
-        std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
         let id = blake3::hash(&bytes).to_hex().to_string();
         self.backend
             .write_once(Kind::Audit, &id, &bytes)
@@ -243,7 +243,7 @@ impl Repository {
         let mut out = Vec::new();
         for n in names {
             let path = self.backend.path(Kind::Audit, &n);
-            let mut bytes = std::fs::read(&path).map_err(io_at(&path))?;
+            let mut bytes = self.backend.read(Kind::Audit, &n).map_err(io_at(&path))?;
             if let Some(c) = self.keys.cipher() {
                 c.open(AUDIT_AAD, &mut bytes)?;
             }
@@ -273,22 +273,14 @@ impl Repository {
     /// An exclusive `flock` on a file of this name's own, held while a
     /// snapshot of that name is checked and written (released by the
     /// kernel if the process dies, so it is never stale).
-    pub(super) fn name_guard(&self, name: &str) -> Result<File> {
-        let path = self.backend.root().join("locks").join(format!(
+    pub(super) fn name_guard(&self, name: &str) -> Result<ObjectFile> {
+        let file = format!(
             "name-{}.flock",
             &blake3::hash(name.as_bytes()).to_hex()[..32]
-        ));
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_at(&path))?;
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) } != 0 {
-            return Err(io_at(&path)(io::Error::last_os_error()));
-        }
-        Ok(f)
+        );
+        self.backend
+            .flock(&file)
+            .map_err(io_at(&self.backend.root().join("locks").join(&file)))
     }
 
     /// Refuses a backup whose name is taken: by an immaculate baseline (or

@@ -2,9 +2,9 @@
 //! added, removed and tried on open.
 
 use super::{io_at, Error, Repository, Result};
-use crate::backend::{Kind, Local};
 use crate::crypto::{KdfParams, KeySlot};
 use crate::keys::Keys;
+use crate::store::{Kind, Local};
 
 impl Repository {
     /// The key slots: id → slot.
@@ -21,7 +21,7 @@ impl Repository {
             .map_err(io_at(self.backend.root()))?
         {
             let path = self.backend.path(Kind::Key, &id);
-            let bytes = std::fs::read(&path).map_err(io_at(&path))?;
+            let bytes = self.backend.read(Kind::Key, &id).map_err(io_at(&path))?;
             if blake3::hash(&bytes).to_hex().as_str() != id {
                 out.push((id, "content does not match its name".into()));
                 continue;
@@ -123,7 +123,7 @@ pub(super) fn read_slots_and_damage(backend: &Local) -> Result<(Slots, Vec<Strin
     let mut damaged = Vec::new();
     for id in backend.list(Kind::Key).map_err(io_at(backend.root()))? {
         let path = backend.path(Kind::Key, &id);
-        let bytes = std::fs::read(&path).map_err(io_at(&path))?;
+        let bytes = backend.read(Kind::Key, &id).map_err(io_at(&path))?;
         match serde_json::from_slice(&bytes) {
             Ok(slot) if blake3::hash(&bytes).to_hex().as_str() == id => out.push((id, slot)),
             _ => damaged.push(id),

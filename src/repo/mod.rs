@@ -13,7 +13,6 @@
 //! is written only after every pack it needs is sealed, so a crash at any
 //! moment leaves garbage at worst, never a snapshot pointing at nothing.
 
-use crate::backend::{Kind, Local};
 use crate::chunker::{Chunker, ChunkerParams};
 use crate::crypto::{KdfParams, KeySlot};
 use crate::id::PackId;
@@ -23,9 +22,9 @@ use crate::lock::{self, Lock};
 use crate::pack;
 use crate::progress::Progress;
 use crate::snapshot;
+use crate::store::{Kind, Local, ObjectFile};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -115,16 +114,6 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
     }
 }
 
-/// False when the directory cannot be written (a read-only mount).
-fn writable(path: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return true;
-    };
-    // SAFETY: access() reads a valid C string.
-    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
-}
-
 /// The `config` file (JSON).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -210,7 +199,7 @@ pub struct Repository {
     keys: Keys,
     chunker: Chunker,
     index: Index,
-    open_packs: Mutex<HashMap<PackId, Arc<File>>>,
+    open_packs: Mutex<HashMap<PackId, Arc<ObjectFile>>>,
     /// The key slot the passphrase opened.
     unlocked_slot: Option<String>,
     /// The directory cannot be written: reads only, index in the cache.
@@ -220,13 +209,7 @@ pub struct Repository {
 impl Repository {
     /// Creates a repository in an empty or missing directory.
     pub fn init(path: &Path, opts: &InitOptions) -> Result<Repository> {
-        if path.join("config").exists()
-            || (path.exists()
-                && std::fs::read_dir(path)
-                    .map_err(io_at(path))?
-                    .next()
-                    .is_some())
-        {
+        if !Local::new(path).is_vacant().map_err(io_at(path))? {
             return Err(Error::AlreadyExists(path.display().to_string()));
         }
         opts.chunker.validate().map_err(|what| Error::Config {
@@ -266,7 +249,7 @@ impl Repository {
     /// Reads a repository's config without unlocking it.
     pub fn read_config(path: &Path) -> Result<Config> {
         let cfg_path = path.join("config");
-        let bytes = match std::fs::read(&cfg_path) {
+        let bytes = match Local::new(path).read(Kind::Config, "config") {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(Error::NotARepository(path.display().to_string()))
@@ -312,7 +295,7 @@ impl Repository {
         let chunker = Chunker::new(config.chunker, keys.gear_seed());
         // A repository on a read-only filesystem (a mounted backup disk)
         // is read with an index of its own in the user's cache.
-        let read_only = !writable(path);
+        let read_only = !backend.is_writable();
         let index_dir = if read_only {
             std::env::var_os("XDG_CACHE_HOME")
                 .map(PathBuf::from)

@@ -2,16 +2,15 @@
 //! lists, a snapshot's items, and an item's content streamed back out.
 
 use super::{io_at, Error, Repository, Result, WINDOW};
-use crate::backend::Kind;
 use crate::compress::Decompressor;
 use crate::id::{ChunkId, PackId};
 use crate::index::ChunkEntry;
 use crate::pack::BlobKind;
 use crate::progress::Progress;
 use crate::snapshot::{self, ChunkList, Item, Snapshot};
+use crate::store::{Kind, ObjectFile};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::collections::VecDeque;
-use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
@@ -30,7 +29,7 @@ pub(super) struct ReadJob {
 }
 
 impl Repository {
-    pub(super) fn pack_file(&self, pack: &PackId) -> Result<Arc<File>> {
+    pub(super) fn pack_file(&self, pack: &PackId) -> Result<Arc<ObjectFile>> {
         let mut open = self.open_packs.lock().expect("pack cache lock");
         if let Some(f) = open.get(pack) {
             return Ok(f.clone());

@@ -2,15 +2,14 @@
 //! runs on open and after a lock, and the salvaging rebuild of `repair`.
 
 use super::{io_at, Error, Repository, Result};
-use crate::backend::Kind;
 use crate::compress::Decompressor;
 use crate::id::{ChunkId, PackId, SnapshotId};
 use crate::index::{self, ChunkEntry};
 use crate::pack::{self, BlobKind, Entry, PackWriter};
 use crate::progress::{Progress, Unit};
+use crate::store::Kind;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
-use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 
 impl Repository {
@@ -68,9 +67,7 @@ impl Repository {
             self.index
                 .remove_snapshot(&SnapshotId::from_hex(name).expect("hex"))?;
         }
-        for tmp in self.backend.stale_temp_files().map_err(io_at(root))? {
-            let _ = std::fs::remove_file(tmp);
-        }
+        self.backend.remove_stale_temp_files();
         Ok(())
     }
 
@@ -185,7 +182,9 @@ impl Repository {
         self.index.flush()?;
         if !self.read_only {
             for (pack, _) in &bad {
-                self.set_aside(Kind::Pack, &pack.to_hex())?;
+                self.backend
+                    .set_aside(Kind::Pack, &pack.to_hex())
+                    .map_err(io_at(self.backend.root()))?;
             }
         }
         self.reconcile(progress)?;
@@ -305,22 +304,10 @@ impl Repository {
         true
     }
 
-    /// Moves a damaged pack out of the repository's listing, into
-    /// `damaged/packs/`, where forensic tools can still find it.
-    pub(super) fn set_aside(&self, kind: Kind, name: &str) -> Result<()> {
-        debug_assert_eq!(kind, Kind::Pack);
-        let dir = self.backend.root().join("damaged").join("packs");
-        std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
-        let from = self.backend.path(kind, name);
-        std::fs::rename(&from, dir.join(name)).map_err(io_at(&from))?;
-        crate::backend::sync_dir(&dir).map_err(io_at(&dir))?;
-        Ok(())
-    }
-
     /// Writes back every snapshot object on disk that no longer hashes to
     /// its name from the old catalog's copy, when that copy does; returns
     /// how many. The good copy is complete on disk before the damaged file
-    /// is replaced (linked into `damaged/snapshots/` first).
+    /// is replaced (kept in `damaged/snapshots/`).
     pub(super) fn restore_snapshot_objects(
         &self,
         catalog: &HashMap<SnapshotId, Vec<u8>>,
@@ -340,25 +327,9 @@ impl Repository {
             if h.finalize().to_hex().as_str() != name {
                 continue;
             }
-            let dir = root.join("damaged").join("snapshots");
-            std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
-            let at = self.backend.path(Kind::Snapshot, &name);
-            match std::fs::hard_link(&at, dir.join(&name)) {
-                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(io_at(&dir)(e)),
-                _ => {}
-            }
-            let (tmp, mut f) = self.backend.temp_file().map_err(io_at(root))?;
-            let r = (|| {
-                f.write_all(copy)?;
-                f.sync_all()?;
-                drop(f);
-                std::fs::rename(&tmp, &at)?;
-                crate::backend::sync_dir(at.parent().expect("object has a parent"))
-            })();
-            if let Err(e) = r {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(io_at(&at)(e));
-            }
+            self.backend
+                .rewrite_damaged(Kind::Snapshot, &name, copy)
+                .map_err(io_at(&self.backend.path(Kind::Snapshot, &name)))?;
             n += 1;
         }
         Ok(n)

@@ -3,13 +3,13 @@
 //! (docs/design.md draws it).
 
 use super::{io_at, Error, Repository, Result, Writer};
-use crate::backend::Kind;
 use crate::compress::{Compressor, Decompressor};
 use crate::delta;
 use crate::id::{ChunkId, PackId};
 use crate::index::ChunkEntry;
 use crate::pack::{self, Base, BlobKind, Entry, PackWriter};
 use crate::progress::Progress;
+use crate::store::Kind;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::collections::HashSet;
 use std::io;
