@@ -115,22 +115,7 @@ fn derive(passphrase: &[u8], salt: &[u8], p: &KdfParams) -> Result<Zeroizing<[u8
 /// derivation's time on this machine.
 fn kdf_memory(blocks: usize) -> Vec<argon2::Block> {
     let mut v: Vec<argon2::Block> = Vec::with_capacity(blocks);
-    let bytes = blocks * std::mem::size_of::<argon2::Block>();
-    // madvise wants a page-aligned start (malloc's mmap'ed blocks start 16
-    // bytes in).
-    let start = v.as_mut_ptr() as usize;
-    let aligned = (start + 4095) & !4095;
-    if bytes > aligned - start {
-        // SAFETY: the range lies inside the vector's own (untouched)
-        // allocation; madvise only advises the kernel, changing no contents.
-        unsafe {
-            libc::madvise(
-                aligned as *mut libc::c_void,
-                bytes - (aligned - start),
-                libc::MADV_HUGEPAGE,
-            );
-        }
-    }
+    crate::sys::advise_huge_pages(&mut v);
     v.resize(blocks, argon2::Block::default());
     v
 }

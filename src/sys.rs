@@ -113,15 +113,17 @@ pub fn flock_exclusive(f: &std::fs::File) -> io::Result<()> {
     Ok(())
 }
 
-/// Asks the kernel to back `len` bytes from `ptr` (rounded in to whole
-/// pages) with huge pages; a hint only.
-pub fn advise_huge_pages(ptr: *mut u8, len: usize) {
-    let start = ptr as usize;
+/// Asks the kernel to back a vector's allocation (its whole capacity,
+/// rounded in to whole pages) with transparent huge pages; a hint only.
+pub fn advise_huge_pages<T>(v: &mut Vec<T>) {
+    let len = v.capacity() * std::mem::size_of::<T>();
+    // madvise wants a page-aligned start (malloc's mmap'ed blocks start 16
+    // bytes in).
+    let start = v.as_mut_ptr() as usize;
     let aligned = (start + 4095) & !4095;
     if len > aligned - start {
-        // SAFETY: the caller passes a range inside one live allocation;
-        // madvise with MADV_HUGEPAGE only advises the kernel and changes no
-        // contents.
+        // SAFETY: the range lies inside the vector's own allocation;
+        // MADV_HUGEPAGE only advises the kernel and changes no contents.
         unsafe {
             libc::madvise(
                 aligned as *mut libc::c_void,
