@@ -2,14 +2,14 @@
 //! chain: disk space, verify, safety snapshot, restore of each part, hooks,
 //! verification of what was restored.
 
-use super::manifest::{human, manifest, DbPart};
-use super::snapshot::snapshot;
+use super::manifest::{human, manifest, DbPart, FilesSummary, Manifest};
+use super::snapshot::{present_parts, snapshot};
 use super::{redact, stack_items, verify_files, Error, Result, StackConfig};
-use crate::docker::{self, Engine};
+use crate::docker::{self, Engine, ImageRecord};
 use crate::postgres::{self, Check};
 use crate::progress::{Progress, Unit};
 use crate::repo::{Repository, SnapshotOptions};
-use crate::snapshot::{Snapshot, Tier};
+use crate::snapshot::{Item, Snapshot, Tier};
 use crate::SnapshotId;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -53,7 +53,8 @@ pub struct Report {
     pub restored: bool,
 }
 
-fn wants(opts: &RestoreOptions, p: Part) -> bool {
+/// Whether the restore touches part `p` (all of them without `--only`).
+pub(super) fn wants(opts: &RestoreOptions, p: Part) -> bool {
     opts.only.is_none_or(|o| o == p)
 }
 
@@ -90,44 +91,88 @@ pub fn restore(
     say: &dyn Fn(&str),
 ) -> Result<Report> {
     let m = manifest(id, snap)?;
-    let mut report = Report::default();
-    let dbs: Vec<&DbPart> = if wants(opts, Part::Db) {
-        m.databases.iter().collect()
-    } else {
-        Vec::new()
-    };
-    let images = if wants(opts, Part::Images) {
-        m.images.clone()
-    } else {
-        Vec::new()
-    };
-    let files = if wants(opts, Part::Files) {
-        m.files.clone()
-    } else {
-        None
-    };
-    let mut targets = Vec::new();
-    for d in &dbs {
-        let t = cfg.database(&d.name).ok_or_else(|| {
-            Error::Refused(format!(
-                "the snapshot holds database '{}' but {} has no [[database]] named so",
-                d.name,
-                cfg.path.display()
-            ))
-        })?;
-        targets.push(t.conninfo.clone());
+    let plan = Plan::new(&m, cfg, opts)?;
+    let engine = check_disk_space(&plan, say)?;
+    verify_snapshot(repo, id, snap, opts, say)?;
+    check_alembic_revisions(&plan, opts)?;
+    if opts.dry_run {
+        describe_dry_run(&plan, cfg, say);
+        return Ok(Report::default());
     }
-    let files_root = cfg.files_root();
+    let safety = take_safety_snapshot(repo, id, cfg, opts, engine.as_ref(), progress, say)?;
+    let mut trail = Trail::new(repo, cfg, safety.as_deref());
+    let items = stack_items(repo, snap)?;
+    restore_databases(repo, &plan, &items, &mut trail, progress, say)?;
+    let image_checks = restore_images(repo, snap, &plan, &mut trail, progress, say)?;
+    restore_files(repo, snap, &plan, &mut trail, progress, say)?;
+    run_hooks(cfg, &trail, say)?;
+    let checks = verify_restored(&plan, &items, image_checks, &trail, say)?;
+    Ok(Report {
+        safety_snapshot: safety,
+        checks,
+        restored: true,
+    })
+}
 
-    // 1. Disk space at every target.
+/// What a restore touches: the parts of the manifest that `--only` selects,
+/// each database with the conninfo the config gives it, and the directory
+/// the files go under.
+struct Plan<'m> {
+    /// Each database part with the conninfo it is restored into.
+    dbs: Vec<(&'m DbPart, String)>,
+    images: &'m [ImageRecord],
+    files: Option<&'m FilesSummary>,
+    files_root: PathBuf,
+}
+
+impl<'m> Plan<'m> {
+    /// Selects the parts; refuses a database the config has no
+    /// `[[database]]` for.
+    fn new(m: &'m Manifest, cfg: &StackConfig, opts: &RestoreOptions) -> Result<Plan<'m>> {
+        let mut dbs = Vec::new();
+        if wants(opts, Part::Db) {
+            for d in &m.databases {
+                let t = cfg.database(&d.name).ok_or_else(|| {
+                    Error::Refused(format!(
+                        "the snapshot holds database '{}' but {} has no [[database]] named so",
+                        d.name,
+                        cfg.path.display()
+                    ))
+                })?;
+                dbs.push((d, t.conninfo.clone()));
+            }
+        }
+        Ok(Plan {
+            dbs,
+            images: if wants(opts, Part::Images) {
+                &m.images
+            } else {
+                &[]
+            },
+            files: if wants(opts, Part::Files) {
+                m.files.as_ref()
+            } else {
+                None
+            },
+            files_root: cfg.files_root(),
+        })
+    }
+}
+
+/// Step 1: refuses, before anything is changed, when a filesystem a part is
+/// restored onto lacks room for it (the parts' sizes plus 10% and 64 MiB per
+/// filesystem; a database counts half again its dump for tables and
+/// indexes). Connects to the Docker engine when images are restored, to find
+/// its data root, and returns it for the safety snapshot.
+fn check_disk_space(plan: &Plan, say: &dyn Fn(&str)) -> Result<Option<Engine>> {
     say("1/6 disk space");
-    let engine = if images.is_empty() {
+    let engine = if plan.images.is_empty() {
         None
     } else {
         Some(Engine::connect()?)
     };
     let mut needs: Vec<(String, PathBuf, u64)> = Vec::new();
-    for (d, conninfo) in dbs.iter().zip(&targets) {
+    for (d, conninfo) in &plan.dbs {
         if let Some(dir) = postgres::data_directory(conninfo) {
             // Tables and indexes take more room than their dump.
             needs.push((format!("database {}", d.name), dir, d.size + d.size / 2));
@@ -138,12 +183,12 @@ pub fn restore(
             needs.push((
                 "Docker data root".into(),
                 dir,
-                images.iter().map(|i| i.size).sum(),
+                plan.images.iter().map(|i| i.size).sum(),
             ));
         }
     }
-    if let Some(f) = &files {
-        needs.push(("files".into(), files_root.clone(), f.bytes));
+    if let Some(f) = plan.files {
+        needs.push(("files".into(), plan.files_root.clone(), f.bytes));
     }
     let mut per_fs: std::collections::BTreeMap<u64, (u64, u64, Vec<String>)> = Default::default();
     for (what, dir, need) in &needs {
@@ -175,8 +220,18 @@ pub fn restore(
             )));
         }
     }
+    Ok(engine)
+}
 
-    // 2. The snapshot is whole.
+/// Step 2: refuses a damaged snapshot, checked through the index and the
+/// packs, or by reading every chunk with `--verify-data`.
+fn verify_snapshot(
+    repo: &Repository,
+    id: &SnapshotId,
+    snap: &Snapshot,
+    opts: &RestoreOptions,
+    say: &dyn Fn(&str),
+) -> Result<()> {
     say(&format!(
         "2/6 verify snapshot {} ({})",
         id.short(),
@@ -192,98 +247,150 @@ pub fn restore(
             id.short()
         )));
     }
-    // A database restored alone must match the code that stays.
-    if opts.only == Some(Part::Db) {
-        for (d, conninfo) in dbs.iter().zip(&targets) {
-            if let Some(rev) = postgres::revision(conninfo)? {
-                if Some(&rev) != d.alembic_revision.as_ref() && !opts.force {
-                    return Err(Error::Refused(format!(
-                        "database '{}' is at Alembic revision {rev} but the snapshot is at {}: restoring it alone would mismatch code and schema; restore the whole stack, or --force",
-                        d.name,
-                        d.alembic_revision.as_deref().unwrap_or("no revision")
-                    )));
-                }
+    Ok(())
+}
+
+/// Step 2, for a database restored alone (`--only db`): a database restored
+/// alone must match the code that stays, so a running database at another
+/// Alembic revision than the snapshot's is refused unless `--force`.
+fn check_alembic_revisions(plan: &Plan, opts: &RestoreOptions) -> Result<()> {
+    if opts.only != Some(Part::Db) {
+        return Ok(());
+    }
+    for (d, conninfo) in &plan.dbs {
+        if let Some(rev) = postgres::revision(conninfo)? {
+            if Some(&rev) != d.alembic_revision.as_ref() && !opts.force {
+                return Err(Error::Refused(format!(
+                    "database '{}' is at Alembic revision {rev} but the snapshot is at {}: restoring it alone would mismatch code and schema; restore the whole stack, or --force",
+                    d.name,
+                    d.alembic_revision.as_deref().unwrap_or("no revision")
+                )));
             }
         }
     }
+    Ok(())
+}
 
-    if opts.dry_run {
-        say("3/6 would take a safety snapshot of the parts present now (tier safety)");
-        for (d, conninfo) in dbs.iter().zip(&targets) {
-            say(&format!(
-                "4/6 would drop, recreate and restore database '{}' ({}) from {} of dump",
-                d.name,
-                redact(conninfo),
-                human(d.size)
-            ));
-        }
-        for i in &images {
-            say(&format!("4/6 would load image {} ({})", i.reference, i.id));
-        }
-        if let Some(f) = &files {
-            say(&format!(
-                "4/6 would restore {} file entries ({}) under {}",
-                f.entries,
-                human(f.bytes),
-                files_root.display()
-            ));
-        }
-        for h in &cfg.hooks.post_restore {
-            say(&format!("5/6 would run: {h}"));
-        }
-        say("6/6 would verify row counts and revisions, image ids and file checksums");
-        return Ok(report);
+/// `--dry-run`, after the checks: says what steps 3 to 6 would do, and
+/// changes nothing.
+fn describe_dry_run(plan: &Plan, cfg: &StackConfig, say: &dyn Fn(&str)) {
+    say("3/6 would take a safety snapshot of the parts present now (tier safety)");
+    for (d, conninfo) in &plan.dbs {
+        say(&format!(
+            "4/6 would drop, recreate and restore database '{}' ({}) from {} of dump",
+            d.name,
+            redact(conninfo),
+            human(d.size)
+        ));
     }
+    for i in plan.images {
+        say(&format!("4/6 would load image {} ({})", i.reference, i.id));
+    }
+    if let Some(f) = plan.files {
+        say(&format!(
+            "4/6 would restore {} file entries ({}) under {}",
+            f.entries,
+            human(f.bytes),
+            plan.files_root.display()
+        ));
+    }
+    for h in &cfg.hooks.post_restore {
+        say(&format!("5/6 would run: {h}"));
+    }
+    say("6/6 would verify row counts and revisions, image ids and file checksums");
+}
 
-    // 3. Safety snapshot of what is there now.
-    if opts.safety_snapshot {
-        let present = present_parts(cfg, opts, engine.as_ref(), say);
-        match present {
-            Some(current) => {
-                let safety = SnapshotOptions {
-                    name: format!("safety-{}", cfg.name),
-                    tier: Tier::Safety,
-                    labels: [("restoring".to_string(), id.to_hex())]
-                        .into_iter()
-                        .collect(),
-                    meta: Default::default(),
-                };
-                let (sid, _) = snapshot(repo, &current, &safety, progress)?;
-                say(&format!("3/6 safety snapshot {} taken", sid.short()));
-                report.safety_snapshot = Some(sid.to_hex());
-            }
-            None => say("3/6 safety snapshot: nothing there to keep"),
-        }
-    } else {
+/// Step 3: snapshots the parts of the stack present now (tier `safety`,
+/// labelled with the snapshot being restored), so the restore can be
+/// undone. Returns the safety snapshot's id, or None when it was skipped
+/// (`--no-safety-snapshot`) or nothing was there to keep.
+fn take_safety_snapshot(
+    repo: &Repository,
+    id: &SnapshotId,
+    cfg: &StackConfig,
+    opts: &RestoreOptions,
+    engine: Option<&Engine>,
+    progress: &dyn Progress,
+    say: &dyn Fn(&str),
+) -> Result<Option<String>> {
+    if !opts.safety_snapshot {
         say("3/6 safety snapshot: skipped (--no-safety-snapshot)");
+        return Ok(None);
     }
-    let back = match &report.safety_snapshot {
-        Some(s) => format!(
-            "To go back to the state before this restore: relic -r {} restore {} --config {}",
-            repo.backend().root().display(),
-            &s[..8],
-            cfg.path.display()
-        ),
-        None => "No safety snapshot was taken.".to_string(),
+    let Some(current) = present_parts(cfg, opts, engine, say) else {
+        say("3/6 safety snapshot: nothing there to keep");
+        return Ok(None);
     };
-    let mut done: Vec<String> = Vec::new();
-    let failed = |step: &str, what: String, done: &[String]| Error::Failed {
-        step: step.to_string(),
-        what,
-        done: if done.is_empty() {
-            "Nothing was changed before it.\n".to_string()
-        } else {
-            format!(
-                "Already restored: {}; nothing after it was touched.\n",
-                done.join(", ")
-            )
-        },
-        back: back.clone(),
+    let safety = SnapshotOptions {
+        name: format!("safety-{}", cfg.name),
+        tier: Tier::Safety,
+        labels: [("restoring".to_string(), id.to_hex())]
+            .into_iter()
+            .collect(),
+        meta: Default::default(),
     };
+    let (sid, _) = snapshot(repo, &current, &safety, progress)?;
+    say(&format!("3/6 safety snapshot {} taken", sid.short()));
+    Ok(Some(sid.to_hex()))
+}
 
-    // 4. Restore: databases, images, files.
-    let items = stack_items(repo, snap)?;
-    for (d, conninfo) in dbs.iter().zip(&targets) {
+/// What the restore has changed so far, and how to go back: every failure
+/// from step 4 on reports both.
+struct Trail {
+    /// The parts restored so far.
+    done: Vec<String>,
+    /// The command that restores the safety snapshot, or a note that none
+    /// was taken.
+    back: String,
+}
+
+impl Trail {
+    fn new(repo: &Repository, cfg: &StackConfig, safety: Option<&str>) -> Trail {
+        let back = match safety {
+            Some(s) => format!(
+                "To go back to the state before this restore: relic -r {} restore {} --config {}",
+                repo.backend().root().display(),
+                &s[..8],
+                cfg.path.display()
+            ),
+            None => "No safety snapshot was taken.".to_string(),
+        };
+        Trail {
+            done: Vec::new(),
+            back,
+        }
+    }
+
+    /// The error for `step` failing with `what`, saying what was already
+    /// restored and how to go back.
+    fn failed(&self, step: &str, what: String) -> Error {
+        Error::Failed {
+            step: step.to_string(),
+            what,
+            done: if self.done.is_empty() {
+                "Nothing was changed before it.\n".to_string()
+            } else {
+                format!(
+                    "Already restored: {}; nothing after it was touched.\n",
+                    self.done.join(", ")
+                )
+            },
+            back: self.back.clone(),
+        }
+    }
+}
+
+/// Step 4, databases: drops, recreates and loads each database from its
+/// dump, one after the other.
+fn restore_databases(
+    repo: &Repository,
+    plan: &Plan,
+    items: &[Item],
+    trail: &mut Trail,
+    progress: &dyn Progress,
+    say: &dyn Fn(&str),
+) -> Result<()> {
+    for (d, conninfo) in &plan.dbs {
         say(&format!(
             "4/6 restoring database '{}' into {}",
             d.name,
@@ -293,11 +400,7 @@ pub fn restore(
             .iter()
             .find(|i| i.path == d.item.as_bytes())
             .ok_or_else(|| {
-                failed(
-                    "database restore",
-                    format!("item {} is missing", d.item),
-                    &done,
-                )
+                trail.failed("database restore", format!("item {} is missing", d.item))
             })?;
         progress.start(
             &format!("restoring {}", d.name),
@@ -312,41 +415,65 @@ pub fn restore(
             "",
             progress,
         )
-        .map_err(|e| {
-            failed(
-                &format!("restoring database '{}'", d.name),
-                e.to_string(),
-                &done,
-            )
-        })?;
+        .map_err(|e| trail.failed(&format!("restoring database '{}'", d.name), e.to_string()))?;
         progress.finish();
-        done.push(format!("database {}", d.name));
+        trail.done.push(format!("database {}", d.name));
     }
-    let mut image_checks = Vec::new();
-    if !images.is_empty() {
-        image_checks = docker::restore(repo, snap, None, progress, say)
-            .map_err(|e| failed("loading the images", e.to_string(), &done))?;
-        done.push("images".into());
-    }
-    if files.is_some() {
-        say(&format!(
-            "4/6 restoring files under {}",
-            files_root.display()
-        ));
-        crate::files::restore_mapped(
-            repo,
-            snap,
-            &files_root,
-            &|p| p.strip_prefix(b"files/").map(<[u8]>::to_vec),
-            progress,
-        )
-        .and_then(crate::files::RestoreStats::ensure_complete)
-        .map_err(|e| failed("restoring the files", e.to_string(), &done))?;
-        done.push("files".into());
-    }
-    report.restored = true;
+    Ok(())
+}
 
-    // 5. Hooks.
+/// Step 4, images: loads the snapshot's images into the engine; returns the
+/// load's checks that every recorded tag points at its recorded image id.
+fn restore_images(
+    repo: &Repository,
+    snap: &Snapshot,
+    plan: &Plan,
+    trail: &mut Trail,
+    progress: &dyn Progress,
+    say: &dyn Fn(&str),
+) -> Result<Vec<Check>> {
+    if plan.images.is_empty() {
+        return Ok(Vec::new());
+    }
+    let checks = docker::restore(repo, snap, None, progress, say)
+        .map_err(|e| trail.failed("loading the images", e.to_string()))?;
+    trail.done.push("images".into());
+    Ok(checks)
+}
+
+/// Step 4, files: restores the snapshot's `files/` items under the stack's
+/// files root; every item must be restored.
+fn restore_files(
+    repo: &Repository,
+    snap: &Snapshot,
+    plan: &Plan,
+    trail: &mut Trail,
+    progress: &dyn Progress,
+    say: &dyn Fn(&str),
+) -> Result<()> {
+    if plan.files.is_none() {
+        return Ok(());
+    }
+    say(&format!(
+        "4/6 restoring files under {}",
+        plan.files_root.display()
+    ));
+    crate::files::restore_mapped(
+        repo,
+        snap,
+        &plan.files_root,
+        &|p| p.strip_prefix(b"files/").map(<[u8]>::to_vec),
+        progress,
+    )
+    .and_then(crate::files::RestoreStats::ensure_complete)
+    .map_err(|e| trail.failed("restoring the files", e.to_string()))?;
+    trail.done.push("files".into());
+    Ok(())
+}
+
+/// Step 5: runs the config's post-restore hooks (`sh -c`, in the config's
+/// directory), in order; one failing or exiting non-zero fails the restore.
+fn run_hooks(cfg: &StackConfig, trail: &Trail, say: &dyn Fn(&str)) -> Result<()> {
     for h in &cfg.hooks.post_restore {
         say(&format!("5/6 running: {h}"));
         let st = Command::new("sh")
@@ -354,90 +481,46 @@ pub fn restore(
             .arg(h)
             .current_dir(cfg.dir())
             .status()
-            .map_err(|e| failed("post-restore hook", format!("{h}: {e}"), &done))?;
+            .map_err(|e| trail.failed("post-restore hook", format!("{h}: {e}")))?;
         if !st.success() {
-            return Err(failed(
-                "post-restore hook",
-                format!("{h} exited with {st}"),
-                &done,
-            ));
+            return Err(trail.failed("post-restore hook", format!("{h} exited with {st}")));
         }
     }
+    Ok(())
+}
 
-    // 6. Verify.
-    for (d, conninfo) in dbs.iter().zip(&targets) {
+/// Step 6: checks what was restored (each database's tables, row counts
+/// and revision, each image tag's id from step 4, each file's size and
+/// BLAKE3) and returns the checks; any mismatch fails the restore.
+fn verify_restored(
+    plan: &Plan,
+    items: &[Item],
+    image_checks: Vec<Check>,
+    trail: &Trail,
+    say: &dyn Fn(&str),
+) -> Result<Vec<Check>> {
+    let mut checks = Vec::new();
+    for (d, conninfo) in &plan.dbs {
         for mut c in postgres::verify_db(conninfo, &d.info())? {
             c.what = format!("{}: {}", d.name, c.what);
-            report.checks.push(c);
+            checks.push(c);
         }
     }
     for mut c in image_checks {
         c.what = format!("image {}", c.what);
-        report.checks.push(c);
+        checks.push(c);
     }
-    if files.is_some() {
-        report.checks.extend(verify_files(&items, &files_root)?);
+    if plan.files.is_some() {
+        checks.extend(verify_files(items, &plan.files_root)?);
     }
-    say(&format!("6/6 verified {} checks", report.checks.len()));
-    let bad: Vec<String> = report
-        .checks
+    say(&format!("6/6 verified {} checks", checks.len()));
+    let bad: Vec<String> = checks
         .iter()
         .filter(|c| !c.ok)
         .map(|c| format!("  {}: expected {}, found {}", c.what, c.expected, c.found))
         .collect();
     if !bad.is_empty() {
-        return Err(failed(
-            "verification",
-            format!("\n{}", bad.join("\n")),
-            &done,
-        ));
+        return Err(trail.failed("verification", format!("\n{}", bad.join("\n"))));
     }
-    Ok(report)
-}
-
-/// The stack with only the parts that exist now (for the safety snapshot);
-/// None when nothing exists.
-fn present_parts(
-    cfg: &StackConfig,
-    opts: &RestoreOptions,
-    engine: Option<&Engine>,
-    say: &dyn Fn(&str),
-) -> Option<StackConfig> {
-    let mut c = cfg.clone();
-    c.git = None;
-    c.databases.retain(|d| {
-        let ok = wants(opts, Part::Db) && postgres::revision(&d.conninfo).is_ok();
-        if !ok && wants(opts, Part::Db) {
-            say(&format!(
-                "    database '{}' is not reachable now: not in the safety snapshot",
-                d.name
-            ));
-        }
-        ok
-    });
-    c.images.retain(|r| {
-        let ok = wants(opts, Part::Images) && engine.is_some_and(|e| e.inspect(r).is_ok());
-        if !ok && wants(opts, Part::Images) {
-            say(&format!(
-                "    image {r} is not in the engine now: not in the safety snapshot"
-            ));
-        }
-        ok
-    });
-    let root = cfg.files_root();
-    if let Some(f) = &mut c.files {
-        if wants(opts, Part::Files) {
-            f.paths
-                .retain(|p| std::fs::symlink_metadata(root.join(p)).is_ok());
-        } else {
-            f.paths.clear();
-        }
-        if f.paths.is_empty() {
-            c.files = None;
-        }
-    }
-    if c.databases.is_empty() && c.images.is_empty() && c.files.is_none() {
-        return None;
-    }
-    Some(c)
+    Ok(checks)
 }

@@ -1,7 +1,9 @@
-//! Making a stack snapshot (every part in one snapshot, with its manifest)
+//! Making a stack snapshot (every part in one snapshot, with its manifest),
+//! choosing the parts present now that a restore's safety snapshot keeps,
 //! and finding the newest immaculate baseline of a stack.
 
 use super::manifest::{manifest, DbPart, FilesSummary, GitState, Manifest, MANIFEST_KEY};
+use super::restore::{wants, Part, RestoreOptions};
 use super::{Error, Result, StackConfig};
 use crate::docker::{self, Engine};
 use crate::postgres;
@@ -144,6 +146,53 @@ fn git_state(path: &Path) -> Result<GitState> {
         commit: run(&["rev-parse", "HEAD"])?,
         dirty: !run(&["status", "--porcelain"])?.is_empty(),
     })
+}
+
+/// The stack with only the parts that exist now (for the safety snapshot);
+/// None when nothing exists.
+pub(super) fn present_parts(
+    cfg: &StackConfig,
+    opts: &RestoreOptions,
+    engine: Option<&Engine>,
+    say: &dyn Fn(&str),
+) -> Option<StackConfig> {
+    let mut c = cfg.clone();
+    c.git = None;
+    c.databases.retain(|d| {
+        let ok = wants(opts, Part::Db) && postgres::revision(&d.conninfo).is_ok();
+        if !ok && wants(opts, Part::Db) {
+            say(&format!(
+                "    database '{}' is not reachable now: not in the safety snapshot",
+                d.name
+            ));
+        }
+        ok
+    });
+    c.images.retain(|r| {
+        let ok = wants(opts, Part::Images) && engine.is_some_and(|e| e.inspect(r).is_ok());
+        if !ok && wants(opts, Part::Images) {
+            say(&format!(
+                "    image {r} is not in the engine now: not in the safety snapshot"
+            ));
+        }
+        ok
+    });
+    let root = cfg.files_root();
+    if let Some(f) = &mut c.files {
+        if wants(opts, Part::Files) {
+            f.paths
+                .retain(|p| std::fs::symlink_metadata(root.join(p)).is_ok());
+        } else {
+            f.paths.clear();
+        }
+        if f.paths.is_empty() {
+            c.files = None;
+        }
+    }
+    if c.databases.is_empty() && c.images.is_empty() && c.files.is_none() {
+        return None;
+    }
+    Some(c)
 }
 
 /// The newest immaculate stack snapshot of this stack.
