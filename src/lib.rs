@@ -11,6 +11,7 @@ pub mod chunker;
 pub mod compress;
 pub mod crypto;
 pub mod delta;
+pub mod diff;
 pub mod docker;
 pub mod files;
 pub mod id;
