@@ -12,7 +12,7 @@ use crate::repo::{Repository, SnapshotOptions};
 use crate::snapshot::{Item, Snapshot, Tier};
 use crate::SnapshotId;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 /// Which parts a restore touches.
@@ -56,26 +56,6 @@ pub struct Report {
 /// Whether the restore touches part `p` (all of them without `--only`).
 pub(super) fn wants(opts: &RestoreOptions, p: Part) -> bool {
     opts.only.is_none_or(|o| o == p)
-}
-
-/// Free bytes and device of the filesystem holding `path` (or its nearest
-/// existing ancestor).
-fn free_space(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::MetadataExt;
-    let mut p = path;
-    loop {
-        if let Ok(m) = std::fs::metadata(p) {
-            let c = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
-            let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-            // SAFETY: statvfs fills the struct we own from a valid C string.
-            if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-                return None;
-            }
-            return Some((st.f_bavail as u64 * st.f_frsize as u64, m.dev()));
-        }
-        p = p.parent()?;
-    }
 }
 
 /// Restores a stack snapshot through the chain: disk space, verify, safety
@@ -192,7 +172,7 @@ fn check_disk_space(plan: &Plan, say: &dyn Fn(&str)) -> Result<Option<Engine>> {
     }
     let mut per_fs: std::collections::BTreeMap<u64, (u64, u64, Vec<String>)> = Default::default();
     for (what, dir, need) in &needs {
-        match free_space(dir) {
+        match crate::sys::free_space(dir) {
             Some((free, dev)) => {
                 let e = per_fs.entry(dev).or_insert((free, 0, Vec::new()));
                 e.1 += need + need / 10 + (64 << 20);
