@@ -26,6 +26,7 @@ pub mod prune;
 pub mod remote;
 pub mod repo;
 pub mod retention;
+pub mod runtime;
 pub mod snapshot;
 pub mod stack;
 pub mod store;

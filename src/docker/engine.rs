@@ -18,7 +18,7 @@ const TIMEOUT_SECS: u64 = 6 * 3600;
 pub struct Engine {
     docker: Docker,
     host: String,
-    rt: tokio::runtime::Runtime,
+    rt: &'static crate::runtime::Runtime,
 }
 
 /// What the engine says about one image.
@@ -44,11 +44,7 @@ impl Engine {
             host: host.clone(),
             what,
         };
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .map_err(Error::Runtime)?;
+        let rt = crate::runtime::get().map_err(Error::Runtime)?;
         let docker = if let Some(path) = host.strip_prefix("unix://") {
             Docker::connect_with_unix(path, TIMEOUT_SECS, API_DEFAULT_VERSION)
         } else if host.starts_with("tcp://") || host.starts_with("http://") {

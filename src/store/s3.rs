@@ -30,7 +30,7 @@ pub struct S3 {
     lock: objectlock::Client,
     bucket: String,
     prefix: String,
-    rt: tokio::runtime::Runtime,
+    rt: &'static crate::runtime::Runtime,
 }
 
 impl S3 {
@@ -80,11 +80,10 @@ impl S3 {
             bucket.to_string(),
         )
         .map_err(|e| bad(e.to_string()))?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| bad(e.to_string()))?;
+        let rt = crate::runtime::get().map_err(|source| Error::Io {
+            store: describe.clone(),
+            source,
+        })?;
         Ok(S3 {
             store,
             lock,
