@@ -72,11 +72,22 @@ impl Local {
             host_tag(),
             hex::encode(r)
         ));
-        let file = OpenOptions::new()
-            .write(true)
-            .read(true)
-            .create_new(true)
-            .open(&path)?;
+        let open = || {
+            OpenOptions::new()
+                .write(true)
+                .read(true)
+                .create_new(true)
+                .open(&path)
+        };
+        // A copy of a repository that lost its empty directories (git, some
+        // archivers, object storage) is still a repository.
+        let file = match open() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && self.root.exists() => {
+                fs::create_dir_all(self.root.join("tmp"))?;
+                open()?
+            }
+            r => r?,
+        };
         Ok(TempObject {
             path,
             file: Some(file),
@@ -160,6 +171,11 @@ impl Local {
             return Ok(out);
         }
         let base = self.root.join(kind.dir());
+        // A kind's directory may be missing in a copy that lost its empty
+        // directories; the root itself must be there.
+        if !base.exists() && self.root.exists() {
+            return Ok(out);
+        }
         if kind == Kind::Pack {
             for sub in fs::read_dir(&base)? {
                 let sub = sub?;
@@ -231,11 +247,13 @@ impl Local {
     /// for it; released when the returned file is dropped (or the process
     /// dies, so it is never stale).
     pub fn flock(&self, name: &str) -> io::Result<File> {
+        let dir = self.root.join("locks");
+        fs::create_dir_all(&dir)?;
         let f = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(self.root.join("locks").join(name))?;
+            .open(dir.join(name))?;
         crate::sys::flock_exclusive(&f)?;
         Ok(f)
     }
@@ -428,6 +446,19 @@ mod tests {
         assert_eq!(b.read(Kind::Pack, &name).unwrap(), b"one");
         assert_eq!(b.list(Kind::Pack).unwrap(), vec![name]);
         assert!(fs::read_dir(d.path().join("tmp")).unwrap().next().is_none());
+    }
+
+    #[test]
+    fn a_copy_without_its_empty_directories_is_written_to() {
+        let d = tempfile::tempdir().unwrap();
+        let b = Local::new(d.path());
+        assert!(b.list(Kind::Lock).unwrap().is_empty());
+        let name = "ef".repeat(32);
+        assert!(b.write_once(Kind::Pack, &name, b"p").unwrap());
+        assert!(b.write_once(Kind::Lock, &name, b"l").unwrap());
+        drop(b.flock("name-x.flock").unwrap());
+        assert_eq!(b.list(Kind::Pack).unwrap(), vec![name]);
+        assert!(Local::new(d.path().join("gone")).list(Kind::Pack).is_err());
     }
 
     #[test]
