@@ -15,8 +15,9 @@
 //! into the copy and reads it back: the repository keeps its format.
 //!
 //! The fixtures hold only repository objects (`config`, `keys/`, `packs/`,
-//! `snapshots/`): the index is rebuilt from them on open, and git keeps no
-//! empty directories, so the copy gets back the ones `init` creates.
+//! `snapshots/`): the index is rebuilt from them on open. Git keeps no
+//! empty directories, so the copy is also a repository that lost them
+//! (`locks/`, `tmp/`, most `packs/<xx>/`): relic must recreate them.
 //!
 //! `scripts/make-compat-fixtures.sh` regenerates them, writing the source
 //! content with the ignored test [`write_fixture_source`]. Never change the
@@ -363,8 +364,8 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A copy of fixture `version` in a temp dir, with the empty directories
-/// of a repository's layout (git keeps none).
+/// A copy of fixture `version` in a temp dir, as git has it: without the
+/// empty directories of a repository's layout.
 fn copy_fixture(version: u32) -> (tempfile::TempDir, PathBuf) {
     let src = fixture(version);
     assert!(
@@ -382,12 +383,6 @@ fn copy_fixture(version: u32) -> (tempfile::TempDir, PathBuf) {
     let d = tempfile::tempdir().unwrap();
     let repo = d.path().join("repo");
     copy_dir(&src, &repo);
-    for dir in ["locks", "tmp"] {
-        std::fs::create_dir_all(repo.join(dir)).unwrap();
-    }
-    for i in 0..=255u8 {
-        std::fs::create_dir_all(repo.join("packs").join(format!("{i:02x}"))).unwrap();
-    }
     (d, repo)
 }
 
