@@ -33,6 +33,8 @@ pub enum Error {
     Corrupt { id: String, what: String },
     #[error("no snapshot matches '{0}'; `relic snapshots` lists them")]
     NotFound(String),
+    #[error("no immaculate or sacred snapshot is named '{0}'; `relic snapshots` lists them")]
+    NoBaseline(String),
     #[error("'{spec}' matches several snapshots ({ids}); give more of the id")]
     Ambiguous { spec: String, ids: String },
     #[error("unknown tier '{0}' (daily, named, immaculate, sacred, safety)")]

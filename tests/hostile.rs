@@ -49,7 +49,7 @@ fn craft(repo: &Path, name: &str, items: Vec<Item>) -> String {
                 }
                 w.add_item(&it)?;
             }
-            Ok(())
+            Ok::<_, relic::repo::Error>(())
         })
         .unwrap();
     id.to_hex()

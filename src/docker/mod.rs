@@ -161,12 +161,10 @@ fn store_archive(
     w: &mut repo::Writer<'_>,
     reader: impl Read,
     item: &str,
-) -> repo::Result<Vec<ArchiveImage>> {
+) -> Result<Vec<ArchiveImage>> {
     let mut split = TarSplitter::new(reader);
     let s = w.store_segments(&mut split)?;
-    let images = split
-        .images()
-        .map_err(|e| repo::Error::Source(e.to_string()))?;
+    let images = split.images()?;
     w.add_item(&s.into_item(item, 0o644))?;
     Ok(images)
 }
@@ -192,7 +190,7 @@ pub fn backup(
         .map(|r| engine.inspect(r))
         .collect::<Result<Vec<_>>>()?;
     let mut records = Vec::new();
-    let r = repo.backup(opts, progress, |w| {
+    repo.backup(opts, progress, |w| {
         for (r, info) in refs.iter().zip(&found) {
             records.push(export_into(w, &engine, r, info, progress)?);
         }
@@ -201,8 +199,7 @@ pub fn backup(
             serde_json::to_string(&records).expect("records serialize"),
         );
         Ok(())
-    });
-    Ok(r?)
+    })
 }
 
 /// Exports one image (looked up as `info`) into the write session as the
@@ -213,7 +210,7 @@ pub fn export_into(
     reference: &str,
     info: &EngineImage,
     progress: &dyn Progress,
-) -> repo::Result<ImageRecord> {
+) -> Result<ImageRecord> {
     progress.start(
         &format!("exporting {reference}"),
         Some(info.size),
@@ -222,20 +219,20 @@ pub fn export_into(
     let item = item_name(reference);
     let images = store_archive(w, engine.export(reference), &item)?;
     let [img] = images.as_slice() else {
-        return Err(repo::Error::Source(format!(
-            "the engine exported {} images for '{reference}', expected one",
-            images.len()
-        )));
+        return Err(Error::Engine {
+            host: engine.host().to_string(),
+            what: format!(
+                "it exported {} images for '{reference}', expected one",
+                images.len()
+            ),
+        });
     };
     if img.id != info.id {
-        return Err(repo::Error::Source(
-            Error::Changed {
-                image: reference.to_string(),
-                before: info.id.clone(),
-                after: img.id.clone(),
-            }
-            .to_string(),
-        ));
+        return Err(Error::Changed {
+            image: reference.to_string(),
+            before: info.id.clone(),
+            after: img.id.clone(),
+        });
     }
     Ok(ImageRecord {
         item,
@@ -257,7 +254,7 @@ pub fn backup_archive(
     progress: &dyn Progress,
 ) -> Result<(SnapshotId, Snapshot)> {
     let item = item_name(item);
-    let r = repo.backup(opts, progress, |w| {
+    repo.backup(opts, progress, |w| {
         let images = store_archive(w, reader, &item)?;
         let records: Vec<_> = images
             .into_iter()
@@ -276,8 +273,7 @@ pub fn backup_archive(
             serde_json::to_string(&records).expect("records serialize"),
         );
         Ok(())
-    });
-    Ok(r?)
+    })
 }
 
 /// The items holding the selected images, each once, in snapshot order.

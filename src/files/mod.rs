@@ -107,9 +107,9 @@ pub fn backup_under(
 ) -> Result<()> {
     for p in paths {
         let rel = relative_inside(p).ok_or_else(|| {
-            Error::Source(format!(
-                "{}: a stack file must be a relative path inside the stack's root",
-                p.display()
+            io_err(p)(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a stack file must be a relative path inside the stack's root",
             ))
         })?;
         let full = root.join(p);

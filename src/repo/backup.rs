@@ -1,7 +1,7 @@
 //! A backup: a write session under a shared lock, then the snapshot
 //! naming what it stored, its name checked again atomically with the write.
 
-use super::{now_ns, FinishedTree, Repository, Result, Writer};
+use super::{Error, now_ns, FinishedTree, Repository, Result, Writer};
 use crate::id::SnapshotId;
 use crate::progress::Progress;
 use crate::snapshot::{self, Snapshot};
@@ -19,7 +19,32 @@ pub struct SnapshotOptions {
 impl Repository {
     /// Runs `f` to store items, then writes the snapshot naming them. Nothing
     /// is listed unless `f` and every pack write succeed.
-    pub fn backup(
+    ///
+    /// `f` fails with the caller's own error type, which a failure of the
+    /// repository converts into, so a source's typed error (an image that
+    /// changed while exported, a dump that failed) reaches the caller as
+    /// it was.
+    pub fn backup<E: From<Error>>(
+        &self,
+        opts: &SnapshotOptions,
+        progress: &dyn Progress,
+        f: impl FnOnce(&mut Writer<'_>) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(SnapshotId, Snapshot), E> {
+        let mut failed = None;
+        let r = self.backup_inner(opts, progress, |w| match f(w) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                failed = Some(e);
+                Err(Error::SourceFailed)
+            }
+        });
+        match (r, failed) {
+            (_, Some(e)) => Err(e),
+            (r, None) => Ok(r?),
+        }
+    }
+
+    fn backup_inner(
         &self,
         opts: &SnapshotOptions,
         progress: &dyn Progress,

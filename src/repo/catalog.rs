@@ -137,7 +137,7 @@ impl Repository {
         let (_, old) = snaps
             .iter()
             .find(|(i, _)| i == id)
-            .ok_or_else(|| Error::Source(format!("no snapshot {}", id.short())))?;
+            .ok_or_else(|| snapshot::Error::NotFound(id.short()))?;
         if matches!(
             old.tier,
             snapshot::Tier::Immaculate | snapshot::Tier::Sacred
@@ -201,9 +201,7 @@ impl Repository {
             })
             .collect();
         if victims.is_empty() {
-            return Err(Error::Source(format!(
-                "no immaculate or sacred snapshot is named '{name}' (`relic snapshots` lists them)"
-            )));
+            return Err(snapshot::Error::NoBaseline(name.to_string()).into());
         }
         let _lock = Lock::acquire(&self.backend, false, LOCK_WAIT)?;
         let record = AuditRecord {

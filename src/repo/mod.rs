@@ -101,6 +101,10 @@ pub enum Error {
     PassphraseRequired,
     #[error("key slot: {0}")]
     KeySlot(String),
+    /// Only seen inside [`Repository::backup`], which returns the source's
+    /// own error instead.
+    #[error("the source of the backup failed")]
+    SourceFailed,
     #[error("{0}")]
     Source(String),
 }

@@ -8,7 +8,7 @@ use super::{Error, Result, StackConfig};
 use crate::docker::{self, Engine};
 use crate::postgres;
 use crate::progress::{Progress, Unit};
-use crate::repo::{self, Repository, SnapshotOptions};
+use crate::repo::{Repository, SnapshotOptions};
 use crate::snapshot::{Snapshot, Tier};
 use crate::SnapshotId;
 use std::path::Path;
@@ -48,18 +48,11 @@ pub fn snapshot(
         git,
         ..Default::default()
     };
-    let mut failure: Option<Error> = None;
-    let r = repo.backup(opts, progress, |w| {
-        let mut fail = |e: Error| {
-            let msg = e.to_string();
-            failure = Some(e);
-            repo::Error::Source(msg)
-        };
+    repo.backup(opts, progress, |w| {
         for d in &cfg.databases {
             progress.start(&format!("dumping {}", d.name), None, Unit::Bytes);
-            let pg = postgres::config(Some(&d.conninfo)).map_err(|e| fail(e.into()))?;
-            let (info, s) =
-                postgres::dump_into(w, Some(&d.conninfo), &pg).map_err(|e| fail(e.into()))?;
+            let pg = postgres::config(Some(&d.conninfo))?;
+            let (info, s) = postgres::dump_into(w, Some(&d.conninfo), &pg)?;
             let item = format!("db/{}.sql", d.name);
             m.databases.push(DbPart {
                 name: d.name.clone(),
@@ -110,12 +103,7 @@ pub fn snapshot(
             );
         }
         Ok(())
-    });
-    match (r, failure) {
-        (Ok(r), _) => Ok(r),
-        (Err(_), Some(e)) => Err(e),
-        (Err(e), None) => Err(e.into()),
-    }
+    })
 }
 
 fn git_state(path: &Path) -> Result<GitState> {
