@@ -1,7 +1,7 @@
 //! A backup: a write session under a shared lock, then the snapshot
 //! naming what it stored, its name checked again atomically with the write.
 
-use super::{Error, now_ns, FinishedTree, Repository, Result, Writer};
+use super::{now_ns, Error, FinishedTree, Repository, Result, Writer};
 use crate::id::SnapshotId;
 use crate::progress::Progress;
 use crate::snapshot::{self, Snapshot};

@@ -331,3 +331,82 @@ impl Repository {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{backup, repo};
+    use crate::snapshot::{self, Tier};
+    use crate::store::Kind;
+
+    #[test]
+    fn the_catalog_and_the_objects_on_disk_agree_and_damage_is_listed() {
+        let (_d, r) = repo();
+        let a = backup(&r, "a", Tier::Daily, b"one");
+        let b = backup(&r, "b", Tier::Named, b"two");
+        let cached = r.load_snapshots(false).unwrap();
+        let read = r.load_snapshots(true).unwrap();
+        let ids = |l: &super::SnapshotList| l.ok.iter().map(|(i, _)| *i).collect::<Vec<_>>();
+        assert_eq!(ids(&cached), vec![a, b]);
+        assert_eq!(ids(&read), ids(&cached));
+        // A flipped byte: the object no longer hashes to its name.
+        let path = r.backend().path(Kind::Snapshot, &b.to_hex());
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[3] ^= 1;
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        let read = r.load_snapshots(true).unwrap();
+        assert_eq!(ids(&read), vec![a]);
+        assert_eq!(read.damaged.len(), 1);
+        assert_eq!(read.damaged[0].0, b.to_hex());
+    }
+
+    #[test]
+    fn forget_and_rename_never_touch_a_baseline() {
+        let (_d, r) = repo();
+        let base = backup(&r, "base", Tier::Immaculate, b"frozen");
+        let daily = backup(&r, "nightly", Tier::Daily, b"day");
+        assert!(matches!(
+            r.forget(&[base]),
+            Err(super::Error::Snapshot(snapshot::Error::Protected { .. }))
+        ));
+        assert!(r.rename(&base, "other").is_err());
+        // No snapshot may take a baseline's name.
+        assert!(r.rename(&daily, "base").is_err());
+        let renamed = r.rename(&daily, "kept").unwrap();
+        let names: Vec<String> = r
+            .snapshots()
+            .unwrap()
+            .into_iter()
+            .map(|(_, s)| s.name)
+            .collect();
+        assert_eq!(names, vec!["base", "kept"]);
+        r.forget(&[renamed]).unwrap();
+        assert!(!r.backend().exists(Kind::Snapshot, &renamed.to_hex()));
+        assert_eq!(r.snapshots().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn retire_leaves_an_audit_record_and_the_name_is_never_reused() {
+        let (_d, r) = repo();
+        assert!(matches!(
+            r.retire("base", "why"),
+            Err(super::Error::Snapshot(snapshot::Error::NoBaseline(_)))
+        ));
+        let base = backup(&r, "base", Tier::Immaculate, b"frozen");
+        assert_eq!(r.retire("base", "superseded").unwrap(), vec![base]);
+        assert!(r.snapshots().unwrap().is_empty());
+        let log = r.audit_log().unwrap();
+        assert_eq!(log.len(), 1);
+        assert_eq!(log[0].snapshots, vec![base.to_hex()]);
+        assert_eq!(log[0].reason, "superseded");
+        let opts = super::SnapshotOptions {
+            name: "base".into(),
+            tier: Tier::Immaculate,
+            labels: Default::default(),
+            meta: Default::default(),
+        };
+        assert!(r
+            .backup_stream(&opts, "data", &b"again"[..], &crate::NoProgress)
+            .is_err());
+    }
+}

@@ -363,3 +363,85 @@ pub struct DamagedPack {
     pub salvaged_blobs: u64,
     pub lost_blobs: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{backup, repo};
+    use super::super::Repository;
+    use crate::snapshot::Tier;
+    use crate::store::Kind;
+    use crate::NoProgress;
+
+    /// Moves every object of a kind out of the repository; returns where.
+    fn take(r: &Repository, kind: Kind, to: &std::path::Path) -> Vec<String> {
+        let names = r.backend().list(kind).unwrap();
+        std::fs::create_dir_all(to).unwrap();
+        for n in &names {
+            std::fs::rename(r.backend().path(kind, n), to.join(n)).unwrap();
+        }
+        names
+    }
+
+    #[test]
+    fn reconcile_follows_packs_and_snapshots_that_come_and_go() {
+        let (d, r) = repo();
+        let id = backup(&r, "a", Tier::Daily, &vec![7u8; 200_000]);
+        let packs = take(&r, Kind::Pack, &d.path().join("packs"));
+        let snaps = take(&r, Kind::Snapshot, &d.path().join("snaps"));
+        r.refresh().unwrap();
+        assert!(r.index().packs().unwrap().is_empty());
+        assert!(r.snapshots().unwrap().is_empty());
+        // Written by another process: found on the next refresh.
+        for p in &packs {
+            std::fs::rename(
+                d.path().join("packs").join(p),
+                r.backend().path(Kind::Pack, p),
+            )
+            .unwrap();
+        }
+        for s in &snaps {
+            std::fs::rename(
+                d.path().join("snaps").join(s),
+                r.backend().path(Kind::Snapshot, s),
+            )
+            .unwrap();
+        }
+        r.refresh().unwrap();
+        assert_eq!(r.index().packs().unwrap().len(), packs.len());
+        let (_, snap) = r.find_snapshot(&id.to_hex()).unwrap();
+        let item = r.items(&snap).next().unwrap().unwrap();
+        let mut out = Vec::new();
+        r.restore_item(&item, &mut out, &NoProgress).unwrap();
+        assert_eq!(out, vec![7u8; 200_000]);
+    }
+
+    #[test]
+    fn rebuild_salvages_the_blobs_of_a_pack_with_a_damaged_trailer() {
+        let (_d, r) = repo();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7919 % 251) as u8).collect();
+        let id = backup(&r, "a", Tier::Daily, &data);
+        let [pack] = r.backend().list(Kind::Pack).unwrap().try_into().unwrap();
+        // Cut the footer off: the trailer cannot be read, the blobs can.
+        let path = r.backend().path(Kind::Pack, &pack);
+        let len = std::fs::metadata(&path).unwrap().len();
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(len - 10).unwrap();
+        drop(f);
+        let report = r.rebuild_index(&NoProgress).unwrap();
+        assert_eq!(report.damaged_packs.len(), 1);
+        assert_eq!(report.lost_blobs, 0);
+        assert!(report.salvaged_blobs > 0);
+        assert!(!r.backend().exists(Kind::Pack, &pack));
+        assert!(r
+            .backend()
+            .root()
+            .join("damaged/packs")
+            .join(&pack)
+            .exists());
+        let (_, snap) = r.find_snapshot(&id.to_hex()).unwrap();
+        let item = r.items(&snap).next().unwrap().unwrap();
+        let mut out = Vec::new();
+        r.restore_item(&item, &mut out, &NoProgress).unwrap();
+        assert_eq!(out, data);
+    }
+}
