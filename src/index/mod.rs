@@ -13,7 +13,7 @@
 
 use crate::delta::Sketch;
 use crate::id::{ChunkId, PackId, SnapshotId};
-use crate::pack::{Base, BlobKind, Entry};
+use crate::pack::Entry;
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, DB,
 };
@@ -21,6 +21,12 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 use thiserror::Error;
+
+mod entry;
+mod marks;
+
+use entry::sketch_key;
+pub use entry::{ChunkEntry, PackInfo};
 
 const CF_CHUNKS: &str = "chunks";
 const CF_PACKS: &str = "packs";
@@ -54,87 +60,6 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
-
-/// Where a blob lives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ChunkEntry {
-    pub pack: PackId,
-    pub offset: u32,
-    pub length: u32,
-    pub raw_length: u32,
-    pub kind: BlobKind,
-    /// Set when the blob is a delta against another chunk.
-    pub base: Option<Base>,
-}
-
-impl ChunkEntry {
-    /// The value stored in the `chunks` column family: 45 bytes, or 78 for
-    /// a delta.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(DELTA_VALUE_LEN);
-        v.extend_from_slice(&self.pack.0);
-        v.extend_from_slice(&self.offset.to_le_bytes());
-        v.extend_from_slice(&self.length.to_le_bytes());
-        v.extend_from_slice(&self.raw_length.to_le_bytes());
-        v.push(self.kind as u8);
-        if let Some(b) = &self.base {
-            v.extend_from_slice(&b.id.0);
-            v.push(b.depth);
-        }
-        v
-    }
-
-    /// Reads a `chunks` value; None for anything malformed.
-    pub fn decode(v: &[u8]) -> Option<Self> {
-        let base = match v.len() {
-            CHUNK_VALUE_LEN => None,
-            DELTA_VALUE_LEN if v[CHUNK_VALUE_LEN + 32] > 0 => Some(Base {
-                id: ChunkId::from_slice(&v[CHUNK_VALUE_LEN..CHUNK_VALUE_LEN + 32])?,
-                depth: v[CHUNK_VALUE_LEN + 32],
-            }),
-            _ => return None,
-        };
-        let u = |at: usize| u32::from_le_bytes(v[at..at + 4].try_into().expect("4"));
-        Some(ChunkEntry {
-            pack: PackId::from_slice(&v[..32])?,
-            offset: u(32),
-            length: u(36),
-            raw_length: u(40),
-            kind: BlobKind::from_u8(v[44])?,
-            base,
-        })
-    }
-
-    fn from_trailer(pack: PackId, e: &Entry) -> Self {
-        ChunkEntry {
-            pack,
-            offset: e.offset,
-            length: e.length,
-            raw_length: e.raw_length,
-            kind: e.kind,
-            base: e.base,
-        }
-    }
-
-    /// Decodes this blob needs: itself and its base chain.
-    pub fn depth(&self) -> u8 {
-        self.base.map_or(0, |b| b.depth)
-    }
-}
-
-fn sketch_key(n: usize, value: u64) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = n as u8;
-    k[1..].copy_from_slice(&value.to_be_bytes());
-    k
-}
-
-/// Size and blob count of a pack.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PackInfo {
-    pub size: u64,
-    pub blobs: u32,
-}
 
 pub struct Index {
     /// Behind a lock so a secondary can be reopened in place (see
@@ -522,76 +447,6 @@ impl Index {
         Ok(())
     }
 
-    /// True when `id` is in the mark set.
-    pub fn is_marked(&self, id: &ChunkId) -> Result<bool> {
-        let db = self.db();
-        let found = db
-            .get_pinned_cf(Self::cf(&db, CF_MARKS), id.0)
-            .map_err(|e| self.rocks(e))?
-            .is_some();
-        Ok(found)
-    }
-
-    /// Empties the mark set.
-    pub fn clear_marks(&self) -> Result<()> {
-        let db = self.db();
-        let mut b = WriteBatch::default();
-        b.delete_range_cf(Self::cf(&db, CF_MARKS), &[][..], &[0xffu8; 33][..]);
-        db.write(b).map_err(|e| self.rocks(e))
-    }
-
-    /// Adds ids to the mark set.
-    pub fn mark(&self, ids: &[ChunkId]) -> Result<()> {
-        let db = self.db();
-        let mut b = WriteBatch::default();
-        for id in ids {
-            b.put_cf(Self::cf(&db, CF_MARKS), id.0, []);
-        }
-        db.write(b).map_err(|e| self.rocks(e))
-    }
-
-    /// Walks the chunk entries and the mark set together, both in id order
-    /// (a merge join: no lookups, nothing held in memory but the current
-    /// keys), calling `f(id, entry, marked)` for every chunk.
-    pub fn for_each_chunk_marked(
-        &self,
-        mut f: impl FnMut(ChunkId, ChunkEntry, bool),
-    ) -> Result<()> {
-        let db = self.db();
-        let mut marks = db
-            .iterator_cf(Self::cf(&db, CF_MARKS), IteratorMode::Start)
-            .peekable();
-        for item in db.iterator_cf(Self::cf(&db, CF_CHUNKS), IteratorMode::Start) {
-            let (k, v) = item.map_err(|e| self.rocks(e))?;
-            let id = ChunkId::from_slice(&k).ok_or_else(|| Error::Malformed(hex::encode(&k)))?;
-            let e = ChunkEntry::decode(&v).ok_or_else(|| Error::Malformed(id.to_hex()))?;
-            let mut marked = false;
-            loop {
-                let ord = match marks.peek() {
-                    None => break,
-                    Some(Ok((mk, _))) => mk[..].cmp(&k[..]),
-                    Some(Err(_)) => {
-                        let err = marks.next().expect("peeked").expect_err("an error");
-                        return Err(self.rocks(err));
-                    }
-                };
-                match ord {
-                    std::cmp::Ordering::Less => {
-                        marks.next();
-                    }
-                    std::cmp::Ordering::Equal => {
-                        marked = true;
-                        marks.next();
-                        break;
-                    }
-                    std::cmp::Ordering::Greater => break,
-                }
-            }
-            f(id, e, marked);
-        }
-        Ok(())
-    }
-
     /// Flushes memtables to disk (after a rebuild, so a crash keeps it).
     pub fn flush(&self) -> Result<()> {
         let db = self.db();
@@ -620,105 +475,4 @@ fn is_lock_error(e: &rocksdb::Error) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(id: u8, offset: u32) -> Entry {
-        Entry {
-            id: ChunkId([id; 32]),
-            kind: BlobKind::Data,
-            offset,
-            length: 10,
-            raw_length: 20,
-            base: None,
-            sketch: None,
-        }
-    }
-
-    #[test]
-    fn deltas_and_sketches() {
-        let d = tempfile::tempdir().unwrap();
-        let idx = Index::open(&d.path().join("index")).unwrap();
-        let mut a = entry(1, 8);
-        a.sketch = Some([10, 11, 12]);
-        let mut b = entry(2, 18);
-        b.base = Some(Base {
-            id: ChunkId([1; 32]),
-            depth: 1,
-        });
-        b.sketch = Some([10, 21, 22]);
-        idx.add_pack(PackId([9; 32]), 100, &[a]).unwrap();
-        // One shared super-feature finds the chunk.
-        let (id, e) = idx.similar(&[10, 0, 0]).unwrap().unwrap();
-        assert_eq!((id, e.depth()), (ChunkId([1; 32]), 0));
-        assert!(idx.similar(&[1, 2, 3]).unwrap().is_none());
-        idx.add_pack(PackId([8; 32]), 100, &[b]).unwrap();
-        // The newest chunk with a feature wins; most votes win over that.
-        let (id, e) = idx.similar(&[10, 0, 0]).unwrap().unwrap();
-        assert_eq!((id, e.depth()), (ChunkId([2; 32]), 1));
-        assert_eq!(e.base.unwrap().id, ChunkId([1; 32]));
-        assert_eq!(
-            idx.similar(&[0, 11, 12]).unwrap().unwrap().0,
-            ChunkId([1; 32])
-        );
-        // A removed chunk is no candidate.
-        idx.remove_pack(&PackId([8; 32])).unwrap();
-        assert!(idx.similar(&[0, 21, 22]).unwrap().is_none());
-        // Entries round-trip through their encoding.
-        let e = idx.get(&ChunkId([1; 32])).unwrap().unwrap();
-        assert_eq!(ChunkEntry::decode(&e.encode()), Some(e));
-        let mut f = e;
-        f.base = Some(Base {
-            id: ChunkId([3; 32]),
-            depth: 4,
-        });
-        assert_eq!(f.encode().len(), DELTA_VALUE_LEN);
-        assert_eq!(ChunkEntry::decode(&f.encode()), Some(f));
-    }
-
-    #[test]
-    fn add_get_remove() {
-        let d = tempfile::tempdir().unwrap();
-        let idx = Index::open(&d.path().join("index")).unwrap();
-        assert!(!idx.is_secondary());
-        let p = PackId([9; 32]);
-        idx.add_pack(p, 100, &[entry(1, 8), entry(2, 18)]).unwrap();
-        let e = idx.get(&ChunkId([2; 32])).unwrap().unwrap();
-        assert_eq!((e.pack, e.offset, e.raw_length), (p, 18, 20));
-        assert_eq!(
-            idx.packs().unwrap(),
-            vec![(
-                p,
-                PackInfo {
-                    size: 100,
-                    blobs: 2
-                }
-            )]
-        );
-        assert_eq!(idx.remove_pack(&p).unwrap(), 2);
-        assert!(idx.get(&ChunkId([1; 32])).unwrap().is_none());
-        assert!(idx.packs().unwrap().is_empty());
-    }
-
-    #[test]
-    fn second_opener_becomes_secondary() {
-        let d = tempfile::tempdir().unwrap();
-        let path = d.path().join("index");
-        let a = Index::open(&path).unwrap();
-        a.add_pack(PackId([1; 32]), 1, &[entry(5, 8)]).unwrap();
-        a.flush().unwrap();
-        let b = Index::open(&path).unwrap();
-        assert!(b.is_secondary());
-        assert!(b.get(&ChunkId([5; 32])).unwrap().is_some());
-        b.add_pack(PackId([2; 32]), 1, &[entry(6, 8)]).unwrap();
-        assert!(b.get(&ChunkId([6; 32])).unwrap().is_some());
-        assert!(a.get(&ChunkId([6; 32])).unwrap().is_none());
-        assert!(matches!(Index::open_exclusive(&path), Err(Error::Busy)));
-        drop(b);
-        assert_eq!(
-            std::fs::read_dir(d.path()).unwrap().count(),
-            1,
-            "secondary directory removed"
-        );
-    }
-}
+mod tests;
