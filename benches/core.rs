@@ -5,8 +5,8 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use relic::chunker::{Chunker, ChunkerParams};
-use relic::compress::{Compressor, Decompressor};
-use relic::keys::Keys;
+use relic::internals::compress::{Compressor, Decompressor};
+use relic::internals::keys::Keys;
 use std::hint::black_box;
 
 const SIZE: usize = 16 << 20;

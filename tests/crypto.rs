@@ -193,8 +193,8 @@ fn two_repositories_with_the_same_data_share_no_ids_or_sizes() {
         let repo = Repository::open(path, Some(PASSWORD.as_bytes())).unwrap();
         let mut v = vec![];
         repo.index()
-            .for_each_chunk(|id, e| -> Result<(), relic::index::Error> {
-                if e.kind == relic::pack::BlobKind::Data {
+            .for_each_chunk(|id, e| -> Result<(), relic::internals::index::Error> {
+                if e.kind == relic::internals::pack::BlobKind::Data {
                     v.push((id, e.raw_length));
                 }
                 Ok(())

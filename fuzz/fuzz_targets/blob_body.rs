@@ -2,7 +2,7 @@
 //! and a body that decodes yields exactly the declared length.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use relic::compress::Decompressor;
+use relic::internals::compress::Decompressor;
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 4 {

@@ -2,7 +2,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use relic::crypto::Cipher;
-use relic::pack::decode_trailer;
+use relic::internals::pack::decode_trailer;
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 8 {

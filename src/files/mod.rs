@@ -6,6 +6,8 @@
 
 use crate::repo::{Error, Result, Writer};
 use crate::snapshot::{ChunkList, Item, ItemKind};
+/// A pipe read from (stdin, a dump) gets a 1 MiB buffer.
+pub use crate::sys::widen_pipe;
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io;
@@ -70,18 +72,6 @@ pub fn read_full(r: &mut impl std::io::Read, buf: &mut [u8]) -> io::Result<usize
         }
     }
     Ok(n)
-}
-
-/// Makes a pipe's buffer 1 MiB (when it is a pipe), so the writer is woken
-/// 16 times less often than with Linux's default 64 KiB: a pipe read is
-/// otherwise the slowest stage of a backup from `pg_dump | relic`.
-pub fn widen_pipe(fd: &impl std::os::fd::AsRawFd) {
-    let fd = fd.as_raw_fd();
-    // SAFETY: fcntl on a descriptor we own; F_SETPIPE_SZ fails harmlessly
-    // (EBADF/EINVAL) on anything that is not a pipe.
-    unsafe {
-        libc::fcntl(fd, libc::F_SETPIPE_SZ, 1 << 20);
-    }
 }
 
 /// Backs up files and directories (recursively, symlinks not followed).

@@ -115,7 +115,7 @@ pub fn restore_mapped(
 ) -> Result<RestoreStats> {
     fs::create_dir_all(root).map_err(io_err(root))?;
     let mut target = Target::open(root).map_err(io_err(root))?;
-    let as_root = unsafe { libc::geteuid() } == 0;
+    let as_root = crate::sys::is_root();
     let mut dirs = Vec::new();
     let mut stats = RestoreStats::default();
     progress.start("restoring", Some(snap.summary.size), Unit::Bytes);
