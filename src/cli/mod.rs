@@ -7,7 +7,7 @@ mod args;
 mod cmd;
 mod open;
 mod progress;
-mod render;
+pub mod render;
 mod secret;
 
 use anyhow::{Context, Result};
@@ -15,25 +15,36 @@ use args::{Cli, Command, IndexCommand};
 use clap::Parser;
 use progress::Bar;
 use std::io;
-use std::process::ExitCode;
 
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run_anywhere(cli) {
-        Ok(code) => code,
-        Err(e) => {
-            if e.chain().any(|c| {
-                c.downcast_ref::<io::Error>()
-                    .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
-                    || matches!(c.downcast_ref::<relic::repo::Error>(),
-                        Some(relic::repo::Error::Output(io)) if io.kind() == io::ErrorKind::BrokenPipe)
-            }) {
-                return ExitCode::from(141);
-            }
-            render::error(&e);
-            ExitCode::from(1)
-        }
-    }
+/// How a command that ran to its end went; `main` turns it into the exit
+/// status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exit 0.
+    Done,
+    /// Exit 1, as for an error: `check` found problems.
+    Problems,
+    /// Exit 3: a partial or damaged result, reported on stderr: a backup
+    /// that skipped or saw changing entries (its snapshot is written), a
+    /// restore that left out damaged or refused items, a repair or index
+    /// rebuild that found damage.
+    Partial,
+}
+
+/// Parses the command line and runs the command.
+pub fn run() -> Result<Outcome> {
+    run_anywhere(Cli::parse())
+}
+
+/// The error came from writing to a standard output that was closed
+/// (`relic restore --stdout … | head`).
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+            || matches!(c.downcast_ref::<relic::repo::Error>(),
+                Some(relic::repo::Error::Output(io)) if io.kind() == io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Parallel transfers to and from a repository on S3.
@@ -42,13 +53,13 @@ const REMOTE_JOBS: usize = 4;
 /// Runs a command on a local repository, or on the local mirror of one on
 /// S3: pulled first, pushed after (see relic::remote), under a lock in the
 /// bucket.
-fn run_anywhere(mut cli: Cli) -> Result<ExitCode> {
+fn run_anywhere(mut cli: Cli) -> Result<Outcome> {
     let spec = match open::repo_path(&cli) {
         Ok(p) => p.to_string_lossy().into_owned(),
-        Err(_) => return run(cli),
+        Err(_) => return run_one(cli),
     };
     if !spec.starts_with("s3://") {
-        return run(cli);
+        return run_one(cli);
     }
     let bar = Bar::new(cli.quiet);
     let remote = relic::remote::Remote::open(&spec)?;
@@ -79,14 +90,14 @@ fn run_anywhere(mut cli: Cli) -> Result<ExitCode> {
         lock
     };
     cli.repo = Some(remote.mirror().to_path_buf());
-    let result = run(cli);
+    let result = run_one(cli);
     // What the command wrote goes to the bucket even when it failed later
     // (a safety snapshot taken before a failed restore, say).
     let pushed = remote
         .push(REMOTE_JOBS, &bar)
         .with_context(|| format!("cannot write repository {spec}; the local mirror {} holds the changes, the next command sends them", remote.mirror().display()));
     match (result, pushed) {
-        (Ok(code), Ok(_)) => Ok(code),
+        (Ok(outcome), Ok(_)) => Ok(outcome),
         (Err(e), Ok(_)) => Err(e),
         (Ok(_), Err(e)) => Err(e),
         (Err(e), Err(p)) => {
@@ -97,15 +108,15 @@ fn run_anywhere(mut cli: Cli) -> Result<ExitCode> {
 }
 
 /// Runs one command.
-fn run(cli: Cli) -> Result<ExitCode> {
+fn run_one(cli: Cli) -> Result<Outcome> {
     let bar = &Bar::new(cli.quiet);
     relic::lock::set_command(command_name(&cli.command));
     let cli = &cli;
-    let done = |r: Result<()>| r.map(|()| ExitCode::SUCCESS);
+    let done = |r: Result<()>| r.map(|()| Outcome::Done);
     match &cli.command {
         Command::Init(a) => done(cmd::init::run(cli, a)),
         Command::Key(c) => done(cmd::key::run(cli, c)),
-        Command::Backup(a) => done(cmd::backup::run(cli, a, bar)),
+        Command::Backup(a) => cmd::backup::run(cli, a, bar),
         Command::Snapshots { json } => done(cmd::snapshots::list(cli, *json)),
         Command::Restore(a) => cmd::restore::run(cli, a, bar),
         Command::Check(a) => cmd::check::check(cli, a, bar),

@@ -3,6 +3,7 @@
 
 use crate::cli::args::{BackupArgs, BackupSource, Cli, SnapshotArgs};
 use crate::cli::progress::Bar;
+use crate::cli::Outcome;
 use crate::cli::{open::open, render};
 use anyhow::{bail, Context, Result};
 use relic::files;
@@ -10,7 +11,7 @@ use relic::progress::{Progress, Unit};
 use std::io;
 use std::path::Path;
 
-pub fn run(cli: &Cli, args: &BackupArgs, bar: &Bar) -> Result<()> {
+pub fn run(cli: &Cli, args: &BackupArgs, bar: &Bar) -> Result<Outcome> {
     match &args.source {
         Some(BackupSource::Image {
             references,
@@ -24,18 +25,21 @@ pub fn run(cli: &Cli, args: &BackupArgs, bar: &Bar) -> Result<()> {
             name.as_deref(),
             snapshot,
             bar,
-        ),
+        )
+        .map(|()| Outcome::Done),
         Some(BackupSource::Pg {
             conninfo,
             name,
             snapshot,
-        }) => postgres(cli, conninfo.as_deref(), name.as_deref(), snapshot, bar),
+        }) => postgres(cli, conninfo.as_deref(), name.as_deref(), snapshot, bar)
+            .map(|()| Outcome::Done),
         None => paths(cli, args, bar),
     }
 }
 
-/// Standard input or files and directories.
-fn paths(cli: &Cli, args: &BackupArgs, bar: &Bar) -> Result<()> {
+/// Standard input or files and directories; partial when an entry could
+/// not be read or changed while it was read (the snapshot is written).
+fn paths(cli: &Cli, args: &BackupArgs, bar: &Bar) -> Result<Outcome> {
     let name = args.name.clone().unwrap_or_default();
     let opts = args.snapshot.options(&name)?;
     if args.stdin != args.paths.is_empty() {
@@ -68,10 +72,11 @@ fn paths(cli: &Cli, args: &BackupArgs, bar: &Bar) -> Result<()> {
         );
         partial = true;
     }
-    if partial {
-        std::process::exit(3);
-    }
-    Ok(())
+    Ok(if partial {
+        Outcome::Partial
+    } else {
+        Outcome::Done
+    })
 }
 
 /// One database, through pg_dump.

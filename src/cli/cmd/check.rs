@@ -2,11 +2,11 @@
 
 use crate::cli::args::{CheckArgs, Cli};
 use crate::cli::progress::Bar;
+use crate::cli::Outcome;
 use crate::cli::{open::open, render};
 use anyhow::Result;
-use std::process::ExitCode;
 
-pub fn check(cli: &Cli, a: &CheckArgs, bar: &Bar) -> Result<ExitCode> {
+pub fn check(cli: &Cli, a: &CheckArgs, bar: &Bar) -> Result<Outcome> {
     let repo = open(cli)?;
     let _lock = repo.lock_shared(bar)?;
     repo.refresh()?;
@@ -26,12 +26,12 @@ pub fn check(cli: &Cli, a: &CheckArgs, bar: &Bar) -> Result<ExitCode> {
                 report.problems.len()
             );
         }
-        return Ok(ExitCode::from(1));
+        return Ok(Outcome::Problems);
     }
     if !a.json {
         println!("no errors found");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Outcome::Done)
 }
 
 pub fn stats(cli: &Cli, json: bool) -> Result<()> {

@@ -4,12 +4,12 @@
 use super::INDEX_WAIT;
 use crate::cli::args::Cli;
 use crate::cli::progress::Bar;
+use crate::cli::Outcome;
 use crate::cli::{open::open, render};
 use anyhow::{Context, Result};
 use relic::progress::Progress;
-use std::process::ExitCode;
 
-pub fn repair(cli: &Cli, json: bool, bar: &Bar) -> Result<ExitCode> {
+pub fn repair(cli: &Cli, json: bool, bar: &Bar) -> Result<Outcome> {
     let mut repo = open(cli)?;
     repo.wait_for_index(INDEX_WAIT, bar)?;
     let _lock = repo.lock_exclusive(bar)?;
@@ -22,12 +22,12 @@ pub fn repair(cli: &Cli, json: bool, bar: &Bar) -> Result<ExitCode> {
     }
     if !r.check.is_ok() {
         eprintln!("error: the repository is damaged: damaged snapshots cannot be fully restored (their other items can, with restore --to); the intact ones restore as before");
-        return Ok(ExitCode::from(3));
+        return Ok(Outcome::Partial);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Outcome::Done)
 }
 
-pub fn rebuild_index(cli: &Cli, bar: &Bar) -> Result<ExitCode> {
+pub fn rebuild_index(cli: &Cli, bar: &Bar) -> Result<Outcome> {
     let mut repo = open(cli)?;
     repo.wait_for_index(INDEX_WAIT, bar)?;
     let _lock = repo.lock_exclusive(bar)?;
@@ -39,7 +39,7 @@ pub fn rebuild_index(cli: &Cli, bar: &Bar) -> Result<ExitCode> {
             "error: {} blob(s) of damaged packs could not be salvaged; run `relic repair` to see which snapshots they belong to",
             r.lost_blobs
         );
-        return Ok(ExitCode::from(3));
+        return Ok(Outcome::Partial);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Outcome::Done)
 }

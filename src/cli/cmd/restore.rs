@@ -6,15 +6,15 @@ use crate::cli::cmd::stack;
 use crate::cli::open::{load_config, open_stack};
 use crate::cli::progress::Bar;
 use crate::cli::render;
+use crate::cli::Outcome;
 use anyhow::{bail, Context, Result};
 use relic::progress::{Progress, Unit};
 use relic::snapshot::ItemKind;
 use relic::{files, Repository};
 use std::io;
 use std::path::Path;
-use std::process::ExitCode;
 
-pub fn run(cli: &Cli, a: &RestoreArgs, bar: &Bar) -> Result<ExitCode> {
+pub fn run(cli: &Cli, a: &RestoreArgs, bar: &Bar) -> Result<Outcome> {
     let stack_mode = a.config.is_some()
         || !(a.stdout || a.to.is_some() || a.into_postgres.is_some() || a.into_docker);
     let cfg = if stack_mode {
@@ -42,7 +42,7 @@ pub fn run(cli: &Cli, a: &RestoreArgs, bar: &Bar) -> Result<ExitCode> {
             force: a.force,
         };
         stack::restore(&repo, &id, &snap, &cfg, &opts, bar)?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Outcome::Done);
     }
     if a.only.is_some() {
         bail!(
@@ -73,7 +73,7 @@ pub fn run(cli: &Cli, a: &RestoreArgs, bar: &Bar) -> Result<ExitCode> {
             })?;
             bar.finish();
             render::wrote_file(path, item.size, &id);
-            return Ok(ExitCode::SUCCESS);
+            return Ok(Outcome::Done);
         }
         // Whole batches go straight to the descriptor: no line
         // buffering, no extra copy.
@@ -112,12 +112,12 @@ pub fn run(cli: &Cli, a: &RestoreArgs, bar: &Bar) -> Result<ExitCode> {
         bar.finish();
         render::files_restored(&id, dir, &st);
         if !st.complete() {
-            return Ok(ExitCode::from(3));
+            return Ok(Outcome::Partial);
         }
     } else {
         bail!("say where to restore: --stdout, --to PATH, --into-postgres or --into-docker");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Outcome::Done)
 }
 
 /// The one stream a snapshot (or the image `image` of it) holds.
