@@ -58,14 +58,64 @@ pub enum Error {
     NotADump(String),
     #[error("refusing to restore: {0}")]
     Refused(String),
+    /// The target database does not exist, and the restore was not told to
+    /// create it ([`RestoreOptions::create`] or `clean`).
+    #[error("refusing to restore: database '{db}' does not exist")]
+    DatabaseMissing { db: String },
+    /// The target database holds tables, and the restore was not told to
+    /// replace it ([`RestoreOptions::clean`]).
+    #[error("refusing to restore: database '{db}' exists and holds {tables} tables")]
+    DatabaseNotEmpty { db: String, tables: i64 },
+    /// The snapshot is not at [`RestoreOptions::expect_revision`] (and
+    /// `force` is off).
+    #[error("refusing to restore: the snapshot is at Alembic revision {snapshot}, not the expected {expected}")]
+    UnexpectedRevision { snapshot: String, expected: String },
+    /// The target is at another Alembic revision than the one the restore
+    /// would bring (`wanted`: the expected one, else the snapshot's), and
+    /// `force` is off.
+    #[error("refusing to restore: database '{db}' is at Alembic revision {target} but the snapshot is at {}: restoring would mismatch code and schema", .wanted.as_deref().unwrap_or("no revision"))]
+    RevisionMismatch {
+        db: String,
+        target: String,
+        wanted: Option<String>,
+    },
+    /// `hint`: the caller's words on how to go back (see [`Error::with_hint`]).
     #[error("psql failed ({status}); the single transaction was rolled back, the database is as it was before. {hint}\n{stderr}")]
     Psql {
         status: String,
         stderr: String,
         hint: String,
     },
-    #[error("verification failed after the restore:\n{0}")]
-    Verify(String),
+    /// `failed`: one line per check that failed; `hint` as for `Psql`.
+    #[error("verification failed after the restore:\n{failed}\n{hint}")]
+    Verify { failed: String, hint: String },
+    /// `error` (psql or the verification) failed after the restore took
+    /// its safety snapshot (hex id) of the target: restoring that snapshot
+    /// returns the database to the state before.
+    #[error("{error}\nthe safety snapshot {} holds the database as it was before", &safety_snapshot[..8.min(safety_snapshot.len())])]
+    AfterSafetySnapshot {
+        safety_snapshot: String,
+        error: Box<Error>,
+    },
+}
+
+impl Error {
+    /// A `Psql` or `Verify` failure with `hint` (how to go back, in the
+    /// caller's words) ending its message; any other error as it is.
+    pub fn with_hint(self, hint: &str) -> Error {
+        match self {
+            Error::Psql { status, stderr, .. } => Error::Psql {
+                status,
+                stderr,
+                hint: hint.to_string(),
+            },
+            Error::Verify { failed, .. } => Error::Verify {
+                failed,
+                hint: hint.to_string(),
+            },
+            e => e,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -147,6 +197,61 @@ pub(super) fn tail_of(mut r: impl Read) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_name_no_flags_and_hints_end_failures() {
+        let refusals = [
+            Error::DatabaseMissing { db: "app".into() },
+            Error::DatabaseNotEmpty {
+                db: "app".into(),
+                tables: 2,
+            },
+            Error::UnexpectedRevision {
+                snapshot: "r1".into(),
+                expected: "r2".into(),
+            },
+            Error::RevisionMismatch {
+                db: "app".into(),
+                target: "r2".into(),
+                wanted: None,
+            },
+        ];
+        for e in refusals {
+            let m = e.to_string();
+            assert!(
+                m.starts_with("refusing to restore: ") && !m.contains("--"),
+                "{m}"
+            );
+        }
+        let psql = Error::Psql {
+            status: "exit status: 3".into(),
+            stderr: "ERROR:  boom".into(),
+            hint: String::new(),
+        };
+        assert_eq!(
+            psql.with_hint("Go back.").to_string(),
+            "psql failed (exit status: 3); the single transaction was rolled back, the database is as it was before. Go back.\nERROR:  boom"
+        );
+        let verify = Error::Verify {
+            failed: "  rows t: expected 1, found 0".into(),
+            hint: String::new(),
+        };
+        let after = Error::AfterSafetySnapshot {
+            safety_snapshot: "0123456789abcdef".into(),
+            error: Box::new(verify),
+        };
+        assert!(
+            after.to_string().contains("safety snapshot 01234567"),
+            "{after}"
+        );
+        let Error::AfterSafetySnapshot { error, .. } = after else {
+            unreachable!()
+        };
+        assert_eq!(
+            error.with_hint("Go back.").to_string(),
+            "verification failed after the restore:\n  rows t: expected 1, found 0\nGo back."
+        );
+    }
 
     #[test]
     fn meta_round_trip() {

@@ -88,7 +88,11 @@ async fn target_state(maint: &Client, target: &Config, rt_cfg: &Config) -> Resul
 /// Restores a database snapshot through the safety chain: verify the
 /// snapshot, check the schema revision, take a safety snapshot of the
 /// target, restore in one transaction, verify revision and row counts.
-/// `say` receives each step as it happens.
+/// `say` receives each step as it happens. A refusal is a typed error
+/// (`DatabaseMissing`, `DatabaseNotEmpty`, `UnexpectedRevision`,
+/// `RevisionMismatch`) and a psql or verification failure after the safety
+/// snapshot is `AfterSafetySnapshot`, so the caller can word what to do in
+/// its own terms.
 pub fn restore(
     repo: &Repository,
     id: &SnapshotId,
@@ -143,21 +147,20 @@ pub fn restore(
         }
     ));
     if !state.exists && !opts.create && !opts.clean {
-        return Err(Error::Refused(format!(
-            "database '{db}' does not exist; add --create"
-        )));
+        return Err(Error::DatabaseMissing { db });
     }
     if state.exists && !opts.clean && state.user_tables > 0 {
-        return Err(Error::Refused(format!(
-            "database '{db}' exists and holds {} tables; use --clean to replace it",
-            state.user_tables
-        )));
+        return Err(Error::DatabaseNotEmpty {
+            db,
+            tables: state.user_tables,
+        });
     }
     if let (Some(expect), Some(snap_rev)) = (&opts.expect_revision, &info.alembic_revision) {
         if expect != snap_rev && !opts.force {
-            return Err(Error::Refused(format!(
-                "the snapshot is at Alembic revision {snap_rev}, not the expected {expect} (--force overrides)"
-            )));
+            return Err(Error::UnexpectedRevision {
+                snapshot: snap_rev.clone(),
+                expected: expect.clone(),
+            });
         }
     }
     if let Some(target_rev) = &state.alembic {
@@ -166,10 +169,11 @@ pub fn restore(
             .as_ref()
             .or(info.alembic_revision.as_ref());
         if want != Some(target_rev) && !opts.force {
-            return Err(Error::Refused(format!(
-                "database '{db}' is at Alembic revision {target_rev} but the snapshot is at {}: restoring would mismatch code and schema (--force overrides)",
-                want.map(String::as_str).unwrap_or("no revision")
-            )));
+            return Err(Error::RevisionMismatch {
+                db,
+                target: target_rev.clone(),
+                wanted: want.cloned(),
+            });
         }
     }
 
@@ -222,14 +226,15 @@ pub fn restore(
         say("3/5 safety snapshot: not needed (target empty or absent, or --no-safety-snapshot)");
     }
 
-    // 4. Restore in one transaction.
-    let hint = match &report.safety_snapshot {
-        Some(s) => format!(
-            "To return to the state before, restore the safety snapshot: relic restore {} --into-postgres '{}' --clean",
-            &s[..8],
-            opts.conninfo
-        ),
-        None => String::new(),
+    // 4. Restore in one transaction. A failure of psql or of the
+    // verification names the safety snapshot that undoes it.
+    let safety = report.safety_snapshot.clone();
+    let undo = |e: Error| match (&safety, e) {
+        (Some(s), e @ (Error::Psql { .. } | Error::Verify { .. })) => Error::AfterSafetySnapshot {
+            safety_snapshot: s.clone(),
+            error: Box::new(e),
+        },
+        (_, e) => e,
     };
     say(&format!("4/5 restoring into '{db}'"));
     let mode = match (opts.clean, state.exists) {
@@ -237,7 +242,7 @@ pub fn restore(
         (_, false) => LoadMode::Create,
         (false, true) => LoadMode::Into,
     };
-    load_dump(repo, &item, &opts.conninfo, mode, &hint, progress)?;
+    load_dump(repo, &item, &opts.conninfo, mode, "", progress).map_err(undo)?;
     report.restored = true;
 
     // 5. Verify.
@@ -250,7 +255,10 @@ pub fn restore(
         .map(|c| format!("  {}: expected {}, found {}", c.what, c.expected, c.found))
         .collect();
     if !failed.is_empty() {
-        return Err(Error::Verify(format!("{}\n{hint}", failed.join("\n"))));
+        return Err(undo(Error::Verify {
+            failed: failed.join("\n"),
+            hint: String::new(),
+        }));
     }
     Ok(report)
 }

@@ -7,7 +7,7 @@ use crate::cli::open::{load_config, open_stack};
 use crate::cli::progress::Bar;
 use crate::cli::render;
 use crate::cli::Outcome;
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use relic::progress::{Progress, Unit};
 use relic::snapshot::ItemKind;
 use relic::{files, Repository};
@@ -100,6 +100,7 @@ pub fn run(cli: &Cli, a: &RestoreArgs, bar: &Bar) -> Result<Outcome> {
         };
         let say = |m: &str| bar.say(m);
         let report = relic::postgres::restore(&repo, &id, &snap, &opts, bar, &say)
+            .map_err(|e| postgres_error(e, conninfo))
             .with_context(|| format!("restoring snapshot {} into PostgreSQL", id.short()))?;
         bar.finish();
         render::checks(&report.checks);
@@ -118,6 +119,30 @@ pub fn run(cli: &Cli, a: &RestoreArgs, bar: &Bar) -> Result<Outcome> {
         bail!("say where to restore: --stdout, --to PATH, --into-postgres or --into-docker");
     }
     Ok(Outcome::Done)
+}
+
+/// A database restore's error with what to do about it in this command's
+/// terms: the flag that allows it, or the command that restores the
+/// safety snapshot taken before a failed load.
+fn postgres_error(e: relic::postgres::Error, conninfo: &str) -> anyhow::Error {
+    use relic::postgres::Error as E;
+    match e {
+        E::DatabaseMissing { .. } => anyhow!("{e}; add --create"),
+        E::DatabaseNotEmpty { .. } => anyhow!("{e}; use --clean to replace it"),
+        E::UnexpectedRevision { .. } | E::RevisionMismatch { .. } => {
+            anyhow!("{e} (--force overrides)")
+        }
+        E::AfterSafetySnapshot {
+            safety_snapshot,
+            error,
+        } => error
+            .with_hint(&format!(
+                "To return to the state before, restore the safety snapshot: relic restore {} --into-postgres '{conninfo}' --clean",
+                &safety_snapshot[..8]
+            ))
+            .into(),
+        e => e.into(),
+    }
 }
 
 /// The one stream a snapshot (or the image `image` of it) holds.
