@@ -263,6 +263,10 @@ pub fn restore(
     Ok(report)
 }
 
+/// The dump's size in the dry run's step 4 line. It stays here, not in
+/// `cli/render.rs`: the CLI never needed it (its sizes are binary units
+/// from indicatif), and the line belongs to the step narrative the library
+/// hands to `say` (as the stack restore narrates its own steps).
 fn megabytes(n: u64) -> String {
     format!("{:.1} MB", n as f64 / 1e6)
 }
