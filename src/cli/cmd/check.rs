@@ -1,0 +1,45 @@
+//! `relic check` (verify the repository) and `relic stats` (its sizes).
+
+use crate::cli::args::{CheckArgs, Cli};
+use crate::cli::progress::Bar;
+use crate::cli::Outcome;
+use crate::cli::{open::open, render};
+use anyhow::Result;
+
+pub fn check(cli: &Cli, a: &CheckArgs, bar: &Bar) -> Result<Outcome> {
+    let repo = open(cli)?;
+    let _lock = repo.lock_shared(bar)?;
+    repo.refresh()?;
+    let report = relic::check::check(&repo, a.read_data, bar)?;
+    if a.read_data && !repo.is_read_only() {
+        relic::check::record_damage(&repo, &report.damaged_snapshots)?;
+    }
+    if a.json {
+        render::json(&report)?;
+    } else {
+        render::check(&report, a.read_data);
+    }
+    if !report.is_ok() {
+        if !a.json {
+            eprintln!(
+                "error: the repository has {} problem(s)",
+                report.problems.len()
+            );
+        }
+        return Ok(Outcome::Problems);
+    }
+    if !a.json {
+        println!("no errors found");
+    }
+    Ok(Outcome::Done)
+}
+
+pub fn stats(cli: &Cli, json: bool) -> Result<()> {
+    let s = relic::check::stats(&open(cli)?)?;
+    if json {
+        render::json(&s)
+    } else {
+        render::stats(&s);
+        Ok(())
+    }
+}

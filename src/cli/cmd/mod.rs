@@ -1,0 +1,20 @@
+//! One module per command or group of commands: each takes the parsed
+//! arguments, calls the library, and hands what it got to `render`.
+
+pub mod backup;
+pub mod baseline;
+pub mod check;
+pub mod forget;
+pub mod init;
+pub mod key;
+pub mod prune;
+pub mod repair;
+pub mod restore;
+pub mod snapshots;
+pub mod stack;
+pub mod sync;
+pub mod unlock;
+
+/// How long prune, repair and `index rebuild` wait for other relic
+/// processes to close the index.
+pub const INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);

@@ -1,0 +1,59 @@
+//! Looking at snapshots: `snapshots` (the list), `diff`, `manifest`, and
+//! `rename`.
+
+use crate::cli::args::{Cli, DiffArgs};
+use crate::cli::open::{load_config, open, open_stack};
+use crate::cli::render;
+use anyhow::{Context, Result};
+
+pub fn list(cli: &Cli, json: bool) -> Result<()> {
+    let repo = open(cli)?;
+    let list = repo.load_snapshots(false)?;
+    let damaged = relic::check::damaged_snapshots(&repo);
+    for (name, e) in &list.damaged {
+        eprintln!(
+            "warning: snapshot {} is unreadable ({e}); run `relic check`",
+            &name[..8]
+        );
+    }
+    render::snapshots(&list.ok, &damaged, json)
+}
+
+pub fn diff(cli: &Cli, a: &DiffArgs) -> Result<()> {
+    let repo = open(cli)?;
+    let from = repo.find_snapshot(&a.from)?;
+    let to = repo.find_snapshot(&a.to)?;
+    let d = relic::stack::diff(&repo, (&from.0, &from.1), (&to.0, &to.1))?;
+    if a.json {
+        render::json(&d)
+    } else {
+        render::diff(&d);
+        Ok(())
+    }
+}
+
+pub fn manifest(cli: &Cli, snapshot: &str, json: bool) -> Result<()> {
+    let repo = open_stack(cli, load_config(None, false)?.as_ref())?;
+    let (id, snap) = repo.find_snapshot(snapshot)?;
+    let m = relic::stack::manifest(&id, &snap)?;
+    if json {
+        render::json(&m)
+    } else {
+        print!("{}", relic::stack::manifest_markdown(&id, &snap, &m));
+        Ok(())
+    }
+}
+
+pub fn rename(cli: &Cli, snapshot: &str, new_name: &str) -> Result<()> {
+    let repo = open(cli)?;
+    let (id, _) = repo.find_snapshot(snapshot)?;
+    let new_id = repo
+        .rename(&id, new_name)
+        .with_context(|| format!("renaming snapshot {}", id.short()))?;
+    println!(
+        "snapshot {} is now {} ({new_name})",
+        id.short(),
+        new_id.short()
+    );
+    Ok(())
+}

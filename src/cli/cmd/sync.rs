@@ -1,0 +1,38 @@
+//! `relic sync`: copy the repository to a directory or to S3, only what
+//! the destination lacks.
+
+use crate::cli::args::{Cli, SyncArgs};
+use crate::cli::progress::Bar;
+use crate::cli::{open::open, render};
+use anyhow::Result;
+use relic::progress::Progress;
+
+pub fn run(cli: &Cli, a: &SyncArgs, bar: &Bar) -> Result<()> {
+    let repo = open(cli)?;
+    let _lock = repo.lock_shared(bar)?;
+    let dest = relic::store::open(&a.to)?;
+    let opts = relic::sync::Options {
+        dry_run: a.dry_run,
+        verify: a.verify,
+        jobs: a.jobs,
+        object_lock: a.object_lock.map(|days| relic::sync::ObjectLock {
+            days,
+            mode: a.object_lock_mode,
+        }),
+    };
+    let r = relic::sync::sync(&repo, dest.as_ref(), &opts, bar).map_err(|e| {
+        if e.resumable() {
+            anyhow::Error::new(e)
+                .context(format!("sync to {} stopped; run it again to resume", a.to))
+        } else {
+            e.into()
+        }
+    })?;
+    bar.finish();
+    if a.json {
+        render::json(&r)
+    } else {
+        render::sync(&r, a.object_lock_mode, a.dry_run, a.verify);
+        Ok(())
+    }
+}

@@ -1,0 +1,122 @@
+//! Backup: `pg_dump` of an exported snapshot streamed into the store,
+//! with the state it holds recorded beside it.
+
+use super::conn::{config, connect, runtime};
+use super::state::collect_info;
+use super::{tail_of, DbInfo, Error, Result, DUMP_ITEM};
+use crate::progress::Progress;
+use crate::repo::{self, Repository, SnapshotOptions};
+use crate::snapshot::Snapshot;
+use crate::SnapshotId;
+use std::process::{Command, Stdio};
+use tokio_postgres::Config;
+
+/// Backs up a database: pg_dump's plain output streamed into one snapshot,
+/// with the database's state recorded beside it. Nothing is listed unless
+/// pg_dump exits 0.
+pub fn backup(
+    repo: &Repository,
+    opts: &SnapshotOptions,
+    conninfo: Option<&str>,
+    progress: &dyn Progress,
+) -> Result<(SnapshotId, Snapshot)> {
+    let cfg = config(conninfo)?;
+    let mut failure = None;
+    let result = repo.backup(opts, progress, |w| {
+        let (info, s) = match dump_into(w, conninfo, &cfg) {
+            Ok(r) => r,
+            Err(e) => {
+                let msg = e.to_string();
+                failure = Some(e);
+                return Err(repo::Error::Source(msg));
+            }
+        };
+        info.to_meta(w);
+        w.set_meta("pg.dump_size", s.size.to_string());
+        w.set_meta("pg.dump_blake3", hex::encode(s.hash));
+        w.add_item(&s.into_item(DUMP_ITEM, 0o600))
+    });
+    match (result, failure) {
+        (Ok(r), _) => Ok(r),
+        (Err(_), Some(e)) => Err(e),
+        (Err(e), None) => Err(e.into()),
+    }
+}
+
+/// Dumps one database into the write session: the stream is stored (the
+/// caller names it with an item), the state it holds is returned. Fails,
+/// with pg_dump's stderr, unless pg_dump exits 0.
+pub fn dump_into(
+    w: &mut repo::Writer<'_>,
+    conninfo: Option<&str>,
+    cfg: &Config,
+) -> Result<(DbInfo, repo::StoredStream)> {
+    let rt = runtime();
+    let client = connect(&rt, cfg)?;
+    let snapshot_name = rt.block_on(async {
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await?;
+        let name: String = client
+            .query_one("SELECT pg_export_snapshot()", &[])
+            .await?
+            .get(0);
+        Ok::<_, Error>(name)
+    })?;
+    // The row counts (a count(*) per table) run in the exported snapshot
+    // while pg_dump streams it, instead of before: on a database of many
+    // mid-sized tables they would otherwise hold the dump back.
+    let (info, stored) = std::thread::scope(|s| {
+        let counts = s.spawn(|| rt.block_on(collect_info(&client)));
+        let stored = run_pg_dump(w, conninfo, &snapshot_name);
+        let info = counts
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (info, stored)
+    });
+    let _ = rt.block_on(client.batch_execute("COMMIT"));
+    let stored = stored?;
+    Ok((info?, stored))
+}
+
+/// Runs `pg_dump --snapshot=NAME` into the write session; fails, with
+/// pg_dump's stderr, unless pg_dump exits 0.
+fn run_pg_dump(
+    w: &mut repo::Writer<'_>,
+    conninfo: Option<&str>,
+    snapshot_name: &str,
+) -> Result<repo::StoredStream> {
+    let mut cmd = Command::new("pg_dump");
+    cmd.arg("--format=plain")
+        .arg("--no-password")
+        .arg(format!("--snapshot={snapshot_name}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(c) = conninfo.filter(|c| !c.is_empty()) {
+        cmd.arg(format!("--dbname={c}"));
+    }
+    let mut child = cmd.spawn().map_err(|source| Error::Spawn {
+        program: "pg_dump",
+        source,
+    })?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    crate::files::widen_pipe(&stdout);
+    let stderr = child.stderr.take().expect("piped stderr");
+    let err_reader = std::thread::spawn(move || tail_of(stderr));
+    let stored = w.store_stream(stdout);
+    // If the store failed first, pg_dump may still be writing: stop it.
+    if stored.is_err() {
+        let _ = child.kill();
+    }
+    let status = child.wait();
+    let err = err_reader.join().unwrap_or_default();
+    let status = status.map_err(|e| Error::Repo(repo::Error::Input(e)))?;
+    if !status.success() {
+        return Err(Error::Repo(repo::Error::Source(format!(
+            "pg_dump failed ({status}); no snapshot was written:\n{}",
+            err.trim_end()
+        ))));
+    }
+    Ok(stored?)
+}
