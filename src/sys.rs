@@ -50,7 +50,6 @@ pub fn is_root() -> bool {
 }
 
 /// The login name of this process's user, from the password database.
-#[allow(dead_code)] // until postgres's connection defaults use it
 pub fn user_name() -> Option<String> {
     // SAFETY: getpwuid returns a pointer to static storage or null; the
     // name is copied out before any other call could reuse that storage.

@@ -4,19 +4,6 @@
 use super::{Error, Result};
 use tokio_postgres::{Client, Config, NoTls};
 
-fn os_user() -> Option<String> {
-    // SAFETY: getpwuid returns a pointer to static storage or null; we copy
-    // the name out before any other call.
-    unsafe {
-        let pw = libc::getpwuid(libc::geteuid());
-        if pw.is_null() {
-            return None;
-        }
-        let name = std::ffi::CStr::from_ptr((*pw).pw_name);
-        Some(name.to_string_lossy().into_owned())
-    }
-}
-
 /// The password ~/.pgpass (or PGPASSFILE) gives for this connection, as
 /// libpq reads it: `host:port:database:user:password` lines, `*` matching
 /// anything, `\\` escaping `:` and `\\`, a socket directory matching
@@ -113,7 +100,7 @@ pub fn config(conninfo: Option<&str>) -> Result<Config> {
     }
     if c.get_user().is_none() {
         let user = env("PGUSER")
-            .or_else(os_user)
+            .or_else(crate::sys::user_name)
             .ok_or_else(|| Error::Config("no user: set PGUSER".into()))?;
         c.user(&user);
     }
@@ -147,15 +134,13 @@ pub(super) fn describe(c: &Config) -> String {
     )
 }
 
-pub(super) fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime starts")
+/// The process's runtime (see `crate::runtime`), which drives connections.
+pub(super) fn runtime() -> Result<&'static crate::runtime::Runtime> {
+    crate::runtime::get().map_err(Error::Runtime)
 }
 
 /// Connects; the connection is driven by the runtime's tasks.
-pub(super) fn connect(rt: &tokio::runtime::Runtime, c: &Config) -> Result<Client> {
+pub(super) fn connect(rt: &crate::runtime::Runtime, c: &Config) -> Result<Client> {
     let (client, conn) = rt
         .block_on(c.connect(NoTls))
         .map_err(|source| Error::Connect {

@@ -21,26 +21,13 @@ pub fn backup(
     progress: &dyn Progress,
 ) -> Result<(SnapshotId, Snapshot)> {
     let cfg = config(conninfo)?;
-    let mut failure = None;
-    let result = repo.backup(opts, progress, |w| {
-        let (info, s) = match dump_into(w, conninfo, &cfg) {
-            Ok(r) => r,
-            Err(e) => {
-                let msg = e.to_string();
-                failure = Some(e);
-                return Err(repo::Error::Source(msg));
-            }
-        };
+    repo.backup(opts, progress, |w| {
+        let (info, s) = dump_into(w, conninfo, &cfg)?;
         info.to_meta(w);
         w.set_meta("pg.dump_size", s.size.to_string());
         w.set_meta("pg.dump_blake3", hex::encode(s.hash));
-        w.add_item(&s.into_item(DUMP_ITEM, 0o600))
-    });
-    match (result, failure) {
-        (Ok(r), _) => Ok(r),
-        (Err(_), Some(e)) => Err(e),
-        (Err(e), None) => Err(e.into()),
-    }
+        Ok(w.add_item(&s.into_item(DUMP_ITEM, 0o600))?)
+    })
 }
 
 /// Dumps one database into the write session: the stream is stored (the
@@ -51,8 +38,8 @@ pub fn dump_into(
     conninfo: Option<&str>,
     cfg: &Config,
 ) -> Result<(DbInfo, repo::StoredStream)> {
-    let rt = runtime();
-    let client = connect(&rt, cfg)?;
+    let rt = runtime()?;
+    let client = connect(rt, cfg)?;
     let snapshot_name = rt.block_on(async {
         client
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -113,10 +100,10 @@ fn run_pg_dump(
     let err = err_reader.join().unwrap_or_default();
     let status = status.map_err(|e| Error::Repo(repo::Error::Input(e)))?;
     if !status.success() {
-        return Err(Error::Repo(repo::Error::Source(format!(
-            "pg_dump failed ({status}); no snapshot was written:\n{}",
-            err.trim_end()
-        ))));
+        return Err(Error::DumpFailed {
+            status: status.to_string(),
+            stderr: err.trim_end().to_string(),
+        });
     }
     Ok(stored?)
 }

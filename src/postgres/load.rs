@@ -33,8 +33,8 @@ pub fn drop_database(conninfo: &str) -> Result<()> {
     let db = target.get_dbname().unwrap_or_default().to_string();
     let mut maint_cfg = target.clone();
     maint_cfg.dbname("postgres");
-    let rt = runtime();
-    let maint = connect(&rt, &maint_cfg)?;
+    let rt = runtime()?;
+    let maint = connect(rt, &maint_cfg)?;
     rt.block_on(maint.batch_execute(&format!(
         "DROP DATABASE IF EXISTS {} WITH (FORCE)",
         quote_ident(&db)
@@ -77,13 +77,13 @@ pub fn load_dump(
 ) -> Result<()> {
     let target = config(Some(conninfo))?;
     let db = target.get_dbname().unwrap_or_default().to_string();
-    let rt = runtime();
+    let rt = runtime()?;
     let mut maint_cfg = target.clone();
     maint_cfg.dbname("postgres");
     let maint = if mode == LoadMode::Into {
         None
     } else {
-        Some(connect(&rt, &maint_cfg)?)
+        Some(connect(rt, &maint_cfg)?)
     };
     let exec = |sql: String| -> Result<()> {
         let m = maint.as_ref().expect("maintenance connection");

@@ -54,6 +54,10 @@ pub enum Error {
     },
     #[error(transparent)]
     Repo(#[from] repo::Error),
+    #[error("pg_dump failed ({status}); no snapshot was written:\n{stderr}")]
+    DumpFailed { status: String, stderr: String },
+    #[error("starting the async runtime: {0}")]
+    Runtime(std::io::Error),
     #[error("snapshot {0} is not a PostgreSQL backup")]
     NotADump(String),
     #[error("refusing to restore: {0}")]

@@ -130,10 +130,10 @@ pub fn restore(
     }
 
     // 2. Schema revision.
-    let rt = runtime();
+    let rt = runtime()?;
     let mut maint_cfg = target.clone();
     maint_cfg.dbname("postgres");
-    let maint = connect(&rt, &maint_cfg)?;
+    let maint = connect(rt, &maint_cfg)?;
     let state = rt.block_on(target_state(&maint, &target, &target))?;
     say(&format!(
         "2/5 schema: snapshot at {}, target '{db}' {}",

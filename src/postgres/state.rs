@@ -83,8 +83,8 @@ pub struct Check {
 /// table); an error when it cannot be reached.
 pub fn revision(conninfo: &str) -> Result<Option<String>> {
     let target = config(Some(conninfo))?;
-    let rt = runtime();
-    let client = connect(&rt, &target)?;
+    let rt = runtime()?;
+    let client = connect(rt, &target)?;
     Ok(rt.block_on(collect_info(&client))?.alembic_revision)
 }
 
@@ -93,8 +93,8 @@ pub fn revision(conninfo: &str) -> Result<Option<String>> {
 pub fn data_directory(conninfo: &str) -> Option<std::path::PathBuf> {
     let mut target = config(Some(conninfo)).ok()?;
     target.dbname("postgres");
-    let rt = runtime();
-    let client = connect(&rt, &target).ok()?;
+    let rt = runtime().ok()?;
+    let client = connect(rt, &target).ok()?;
     let dir: String = rt
         .block_on(client.query_one("SHOW data_directory", &[]))
         .ok()?
@@ -107,8 +107,8 @@ pub fn data_directory(conninfo: &str) -> Option<std::path::PathBuf> {
 /// and every table's row count (estimates pass when the table exists).
 pub fn verify_db(conninfo: &str, info: &DbInfo) -> Result<Vec<Check>> {
     let target = config(Some(conninfo))?;
-    let rt = runtime();
-    let client = connect(&rt, &target)?;
+    let rt = runtime()?;
+    let client = connect(rt, &target)?;
     let restored = rt.block_on(collect_info(&client))?;
     let mut checks = vec![Check {
         what: "alembic revision".into(),

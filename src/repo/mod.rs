@@ -105,8 +105,6 @@ pub enum Error {
     /// own error instead.
     #[error("the source of the backup failed")]
     SourceFailed,
-    #[error("{0}")]
-    Source(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
