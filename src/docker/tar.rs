@@ -117,7 +117,7 @@ impl<R: Read> TarSplitter<R> {
             let at = self.offset;
             let start = self.out.len();
             self.out.resize(start + BLOCK, 0);
-            if crate::files::read_full(&mut self.inner, &mut self.out[start..])? < BLOCK {
+            if crate::chunker::read_full(&mut self.inner, &mut self.out[start..])? < BLOCK {
                 return Err(self.truncated());
             }
             self.offset += BLOCK as u64;
@@ -152,7 +152,7 @@ impl<R: Read> TarSplitter<R> {
             }
             let start = self.out.len();
             self.out.resize(start + padded as usize, 0);
-            if (crate::files::read_full(&mut self.inner, &mut self.out[start..])? as u64) < padded {
+            if (crate::chunker::read_full(&mut self.inner, &mut self.out[start..])? as u64) < padded {
                 return Err(self.truncated());
             }
             self.offset += padded;

@@ -60,20 +60,6 @@ fn item_from_meta(path: Vec<u8>, kind: ItemKind, m: &fs::Metadata) -> Item {
     }
 }
 
-/// Reads until `buf` is full or the stream ends; returns the bytes read.
-pub fn read_full(r: &mut impl std::io::Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
 /// Backs up files and directories (recursively, symlinks not followed).
 /// A path given that does not exist is an error; an entry below it that
 /// cannot be read is skipped with a warning and counted in the snapshot's

@@ -213,7 +213,7 @@ impl Store for S3 {
                     let mut parts = Vec::new();
                     loop {
                         let mut buf = vec![0u8; PART_SIZE];
-                        let n = crate::files::read_full(&mut f, &mut buf).map_err(&io_err)?;
+                        let n = crate::chunker::read_full(&mut f, &mut buf).map_err(&io_err)?;
                         if n == 0 {
                             break;
                         }
