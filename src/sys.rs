@@ -105,7 +105,7 @@ pub fn widen_pipe(fd: &impl AsRawFd) {
 
 /// Takes an exclusive `flock` on an open file, waiting for it; the kernel
 /// releases it when the file is closed or the process dies.
-pub fn flock_exclusive(f: &std::fs::File) -> io::Result<()> {
+pub fn flock_exclusive(f: &impl AsRawFd) -> io::Result<()> {
     // SAFETY: flock on a descriptor the caller owns and keeps open.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
         return Err(io::Error::last_os_error());

@@ -20,7 +20,8 @@ fn from_env(var: &str, file_var: &str) -> Result<Option<Zeroizing<String>>> {
         return Ok(Some(Zeroizing::new(p)));
     }
     if let Ok(f) = std::env::var(file_var) {
-        let s = std::fs::read_to_string(&f).with_context(|| format!("reading {file_var}={f}"))?;
+        let s = relic::files::user::read_text(std::path::Path::new(&f))
+            .with_context(|| format!("reading {file_var}={f}"))?;
         return Ok(Some(Zeroizing::new(trim_newline(s))));
     }
     Ok(None)

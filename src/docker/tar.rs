@@ -152,7 +152,8 @@ impl<R: Read> TarSplitter<R> {
             }
             let start = self.out.len();
             self.out.resize(start + padded as usize, 0);
-            if (crate::chunker::read_full(&mut self.inner, &mut self.out[start..])? as u64) < padded {
+            if (crate::chunker::read_full(&mut self.inner, &mut self.out[start..])? as u64) < padded
+            {
                 return Err(self.truncated());
             }
             self.offset += padded;

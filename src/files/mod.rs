@@ -16,6 +16,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 mod restore;
+pub mod user;
 pub use restore::{path_components, restore_mapped, restore_to, target_path, RestoreStats};
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {

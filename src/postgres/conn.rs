@@ -9,12 +9,7 @@ use tokio_postgres::{Client, Config, NoTls};
 /// anything, `\\` escaping `:` and `\\`, a socket directory matching
 /// `localhost`; the file is ignored unless only its owner may read it.
 fn pgpass_lookup(file: &std::path::Path, c: &Config) -> Option<String> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(file).ok()?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        return None;
-    }
-    let text = std::fs::read_to_string(file).ok()?;
+    let text = crate::files::user::read_private_text(file)?;
     let host = match c.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
         _ => "localhost".to_string(),

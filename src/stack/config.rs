@@ -68,7 +68,7 @@ pub struct Hooks {
 impl StackConfig {
     /// Reads and checks `relic.toml`; errors name the file and the line.
     pub fn load(path: &Path) -> Result<StackConfig> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+        let text = crate::files::user::read_text(path).map_err(|e| Error::Config {
             path: path.display().to_string(),
             what: format!("{e} (a stack is described by relic.toml; --config names it)"),
         })?;

@@ -98,11 +98,7 @@ fn verify_files(items: &[Item], root: &Path) -> Result<Vec<Check>> {
             continue;
         };
         let path = crate::files::target_path(root, rel)?;
-        let found = std::fs::File::open(&path).and_then(|mut f| {
-            let mut h = blake3::Hasher::new();
-            let n = std::io::copy(&mut f, &mut h)?;
-            Ok((n, *h.finalize().as_bytes()))
-        });
+        let found = crate::files::user::hash_file(&path);
         checked += 1;
         match found {
             Ok((n, h)) if n == it.size && h == it.hash => {}

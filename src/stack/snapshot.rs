@@ -87,9 +87,7 @@ pub fn snapshot(
         let root = repo.backend().root();
         m.restore_command = format!(
             "relic -r {} restore <this snapshot> --config {}",
-            std::fs::canonicalize(root)
-                .unwrap_or_else(|_| root.to_path_buf())
-                .display(),
+            crate::files::user::canonical(root).display(),
             cfg.path.display()
         );
         w.set_meta(
@@ -169,7 +167,7 @@ pub(super) fn present_parts(
     if let Some(f) = &mut c.files {
         if wants(opts, Part::Files) {
             f.paths
-                .retain(|p| std::fs::symlink_metadata(root.join(p)).is_ok());
+                .retain(|p| crate::files::user::exists_no_follow(&root.join(p)));
         } else {
             f.paths.clear();
         }

@@ -132,8 +132,8 @@ fn image(
                 relic::files::widen_pipe(&io::stdin());
                 relic::docker::backup_archive(&repo, &opts, io::stdin().lock(), &name, bar)
             } else {
-                let r =
-                    std::fs::File::open(f).with_context(|| format!("opening {}", f.display()))?;
+                let r = relic::files::user::open(f)
+                    .with_context(|| format!("opening {}", f.display()))?;
                 let item = f.file_stem().map(|s| s.to_string_lossy().into_owned());
                 relic::docker::backup_archive(
                     &repo,

@@ -11,7 +11,6 @@ use anyhow::{anyhow, bail, Context, Result};
 use relic::progress::{Progress, Unit};
 use relic::snapshot::ItemKind;
 use relic::{files, Repository};
-use std::io;
 use std::path::Path;
 
 pub fn run(cli: &Cli, a: &RestoreArgs, bar: &Bar) -> Result<Outcome> {
@@ -77,13 +76,7 @@ pub fn run(cli: &Cli, a: &RestoreArgs, bar: &Bar) -> Result<Outcome> {
         }
         // Whole batches go straight to the descriptor: no line
         // buffering, no extra copy.
-        use std::os::fd::AsFd;
-        let mut out = std::fs::File::from(
-            io::stdout()
-                .as_fd()
-                .try_clone_to_owned()
-                .context("duplicating stdout")?,
-        );
+        let mut out = relic::files::user::stdout_file().context("duplicating stdout")?;
         repo.restore_item(&item, &mut out, bar)
             .with_context(|| format!("restoring snapshot {}", id.short()))?;
         bar.finish();
@@ -179,26 +172,8 @@ fn restore_to_file(
     path: &Path,
     bar: &Bar,
 ) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.relic-tmp-{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let mut f =
-        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let r = repo
-        .restore_item(item, &mut f, bar)
-        .map_err(anyhow::Error::from)
-        .and_then(|_| f.sync_all().context("fsync"))
-        .and_then(|_| std::fs::rename(&tmp, path).context("rename into place"));
-    if r.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    r
+    relic::files::user::write_atomically(path, |f| {
+        repo.restore_item(item, f, bar).map_err(anyhow::Error::from)
+    })
+    .with_context(|| format!("writing {}", path.display()))
 }
