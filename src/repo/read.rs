@@ -54,20 +54,9 @@ impl Repository {
     }
 
     /// Reads, opens, decompresses and verifies one blob, appending it to
-    /// `out`; a delta is decoded through its chain of bases.
-    pub(super) fn read_blob_into(
-        &self,
-        id: &ChunkId,
-        e: &ChunkEntry,
-        dec: &mut Decompressor,
-        body: &mut Vec<u8>,
-        out: &mut Vec<u8>,
-    ) -> Result<()> {
-        self.read_chain(id, e, dec, body, out, None)
-    }
-
-    /// [`Self::read_blob_into`], also appending the plaintext of the
-    /// chain's root (the whole chunk it ends in) to `root` when given.
+    /// `out`; a delta is decoded through its chain of bases, and the
+    /// plaintext of the chain's root (the whole chunk it ends in) is also
+    /// appended to `root` when given.
     pub(super) fn read_chain(
         &self,
         id: &ChunkId,
@@ -131,7 +120,7 @@ impl Repository {
             .ok_or_else(|| Error::MissingChunk(id.to_hex()))?;
         let mut dec = Decompressor::new().map_err(Error::Input)?;
         let (mut body, mut out) = (Vec::new(), Vec::new());
-        self.read_blob_into(id, &e, &mut dec, &mut body, &mut out)?;
+        self.read_chain(id, &e, &mut dec, &mut body, &mut out, None)?;
         Ok(out)
     }
 
@@ -318,7 +307,7 @@ impl Repository {
                     .get(id)?
                     .ok_or_else(|| Error::MissingChunk(id.to_hex()))?;
                 data.clear();
-                self.read_blob_into(id, &e, dec, &mut body, &mut data)?;
+                self.read_chain(id, &e, dec, &mut body, &mut data, None)?;
                 hasher.update(&data);
                 size += data.len() as u64;
                 out.write_all(&data).map_err(Error::Output)?;
@@ -345,7 +334,7 @@ impl Repository {
                         .index
                         .get(id)?
                         .ok_or_else(|| Error::MissingChunk(id.to_hex()))?;
-                    self.read_blob_into(id, &e, &mut dec, &mut body, &mut out)?;
+                    self.read_chain(id, &e, &mut dec, &mut body, &mut out, None)?;
                 }
                 Ok(out)
             })();
