@@ -18,6 +18,17 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 
+
+/// One comparison of a restore's verify step (a database's tables, an
+/// image's id, the restored files): what was expected, what was found.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Check {
+    pub what: String,
+    pub expected: String,
+    pub found: String,
+    pub ok: bool,
+}
+
 /// Outcome of `check`.
 #[derive(Debug, Default, Serialize)]
 pub struct CheckReport {

@@ -27,7 +27,7 @@ pub use retag::{load_scratch, Retag};
 pub use tar::{Entry, TarSplitter};
 
 /// One check after a load: a tag (or the id) and the image id it points at.
-pub use crate::postgres::Check;
+pub use crate::check::Check;
 use crate::progress::{Progress, Unit};
 use crate::repo::{self, Repository, SnapshotOptions};
 use crate::snapshot::{Item, Snapshot};

@@ -4,7 +4,6 @@
 
 use super::conn::{config, connect, runtime};
 use super::{DbInfo, Result, TableCount, EXACT_COUNT_LIMIT};
-use serde::Serialize;
 use tokio_postgres::Client;
 
 /// Server version, database, Alembic revision and row counts, as the
@@ -70,14 +69,7 @@ pub(super) async fn collect_info(client: &Client) -> Result<DbInfo> {
     })
 }
 
-/// What the verify step compared.
-#[derive(Clone, Debug, Serialize)]
-pub struct Check {
-    pub what: String,
-    pub expected: String,
-    pub found: String,
-    pub ok: bool,
-}
+pub use crate::check::Check;
 
 /// The database's Alembic revision (None without an `alembic_version`
 /// table); an error when it cannot be reached.
