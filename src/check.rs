@@ -18,7 +18,6 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 
-
 /// One comparison of a restore's verify step (a database's tables, an
 /// image's id, the restored files): what was expected, what was found.
 #[derive(Clone, Debug, serde::Serialize)]

@@ -12,7 +12,7 @@
 //! keeps its maximum; [`SUPER_FEATURES`] super-features each hash
 //! [`FEATURES`]` / `[`SUPER_FEATURES`] features. Two chunks sharing any super-feature very likely share most
 //! of their content. The index maps every super-feature to the newest chunk
-//! that has it (see `index.rs`).
+//! that has it (see `index/`).
 //!
 //! Deltas chain: a delta's base may itself be a delta. The chain depth is
 //! bounded ([`MAX_DEPTH`]): a chunk whose best base is already that deep is

@@ -1,12 +1,13 @@
 //! The few calls into the C library that std has no word for, each behind
 //! a safe function with the reason its `unsafe` block is sound.
 //!
-//! The restore walker's `openat` family stays beside it in
-//! `files/restore.rs`: those calls are that module's whole subject.
+//! The `*at` family is what the restore walker in `files/restore.rs` is
+//! built on: every name is resolved relative to a directory descriptor and
+//! never through a symlink.
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -132,6 +133,87 @@ pub fn advise_huge_pages<T>(v: &mut Vec<T>) {
             );
         }
     }
+}
+
+fn cstring(name: &[u8]) -> io::Result<CString> {
+    CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// `openat(dir, name, flags | O_NOFOLLOW | O_CLOEXEC)`.
+pub fn open_at(dir: BorrowedFd<'_>, name: &[u8], flags: i32) -> io::Result<OwnedFd> {
+    let c = cstring(name)?;
+    // SAFETY: a valid directory descriptor and a NUL-terminated name.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600 as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: openat returned a new descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Creates a directory; one already there is fine.
+pub fn mkdirat(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+    let c = cstring(name)?;
+    // SAFETY: as in open_at.
+    if unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), 0o700) } != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EEXIST) {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+pub fn renameat(dir: BorrowedFd<'_>, from: &[u8], to: &[u8]) -> io::Result<()> {
+    let (f, t) = (cstring(from)?, cstring(to)?);
+    // SAFETY: as in open_at.
+    if unsafe { libc::renameat(dir.as_raw_fd(), f.as_ptr(), dir.as_raw_fd(), t.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+pub fn unlinkat(dir: BorrowedFd<'_>, name: &[u8]) {
+    if let Ok(c) = cstring(name) {
+        // SAFETY: as in open_at.
+        unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) };
+    }
+}
+
+/// `symlinkat(target, dir, name)`: a symlink is created, never followed.
+pub fn symlinkat(target: &[u8], dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+    let (t, c) = (cstring(target)?, cstring(name)?);
+    // SAFETY: as in open_at; symlinkat never follows its target.
+    if unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), c.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets the owner of `name` in `dir` itself, never what a symlink names.
+pub fn lchownat(dir: BorrowedFd<'_>, name: &[u8], uid: u32, gid: u32) -> io::Result<()> {
+    let c = cstring(name)?;
+    // SAFETY: as in open_at; AT_SYMLINK_NOFOLLOW changes the link itself.
+    let r = unsafe {
+        libc::fchownat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            uid,
+            gid,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

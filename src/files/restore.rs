@@ -6,10 +6,11 @@ use super::io_err;
 use crate::progress::{Progress, Unit};
 use crate::repo::{Error, Repository, Result};
 use crate::snapshot::{Item, ItemKind, Snapshot};
-use std::ffi::{CString, OsStr};
+use crate::sys::{lchownat, mkdirat, open_at, renameat, symlinkat, unlinkat};
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -299,58 +300,6 @@ impl Target {
     }
 }
 
-fn cstring(name: &[u8]) -> io::Result<CString> {
-    CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
-}
-
-/// `openat(dir, name, flags | O_NOFOLLOW | O_CLOEXEC)`.
-fn open_at(dir: BorrowedFd<'_>, name: &[u8], flags: i32) -> io::Result<OwnedFd> {
-    let c = cstring(name)?;
-    // SAFETY: a valid directory descriptor and a NUL-terminated name.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            0o600 as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: openat returned a new descriptor we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Creates a directory; one already there is fine.
-fn mkdirat(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
-    let c = cstring(name)?;
-    // SAFETY: as in open_at.
-    if unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), 0o700) } != 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EEXIST) {
-            return Err(e);
-        }
-    }
-    Ok(())
-}
-
-fn renameat(dir: BorrowedFd<'_>, from: &[u8], to: &[u8]) -> io::Result<()> {
-    let (f, t) = (cstring(from)?, cstring(to)?);
-    // SAFETY: as in open_at.
-    if unsafe { libc::renameat(dir.as_raw_fd(), f.as_ptr(), dir.as_raw_fd(), t.as_ptr()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn unlinkat(dir: BorrowedFd<'_>, name: &[u8]) {
-    if let Ok(c) = cstring(name) {
-        // SAFETY: as in open_at.
-        unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) };
-    }
-}
-
 /// A temp name that fits beside any name (NAME_MAX is 255 bytes).
 fn temp_name() -> Vec<u8> {
     format!(".relic-{:016x}.tmp", rand::random::<u64>()).into_bytes()
@@ -364,22 +313,10 @@ fn restore_symlink(
     as_root: bool,
 ) -> io::Result<()> {
     let tmp = temp_name();
-    let (t, c) = (cstring(target)?, cstring(&tmp)?);
-    // SAFETY: as in open_at; symlinkat never follows its target.
-    if unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), c.as_ptr()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    symlinkat(target, dir, &tmp)?;
     if as_root {
-        // SAFETY: as in open_at; AT_SYMLINK_NOFOLLOW changes the link itself.
-        unsafe {
-            libc::fchownat(
-                dir.as_raw_fd(),
-                c.as_ptr(),
-                item.uid,
-                item.gid,
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        };
+        // Best effort, as for files: a link keeps working whoever owns it.
+        let _ = lchownat(dir, &tmp, item.uid, item.gid);
     }
     // rename replaces whatever is at `name` (never following it).
     renameat(dir, &tmp, name).inspect_err(|_| unlinkat(dir, &tmp))
