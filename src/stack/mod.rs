@@ -13,7 +13,8 @@
 //! drill share; its children own `relic.toml` (`config.rs`), the manifest
 //! and its rendering (`manifest.rs`), making snapshots (`snapshot.rs`), the
 //! restore chain (`restore.rs`) and drills (`drill.rs`). Comparing two
-//! snapshots is [`crate::diff`].
+//! snapshots is [`crate::diff`], which reads manifests; this module never
+//! uses it.
 
 mod config;
 mod drill;
@@ -21,10 +22,8 @@ mod manifest;
 mod restore;
 mod snapshot;
 
-pub use crate::diff::{diff, Diff};
 pub use config::{DatabasePart, FilesPart, GitPart, Hooks, StackConfig};
 pub use drill::drill;
-pub(crate) use manifest::{head, human};
 pub use manifest::{
     manifest, manifest_markdown, DbPart, FilesSummary, GitState, Manifest, MANIFEST_KEY,
 };
