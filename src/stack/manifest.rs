@@ -1,6 +1,6 @@
 //! The manifest a stack snapshot keeps in its metadata (what each part is,
 //! how big, its checksums, Alembic revision, image ids, git commit and the
-//! command that restores it), and its rendering for people.
+//! command that restores it). It is data: `relic manifest` words it.
 
 use super::{Error, Result};
 use crate::docker::ImageRecord;
@@ -74,100 +74,9 @@ pub fn manifest(id: &SnapshotId, snap: &Snapshot) -> Result<Manifest> {
         .map_err(|e| Error::NotAStack(format!("{}: manifest unreadable: {e}", id.short())))
 }
 
-/// Renders a manifest as Markdown.
-pub fn manifest_markdown(id: &SnapshotId, snap: &Snapshot, m: &Manifest) -> String {
-    use std::fmt::Write;
-    let mut s = String::new();
-    let _ = writeln!(s, "# Stack snapshot {} ({})\n", id.short(), m.stack);
-    let _ = writeln!(s, "- name: {}", snap.name);
-    let _ = writeln!(s, "- tier: {}", snap.tier);
-    let _ = writeln!(
-        s,
-        "- time: {}",
-        snap.time().strftime("%Y-%m-%d %H:%M:%S UTC")
-    );
-    let _ = writeln!(s, "- host: {}", snap.host);
-    for (k, v) in &snap.labels {
-        let _ = writeln!(s, "- label {k}: {v}");
-    }
-    if let Some(g) = &m.git {
-        let _ = writeln!(
-            s,
-            "- git: {} at {}{}",
-            g.path,
-            g.commit,
-            if g.dirty {
-                " (uncommitted changes)"
-            } else {
-                ""
-            }
-        );
-    }
-    let _ = writeln!(s, "- config: {}", m.config);
-    if !m.databases.is_empty() {
-        let _ = writeln!(s, "\n## Databases\n");
-        let _ = writeln!(
-            s,
-            "| part | database | server | alembic | tables | rows | dump | blake3 |"
-        );
-        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
-        for d in &m.databases {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {} | {} | {} | {} |",
-                d.name,
-                d.database,
-                d.server_version,
-                d.alembic_revision.as_deref().unwrap_or("-"),
-                d.tables.len(),
-                d.tables.iter().map(|t| t.rows).sum::<i64>(),
-                human(d.size),
-                &d.blake3[..16.min(d.blake3.len())]
-            );
-        }
-    }
-    if !m.images.is_empty() {
-        let _ = writeln!(s, "\n## Images\n");
-        let _ = writeln!(s, "| reference | image id | layers | size | created |");
-        let _ = writeln!(s, "|---|---|---|---|---|");
-        for i in &m.images {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {} |",
-                i.reference,
-                head(&i.id, 19),
-                i.layers.len(),
-                human(i.size),
-                i.created.as_deref().unwrap_or("-")
-            );
-        }
-    }
-    if let Some(f) = &m.files {
-        let _ = writeln!(s, "\n## Files\n");
-        let _ = writeln!(
-            s,
-            "{} entries, {} under {}: {}",
-            f.entries,
-            human(f.bytes),
-            f.root,
-            f.paths.join(", ")
-        );
-    }
-    let _ = writeln!(
-        s,
-        "\n## Restore\n\n```sh\n{}\n```",
-        m.restore_command.replace("<this snapshot>", &id.short())
-    );
-    s
-}
-
-/// The first `n` characters (ids and commits are ASCII hex).
-pub(crate) fn head(s: &str, n: usize) -> &str {
-    &s[..n.min(s.len())]
-}
-
-/// A byte count for people: `512 B`, `1.5 MiB`.
-pub(crate) fn human(n: u64) -> String {
+/// A byte count for people: `512 B`, `1.5 MiB` (the restore's step lines
+/// still use it).
+pub(super) fn human(n: u64) -> String {
     const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut i = 0;

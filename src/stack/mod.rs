@@ -11,7 +11,7 @@
 //!
 //! This module owns the stack's error type and the helpers restore and
 //! drill share; its children own `relic.toml` (`config.rs`), the manifest
-//! and its rendering (`manifest.rs`), making snapshots (`snapshot.rs`), the
+//! (`manifest.rs`, data: the CLI words it), making snapshots (`snapshot.rs`), the
 //! restore chain (`restore.rs`) and drills (`drill.rs`). Comparing two
 //! snapshots is [`crate::diff`], which reads manifests; this module never
 //! uses it.
@@ -24,9 +24,7 @@ mod snapshot;
 
 pub use config::{DatabasePart, FilesPart, GitPart, Hooks, StackConfig};
 pub use drill::drill;
-pub use manifest::{
-    manifest, manifest_markdown, DbPart, FilesSummary, GitState, Manifest, MANIFEST_KEY,
-};
+pub use manifest::{manifest, DbPart, FilesSummary, GitState, Manifest, MANIFEST_KEY};
 pub use restore::{restore, Part, Report, RestoreOptions};
 pub use snapshot::{newest_baseline, snapshot};
 

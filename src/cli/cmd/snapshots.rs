@@ -34,7 +34,7 @@ pub fn manifest(cli: &Cli, snapshot: &str, json: bool) -> Result<()> {
     if json {
         render::json(&m)
     } else {
-        print!("{}", relic::stack::manifest_markdown(&id, &snap, &m));
+        print!("{}", render::manifest(&id, &snap, &m));
         Ok(())
     }
 }

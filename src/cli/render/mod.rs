@@ -2,12 +2,13 @@
 //! text reports and tables of each command (sizes through
 //! `indicatif::HumanBytes`, times, rates). Commands gather the data; the
 //! words and columns are here: in this file for most commands, in `diff`
-//! for `relic diff`, in `stack` for stacks.
+//! for `relic diff`, in `stack` for manifests.
 
 mod diff;
 mod stack;
 
 pub use diff::diff;
+pub use stack::manifest;
 
 use anyhow::Result;
 use indicatif::HumanBytes;
