@@ -73,20 +73,3 @@ pub fn manifest(id: &SnapshotId, snap: &Snapshot) -> Result<Manifest> {
     serde_json::from_str(j)
         .map_err(|e| Error::NotAStack(format!("{}: manifest unreadable: {e}", id.short())))
 }
-
-/// A byte count for people: `512 B`, `1.5 MiB` (the restore's step lines
-/// still use it).
-pub(super) fn human(n: u64) -> String {
-    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", U[i])
-    }
-}

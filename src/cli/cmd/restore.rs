@@ -55,8 +55,8 @@ pub fn run(cli: &Cli, a: &RestoreArgs, bar: &Bar) -> Result<Outcome> {
         bail!("--dry-run, --force, --verify-data and --no-safety-snapshot apply to --into-postgres and stack restores");
     }
     if a.into_docker {
-        let say = |m: &str| bar.say(m);
-        let checks = relic::docker::restore(&repo, &snap, a.image.as_deref(), bar, &say)
+        let mut say = |s: relic::docker::LoadStep| bar.say(&render::load_step(&s));
+        let checks = relic::docker::restore(&repo, &snap, a.image.as_deref(), bar, &mut say)
             .with_context(|| format!("loading snapshot {} into the Docker engine", id.short()))?;
         bar.finish();
         render::checks(&checks);

@@ -2,13 +2,14 @@
 //! text reports and tables of each command (sizes through
 //! `indicatif::HumanBytes`, times, rates). Commands gather the data; the
 //! words and columns are here: in this file for most commands, in `diff`
-//! for `relic diff`, in `stack` for manifests.
+//! for `relic diff`, in `stack` for manifests and the stack restore and
+//! drill steps.
 
 mod diff;
 mod stack;
 
 pub use diff::diff;
-pub use stack::manifest;
+pub use stack::{drill_error, drill_step, load_step, manifest, stack_error, stack_step};
 
 use anyhow::Result;
 use indicatif::HumanBytes;
