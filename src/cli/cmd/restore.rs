@@ -98,8 +98,8 @@ pub fn run(cli: &Cli, a: &RestoreArgs, bar: &Bar) -> Result<Outcome> {
             force: a.force,
             verify_data: a.verify_data,
         };
-        let say = |m: &str| bar.say(m);
-        let report = relic::postgres::restore(&repo, &id, &snap, &opts, bar, &say)
+        let mut say = |s: relic::postgres::RestoreStep| bar.say(&render::postgres_step(&s));
+        let report = relic::postgres::restore(&repo, &id, &snap, &opts, bar, &mut say)
             .map_err(|e| postgres_error(e, conninfo))
             .with_context(|| format!("restoring snapshot {} into PostgreSQL", id.short()))?;
         bar.finish();

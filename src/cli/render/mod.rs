@@ -3,12 +3,14 @@
 //! `indicatif::HumanBytes`, times, rates). Commands gather the data; the
 //! words and columns are here: in this file for most commands, in `diff`
 //! for `relic diff`, in `stack` for manifests and the stack restore and
-//! drill steps.
+//! drill steps, in `postgres` for the database restore's steps.
 
 mod diff;
+mod postgres;
 mod stack;
 
 pub use diff::diff;
+pub use postgres::postgres_step;
 pub use stack::{drill_error, drill_step, load_step, manifest, stack_error, stack_step};
 
 use anyhow::Result;
