@@ -302,29 +302,39 @@ pub fn items_for(
     Ok(out)
 }
 
+/// What a load into the engine reports as it goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoadStep {
+    /// The snapshot's item `item` (a `docker save` tar) is being loaded
+    /// into the engine at `host`.
+    Loading { item: String, host: String },
+    /// A line the engine answered a load with, as it said it.
+    Engine(String),
+}
+
 /// Loads the selected images of a snapshot into the engine, then checks that
-/// every recorded tag points at the recorded image id.
+/// every recorded tag points at the recorded image id; `step` hears each
+/// load as it happens.
 pub fn restore(
     repo: &Repository,
     snap: &Snapshot,
     image: Option<&str>,
     progress: &dyn Progress,
-    say: &dyn Fn(&str),
+    step: &mut dyn FnMut(LoadStep),
 ) -> Result<Vec<Check>> {
     let selected = select(&records(snap)?, image)?;
     let items = items_for(repo, snap, &selected)?;
     let engine = Engine::connect()?;
     for item in &items {
-        say(&format!(
-            "loading {} into {}",
-            item.path_lossy(),
-            engine.host()
-        ));
+        step(LoadStep::Loading {
+            item: item.path_lossy(),
+            host: engine.host().to_string(),
+        });
         progress.start("loading", Some(item.size), Unit::Bytes);
         let msgs = engine.load(|w| repo.restore_item(item, w, progress))?;
         progress.finish();
         for m in msgs {
-            say(&m);
+            step(LoadStep::Engine(m));
         }
     }
     let mut checks = Vec::new();

@@ -21,7 +21,9 @@ mod state;
 pub use conn::config;
 pub use dump::{backup, dump_into};
 pub use load::{drop_database, load_dump, with_dbname, LoadMode, SingleTransaction};
-pub use restore::{restore, RestoreOptions, RestoreReport};
+pub use restore::{
+    restore, RestoreOptions, RestoreReport, RestoreStep, SafetySkip, TargetSchema, RESTORE_STEPS,
+};
 pub use state::{data_directory, revision, verify_db, Check};
 
 use crate::repo;

@@ -1,6 +1,7 @@
 //! Restore through the safety chain: verify the snapshot, check the
 //! schema revision, take a safety snapshot, load in one transaction,
-//! verify revision and row counts.
+//! verify revision and row counts. Each step is reported as a
+//! [`RestoreStep`] as it happens.
 
 use super::conn::{config, connect, describe, runtime};
 use super::dump::backup;
@@ -33,6 +34,89 @@ pub struct RestoreReport {
     pub safety_snapshot: Option<String>,
     pub checks: Vec<Check>,
     pub restored: bool,
+}
+
+/// One step of a database restore's safety chain, reported as it happens;
+/// [`RestoreStep::number`] says which of the chain's [`RESTORE_STEPS`].
+/// `db` is the target database's name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RestoreStep {
+    /// Step 1: the snapshot is verified (`read_data`: every chunk read).
+    Verify {
+        snapshot: SnapshotId,
+        read_data: bool,
+    },
+    /// Step 2: the snapshot's Alembic revision, and the target as it is.
+    Schema {
+        snapshot_revision: Option<String>,
+        db: String,
+        target: TargetSchema,
+    },
+    /// A dry run, step 3: whether a safety snapshot would be taken (None)
+    /// or not, and why.
+    WouldTakeSafetySnapshot {
+        db: String,
+        skip: Option<SafetySkip>,
+    },
+    /// A dry run, step 4: the dump (`dump_size` bytes) would be loaded in
+    /// one transaction, after preparing the database as `mode` says
+    /// ([`LoadMode::Recreate`] when told to clean, [`LoadMode::Create`]
+    /// when it does not exist, else [`LoadMode::Into`]).
+    WouldRestore {
+        db: String,
+        mode: LoadMode,
+        dump_size: u64,
+    },
+    /// A dry run, step 5: the revision and `tables` row counts would be
+    /// verified.
+    WouldVerify { tables: usize },
+    /// Step 3: the safety snapshot of the target was taken.
+    SafetySnapshotTaken { id: SnapshotId, db: String },
+    /// Step 3: no safety snapshot, and why.
+    SafetySnapshotSkipped(SafetySkip),
+    /// Step 4: the dump is being loaded.
+    Restoring { db: String },
+    /// Step 5: the restore was verified by `checks` checks.
+    Verified { checks: usize },
+}
+
+/// The number of steps in a database restore's chain.
+pub const RESTORE_STEPS: u8 = 5;
+
+impl RestoreStep {
+    /// Which step of the chain (1 to [`RESTORE_STEPS`]) this belongs to.
+    pub fn number(&self) -> u8 {
+        use RestoreStep as S;
+        match self {
+            S::Verify { .. } => 1,
+            S::Schema { .. } => 2,
+            S::WouldTakeSafetySnapshot { .. }
+            | S::SafetySnapshotTaken { .. }
+            | S::SafetySnapshotSkipped(_) => 3,
+            S::WouldRestore { .. } | S::Restoring { .. } => 4,
+            S::WouldVerify { .. } | S::Verified { .. } => 5,
+        }
+    }
+}
+
+/// The target database's schema, as step 2 found it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TargetSchema {
+    /// The database does not exist.
+    Missing,
+    /// It is at this Alembic revision.
+    At(String),
+    /// It exists without an `alembic_version` table.
+    NoAlembic,
+}
+
+/// Why a restore takes no safety snapshot of its target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SafetySkip {
+    /// [`RestoreOptions::safety_snapshot`] was off.
+    NotWanted,
+    /// The target does not exist or holds no tables: nothing to keep.
+    Empty,
 }
 
 /// Existence and state of the target database.
@@ -88,7 +172,7 @@ async fn target_state(maint: &Client, target: &Config, rt_cfg: &Config) -> Resul
 /// Restores a database snapshot through the safety chain: verify the
 /// snapshot, check the schema revision, take a safety snapshot of the
 /// target, restore in one transaction, verify revision and row counts.
-/// `say` receives each step as it happens. A refusal is a typed error
+/// `say` hears each step as it happens. A refusal is a typed error
 /// (`DatabaseMissing`, `DatabaseNotEmpty`, `UnexpectedRevision`,
 /// `RevisionMismatch`) and a psql or verification failure after the safety
 /// snapshot is `AfterSafetySnapshot`, so the caller can word what to do in
@@ -99,7 +183,7 @@ pub fn restore(
     snap: &Snapshot,
     opts: &RestoreOptions,
     progress: &dyn Progress,
-    say: &dyn Fn(&str),
+    say: &mut dyn FnMut(RestoreStep),
 ) -> Result<RestoreReport> {
     let info = DbInfo::from_snapshot(id, snap)?;
     let mut report = RestoreReport::default();
@@ -107,15 +191,10 @@ pub fn restore(
     let db = target.get_dbname().unwrap_or_default().to_string();
 
     // 1. The snapshot is whole.
-    say(&format!(
-        "1/5 verify snapshot {} ({})",
-        id.short(),
-        if opts.verify_data {
-            "reading every chunk"
-        } else {
-            "index and packs"
-        }
-    ));
+    say(RestoreStep::Verify {
+        snapshot: *id,
+        read_data: opts.verify_data,
+    });
     let item = repo
         .items(snap)
         .next()
@@ -135,17 +214,15 @@ pub fn restore(
     maint_cfg.dbname("postgres");
     let maint = connect(rt, &maint_cfg)?;
     let state = rt.block_on(target_state(&maint, &target, &target))?;
-    say(&format!(
-        "2/5 schema: snapshot at {}, target '{db}' {}",
-        info.alembic_revision
-            .as_deref()
-            .unwrap_or("(no alembic_version)"),
-        match (&state.exists, &state.alembic) {
-            (false, _) => "does not exist".to_string(),
-            (true, Some(r)) => format!("at {r}"),
-            (true, None) => "has no alembic_version".to_string(),
-        }
-    ));
+    say(RestoreStep::Schema {
+        snapshot_revision: info.alembic_revision.clone(),
+        db: db.clone(),
+        target: match (&state.exists, &state.alembic) {
+            (false, _) => TargetSchema::Missing,
+            (true, Some(r)) => TargetSchema::At(r.clone()),
+            (true, None) => TargetSchema::NoAlembic,
+        },
+    });
     if !state.exists && !opts.create && !opts.clean {
         return Err(Error::DatabaseMissing { db });
     }
@@ -178,31 +255,30 @@ pub fn restore(
     }
 
     if opts.dry_run {
-        say(&format!(
-            "3/5 would take a safety snapshot of '{db}': {}",
-            if !opts.safety_snapshot {
-                "no (--no-safety-snapshot)"
+        say(RestoreStep::WouldTakeSafetySnapshot {
+            db: db.clone(),
+            skip: if !opts.safety_snapshot {
+                Some(SafetySkip::NotWanted)
             } else if state.user_tables > 0 {
-                "yes"
+                None
             } else {
-                "no (empty)"
-            }
-        ));
-        say(&format!(
-            "4/5 would {}restore {} of dump into '{db}' with psql --single-transaction",
-            if opts.clean {
-                "drop and recreate the database, then "
-            } else if !state.exists {
-                "create the database, then "
-            } else {
-                ""
+                Some(SafetySkip::Empty)
             },
-            megabytes(item.size)
-        ));
-        say(&format!(
-            "5/5 would verify the Alembic revision and {} table row counts",
-            info.tables.len()
-        ));
+        });
+        say(RestoreStep::WouldRestore {
+            db: db.clone(),
+            mode: if opts.clean {
+                LoadMode::Recreate
+            } else if !state.exists {
+                LoadMode::Create
+            } else {
+                LoadMode::Into
+            },
+            dump_size: item.size,
+        });
+        say(RestoreStep::WouldVerify {
+            tables: info.tables.len(),
+        });
         return Ok(report);
     }
 
@@ -217,13 +293,19 @@ pub fn restore(
             meta: Default::default(),
         };
         let (sid, _) = backup(repo, &safety, Some(&opts.conninfo), progress)?;
-        say(&format!(
-            "3/5 safety snapshot {} of '{db}' taken",
-            sid.short()
-        ));
+        say(RestoreStep::SafetySnapshotTaken {
+            id: sid,
+            db: db.clone(),
+        });
         report.safety_snapshot = Some(sid.to_hex());
     } else {
-        say("3/5 safety snapshot: not needed (target empty or absent, or --no-safety-snapshot)");
+        say(RestoreStep::SafetySnapshotSkipped(
+            if opts.safety_snapshot {
+                SafetySkip::Empty
+            } else {
+                SafetySkip::NotWanted
+            },
+        ));
     }
 
     // 4. Restore in one transaction. A failure of psql or of the
@@ -236,7 +318,7 @@ pub fn restore(
         },
         (_, e) => e,
     };
-    say(&format!("4/5 restoring into '{db}'"));
+    say(RestoreStep::Restoring { db: db.clone() });
     let mode = match (opts.clean, state.exists) {
         (true, true) => LoadMode::Recreate,
         (_, false) => LoadMode::Create,
@@ -247,7 +329,9 @@ pub fn restore(
 
     // 5. Verify.
     report.checks = verify_db(&opts.conninfo, &info)?;
-    say(&format!("5/5 verified {} checks", report.checks.len()));
+    say(RestoreStep::Verified {
+        checks: report.checks.len(),
+    });
     let failed: Vec<String> = report
         .checks
         .iter()
@@ -261,12 +345,4 @@ pub fn restore(
         }));
     }
     Ok(report)
-}
-
-/// The dump's size in the dry run's step 4 line. It stays here, not in
-/// `cli/render.rs`: the CLI never needed it (its sizes are binary units
-/// from indicatif), and the line belongs to the step narrative the library
-/// hands to `say` (as the stack restore narrates its own steps).
-fn megabytes(n: u64) -> String {
-    format!("{:.1} MB", n as f64 / 1e6)
 }

@@ -1,8 +1,9 @@
 //! Restore drills: proving a snapshot restores without touching production,
-//! into scratch databases, scratch image tags and a scratch directory.
+//! into scratch databases, scratch image tags and a scratch directory. Each
+//! step is reported as a [`DrillStep`] as it happens.
 
 use super::manifest::manifest;
-use super::{redact, stack_items, verify_files, Error, Result, StackConfig};
+use super::{redact, stack_items, verify_files, DrillStep, Error, Result, StackConfig};
 use crate::docker::{self, Engine};
 use crate::postgres::{self, Check};
 use crate::progress::Progress;
@@ -14,19 +15,18 @@ use crate::SnapshotId;
 /// verifies every chunk, restores each database into a scratch database,
 /// loads each image under scratch tags, restores the files into a scratch
 /// directory, verifies all of it, and removes the scratch copies. A
-/// snapshot that is not a stack snapshot is read back item by item.
+/// snapshot that is not a stack snapshot is read back item by item. `say`
+/// hears each step as it happens; a snapshot holding databases needs `cfg`
+/// to find their servers ([`Error::DrillNeedsConfig`]).
 pub fn drill(
     repo: &Repository,
     id: &SnapshotId,
     snap: &Snapshot,
     cfg: Option<&StackConfig>,
     progress: &dyn Progress,
-    say: &dyn Fn(&str),
+    say: &mut dyn FnMut(DrillStep),
 ) -> Result<Vec<Check>> {
-    say(&format!(
-        "1/4 reading and verifying every chunk of snapshot {}",
-        id.short()
-    ));
+    say(DrillStep::Verify { snapshot: *id });
     if let Some(problem) = crate::check::verify_snapshot(repo, snap, true)? {
         return Err(Error::Refused(format!(
             "snapshot {} is damaged: {problem}; it would not restore",
@@ -35,7 +35,7 @@ pub fn drill(
     }
     let mut checks = Vec::new();
     let Ok(m) = manifest(id, snap) else {
-        say("2/4 not a stack snapshot: restoring every item to nowhere, checking each BLAKE3");
+        say(DrillStep::NotAStack);
         let mut n = 0u64;
         for item in repo.items(snap) {
             let item = item?;
@@ -55,12 +55,7 @@ pub fn drill(
     let tag = format!("{}", std::process::id());
     let items = stack_items(repo, snap)?;
     for d in &m.databases {
-        let cfg = cfg.ok_or_else(|| {
-            Error::Refused(
-                "a drill of a database needs the stack's relic.toml (--config) to know its server"
-                    .into(),
-            )
-        })?;
+        let cfg = cfg.ok_or(Error::DrillNeedsConfig)?;
         let part = cfg.database(&d.name).ok_or_else(|| {
             Error::Refused(format!(
                 "{} has no [[database]] named '{}'",
@@ -69,11 +64,10 @@ pub fn drill(
             ))
         })?;
         let scratch = with_scratch_db(&part.conninfo, &format!("relic_drill_{}_{tag}", d.name));
-        say(&format!(
-            "2/4 restoring database '{}' into scratch database {}",
-            d.name,
-            redact(&scratch)
-        ));
+        say(DrillStep::RestoringDatabase {
+            part: d.name.clone(),
+            scratch: redact(&scratch),
+        });
         let item = items
             .iter()
             .find(|i| i.path == d.item.as_bytes())
@@ -95,7 +89,7 @@ pub fn drill(
         dropped?;
     }
     if !m.images.is_empty() {
-        say("3/4 loading the images under scratch tags");
+        say(DrillStep::LoadingImages);
         let rename = |t: &str| {
             let clean: String = t
                 .chars()
@@ -118,7 +112,7 @@ pub fn drill(
     }
     if m.files.is_some() {
         let dir = std::env::temp_dir().join(format!("relic-drill-{tag}"));
-        say(&format!("4/4 restoring the files into {}", dir.display()));
+        say(DrillStep::RestoringFiles { dir: dir.clone() });
         let r = crate::files::restore_mapped(
             repo,
             snap,

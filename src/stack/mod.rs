@@ -9,11 +9,13 @@
 //! is, how big, its checksums, Alembic revision, image ids and git commit,
 //! and the command that restores it.
 //!
-//! This module owns the stack's error type and the helpers restore and
-//! drill share; its children own `relic.toml` (`config.rs`), the manifest
-//! and its rendering (`manifest.rs`), making snapshots (`snapshot.rs`), the
-//! restore chain (`restore.rs`) and drills (`drill.rs`). Comparing two
-//! snapshots is [`crate::diff`].
+//! This module owns the stack's error type, the steps the restore chain
+//! and drills report as they happen ([`RestoreStep`], [`DrillStep`]: data,
+//! which the CLI words), and the helpers restore and drill share; its
+//! children own `relic.toml` (`config.rs`), the manifest (`manifest.rs`),
+//! making snapshots (`snapshot.rs`), the restore chain (`restore.rs`) and
+//! drills (`drill.rs`). Comparing two snapshots is [`crate::diff`], which
+//! reads manifests; this module never uses it.
 
 mod config;
 mod drill;
@@ -21,13 +23,9 @@ mod manifest;
 mod restore;
 mod snapshot;
 
-pub use crate::diff::{diff, Diff};
 pub use config::{DatabasePart, FilesPart, GitPart, Hooks, StackConfig};
 pub use drill::drill;
-pub(crate) use manifest::{head, human};
-pub use manifest::{
-    manifest, manifest_markdown, DbPart, FilesSummary, GitState, Manifest, MANIFEST_KEY,
-};
+pub use manifest::{manifest, DbPart, FilesSummary, GitState, Manifest, MANIFEST_KEY};
 pub use restore::{restore, Part, Report, RestoreOptions};
 pub use snapshot::{newest_baseline, snapshot};
 
@@ -35,7 +33,8 @@ use crate::docker;
 use crate::postgres::{self, Check};
 use crate::repo::{self, Repository};
 use crate::snapshot::{Item, ItemKind, Snapshot};
-use std::path::Path;
+use crate::SnapshotId;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -53,16 +52,212 @@ pub enum Error {
     NotAStack(String),
     #[error("refusing to restore: {0}")]
     Refused(String),
-    #[error("{step} failed: {what}\n{done}{back}")]
+    /// Step 1 found a filesystem without room for the parts restored onto
+    /// it; nothing was changed.
+    #[error("refusing to restore: not enough disk space on the filesystem of {}: {} bytes free, {} bytes needed; nothing was changed", room_dirs(.0), .0.free, .0.need)]
+    NoRoom(Room),
+    /// A database restored alone is at another Alembic revision than the
+    /// snapshot's (and `force` is off); nothing was changed.
+    #[error("refusing to restore: database '{part}' is at Alembic revision {running} but the snapshot is at {}: restoring it alone would mismatch code and schema", .snapshot.as_deref().unwrap_or("no revision"))]
+    RevisionMismatch {
+        part: String,
+        running: String,
+        snapshot: Option<String>,
+    },
+    /// A drill of a snapshot holding databases was given no stack config to
+    /// find their servers in.
+    #[error("refusing to restore: a drill of a database needs the stack's relic.toml to know its server")]
+    DrillNeedsConfig,
+    /// `step` failed with `what` after the restore began changing things:
+    /// `done` lists the parts already restored, `safety_snapshot` (hex id)
+    /// is the snapshot that holds the stack as it was before, if one was
+    /// taken.
+    #[error("{step} failed: {what} ({})", failed_note(.done, .safety_snapshot.as_deref()))]
     Failed {
         step: String,
         what: String,
-        done: String,
-        back: String,
+        done: Vec<String>,
+        safety_snapshot: Option<String>,
     },
 }
 
+/// The directories of the parts a [`Room`] is about, for its error.
+fn room_dirs(r: &Room) -> String {
+    let dirs: Vec<String> = r
+        .parts
+        .iter()
+        .map(|(_, d)| d.display().to_string())
+        .collect();
+    dirs.join(", ")
+}
+
+/// What a failed restore had restored, and its safety snapshot.
+fn failed_note(done: &[String], safety: Option<&str>) -> String {
+    format!(
+        "restored before it: {}; safety snapshot: {}",
+        if done.is_empty() {
+            "nothing".to_string()
+        } else {
+            done.join(", ")
+        },
+        safety.map_or("none", |s| &s[..8.min(s.len())])
+    )
+}
+
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// One filesystem a restore writes to: the parts restored onto it (each
+/// with its directory), its free bytes, and the bytes they need (their
+/// sizes plus 10% and 64 MiB; a database counts half again its dump).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Room {
+    pub parts: Vec<(SpacePart, PathBuf)>,
+    pub free: u64,
+    pub need: u64,
+}
+
+/// A part of a stack that takes room on a filesystem when restored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SpacePart {
+    /// A database (the part's name), in its server's data directory.
+    Database(String),
+    /// The images, in the Docker engine's data root.
+    DockerRoot,
+    /// The files, under the stack's files root.
+    Files,
+}
+
+/// Why a restore took no safety snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SafetySkip {
+    /// [`RestoreOptions::safety_snapshot`] was off.
+    NotWanted,
+    /// None of the parts restored exists now.
+    NothingToKeep,
+}
+
+/// A part left out of the safety snapshot because it is not there now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Absent {
+    /// A database (the part's name) that cannot be reached.
+    Database(String),
+    /// An image reference the engine does not have.
+    Image(String),
+}
+
+/// One step of a stack restore's safety chain, reported as it happens;
+/// [`RestoreStep::number`] says which of the chain's [`RESTORE_STEPS`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RestoreStep {
+    /// Step 1 begins: free space on each filesystem restored onto.
+    DiskSpace,
+    /// The free space of a part's directory could not be read.
+    FreeSpaceUnknown { part: SpacePart, dir: PathBuf },
+    /// One filesystem's free space and need (a refusal follows when short).
+    Room(Room),
+    /// Step 2: the snapshot is verified (`read_data`: every chunk read).
+    Verify {
+        snapshot: SnapshotId,
+        read_data: bool,
+    },
+    /// A dry run, step 3: a safety snapshot would be taken.
+    WouldTakeSafetySnapshot,
+    /// A dry run, step 4: a database would be replaced from `dump_size`
+    /// bytes of dump; `target` is the database and host, no password.
+    WouldRestoreDatabase {
+        part: String,
+        target: String,
+        dump_size: u64,
+    },
+    /// A dry run, step 4: an image would be loaded.
+    WouldLoadImage { reference: String, id: String },
+    /// A dry run, step 4: `entries` file entries of `bytes` would be
+    /// restored under `root`.
+    WouldRestoreFiles {
+        entries: u64,
+        bytes: u64,
+        root: PathBuf,
+    },
+    /// A dry run, step 5: a post-restore hook would run.
+    WouldRunHook { command: String },
+    /// A dry run, step 6: what was restored would be verified.
+    WouldVerify,
+    /// Step 3: a part is not there now, so the safety snapshot leaves it out.
+    NotInSafetySnapshot(Absent),
+    /// Step 3: no safety snapshot, and why.
+    SafetySnapshotSkipped(SafetySkip),
+    /// Step 3: the safety snapshot was taken.
+    SafetySnapshotTaken { id: SnapshotId },
+    /// Step 4: a database is being replaced (`target` as above).
+    RestoringDatabase { part: String, target: String },
+    /// Step 4: the images are being loaded, as the engine goes.
+    Images(docker::LoadStep),
+    /// Step 4: the files are being restored under `root`.
+    RestoringFiles { root: PathBuf },
+    /// Step 5: a post-restore hook runs.
+    RunningHook { command: String },
+    /// Step 6: what was restored was verified by `checks` checks.
+    Verified { checks: usize },
+}
+
+/// The number of steps in a stack restore's chain.
+pub const RESTORE_STEPS: u8 = 6;
+
+impl RestoreStep {
+    /// Which step of the chain (1 to [`RESTORE_STEPS`]) this belongs to.
+    pub fn number(&self) -> u8 {
+        use RestoreStep as S;
+        match self {
+            S::DiskSpace | S::FreeSpaceUnknown { .. } | S::Room(_) => 1,
+            S::Verify { .. } => 2,
+            S::WouldTakeSafetySnapshot
+            | S::NotInSafetySnapshot(_)
+            | S::SafetySnapshotSkipped(_)
+            | S::SafetySnapshotTaken { .. } => 3,
+            S::WouldRestoreDatabase { .. }
+            | S::WouldLoadImage { .. }
+            | S::WouldRestoreFiles { .. }
+            | S::RestoringDatabase { .. }
+            | S::Images(_)
+            | S::RestoringFiles { .. } => 4,
+            S::WouldRunHook { .. } | S::RunningHook { .. } => 5,
+            S::WouldVerify | S::Verified { .. } => 6,
+        }
+    }
+}
+
+/// One step of a drill, reported as it happens; [`DrillStep::number`] says
+/// which of its [`DRILL_STEPS`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DrillStep {
+    /// Step 1: every chunk of the snapshot is read and verified.
+    Verify { snapshot: SnapshotId },
+    /// Step 2, for a snapshot that is not a stack snapshot: every item is
+    /// read back and checked instead.
+    NotAStack,
+    /// Step 2: a database is restored into a scratch database (`scratch`:
+    /// its name and host, no password).
+    RestoringDatabase { part: String, scratch: String },
+    /// Step 3: the images are loaded under scratch tags.
+    LoadingImages,
+    /// Step 4: the files are restored into the scratch directory `dir`.
+    RestoringFiles { dir: PathBuf },
+}
+
+/// The number of steps in a drill.
+pub const DRILL_STEPS: u8 = 4;
+
+impl DrillStep {
+    /// Which step of the drill (1 to [`DRILL_STEPS`]) this belongs to.
+    pub fn number(&self) -> u8 {
+        match self {
+            DrillStep::Verify { .. } => 1,
+            DrillStep::NotAStack | DrillStep::RestoringDatabase { .. } => 2,
+            DrillStep::LoadingImages => 3,
+            DrillStep::RestoringFiles { .. } => 4,
+        }
+    }
+}
 
 /// A conninfo without its password, for messages.
 fn redact(conninfo: &str) -> String {
@@ -116,4 +311,56 @@ fn verify_files(items: &[Item], root: &Path) -> Result<Vec<Check>> {
         },
         ok: bad.is_empty(),
     }])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The library's refusals and failures name no flag of the CLI, nor
+    /// its commands: the CLI words those.
+    #[test]
+    fn errors_name_no_flags_nor_commands() {
+        let errors = [
+            Error::NoRoom(Room {
+                parts: vec![(SpacePart::Files, PathBuf::from("/tiny"))],
+                free: 1,
+                need: 2,
+            }),
+            Error::RevisionMismatch {
+                part: "main".into(),
+                running: "r2".into(),
+                snapshot: Some("r1".into()),
+            },
+            Error::DrillNeedsConfig,
+            Error::Failed {
+                step: "post-restore hook".into(),
+                what: "false exited with exit status: 1".into(),
+                done: vec!["files".into()],
+                safety_snapshot: Some("0123456789abcdef".into()),
+            },
+        ];
+        for e in errors {
+            let m = e.to_string();
+            assert!(!m.contains("--") && !m.contains("relic "), "{m}");
+        }
+    }
+
+    #[test]
+    fn steps_know_their_number() {
+        assert_eq!(RestoreStep::DiskSpace.number(), 1);
+        assert_eq!(RestoreStep::WouldVerify.number(), RESTORE_STEPS);
+        assert_eq!(
+            RestoreStep::Images(docker::LoadStep::Engine(String::new())).number(),
+            4
+        );
+        assert_eq!(DrillStep::NotAStack.number(), 2);
+        assert_eq!(
+            DrillStep::RestoringFiles {
+                dir: PathBuf::new()
+            }
+            .number(),
+            DRILL_STEPS
+        );
+    }
 }

@@ -1,10 +1,12 @@
 //! Restoring a stack snapshot over the running stack through the safety
 //! chain: disk space, verify, safety snapshot, restore of each part, hooks,
-//! verification of what was restored.
+//! verification of what was restored. Each step is reported as a
+//! [`RestoreStep`] as it happens.
 
-use super::manifest::{human, manifest, DbPart, FilesSummary, Manifest};
+use super::manifest::{manifest, DbPart, FilesSummary, Manifest};
 use super::snapshot::{present_parts, snapshot};
 use super::{redact, stack_items, verify_files, Error, Result, StackConfig};
+use super::{Absent, RestoreStep, Room, SafetySkip, SpacePart};
 use crate::docker::{self, Engine, ImageRecord};
 use crate::postgres::{self, Check};
 use crate::progress::{Progress, Unit};
@@ -53,14 +55,17 @@ pub struct Report {
     pub restored: bool,
 }
 
-/// Whether the restore touches part `p` (all of them without `--only`).
+/// Whether the restore touches part `p` (all of them when `only` is None).
 pub(super) fn wants(opts: &RestoreOptions, p: Part) -> bool {
     opts.only.is_none_or(|o| o == p)
 }
 
 /// Restores a stack snapshot through the chain: disk space, verify, safety
 /// snapshot, restore (databases, then images, then files), hooks, verify.
-/// Each step must pass before the next; `say` hears each as it happens.
+/// Each step must pass before the next; `say` hears each as it happens. A
+/// refusal before anything changed is [`Error::Refused`],
+/// [`Error::NoRoom`] or [`Error::RevisionMismatch`]; a failure after is
+/// [`Error::Failed`], which says what was restored and the safety snapshot.
 pub fn restore(
     repo: &Repository,
     id: &SnapshotId,
@@ -68,7 +73,7 @@ pub fn restore(
     cfg: &StackConfig,
     opts: &RestoreOptions,
     progress: &dyn Progress,
-    say: &dyn Fn(&str),
+    say: &mut dyn FnMut(RestoreStep),
 ) -> Result<Report> {
     let m = manifest(id, snap)?;
     let plan = Plan::new(&m, cfg, opts)?;
@@ -80,7 +85,7 @@ pub fn restore(
         return Ok(Report::default());
     }
     let safety = take_safety_snapshot(repo, id, cfg, opts, engine.as_ref(), progress, say)?;
-    let mut trail = Trail::new(repo, cfg, safety.as_deref());
+    let mut trail = Trail::new(safety.as_deref());
     let items = stack_items(repo, snap)?;
     restore_databases(repo, &plan, &items, &mut trail, progress, say)?;
     let image_checks = restore_images(repo, snap, &plan, &mut trail, progress, say)?;
@@ -94,7 +99,7 @@ pub fn restore(
     })
 }
 
-/// What a restore touches: the parts of the manifest that `--only` selects,
+/// What a restore touches: the parts of the manifest that `only` selects,
 /// each database with the conninfo the config gives it, and the directory
 /// the files go under.
 struct Plan<'m> {
@@ -144,83 +149,73 @@ impl<'m> Plan<'m> {
 /// filesystem; a database counts half again its dump for tables and
 /// indexes). Connects to the Docker engine when images are restored, to find
 /// its data root, and returns it for the safety snapshot.
-fn check_disk_space(plan: &Plan, say: &dyn Fn(&str)) -> Result<Option<Engine>> {
-    say("1/6 disk space");
+fn check_disk_space(plan: &Plan, say: &mut dyn FnMut(RestoreStep)) -> Result<Option<Engine>> {
+    say(RestoreStep::DiskSpace);
     let engine = if plan.images.is_empty() {
         None
     } else {
         Some(Engine::connect()?)
     };
-    let mut needs: Vec<(String, PathBuf, u64)> = Vec::new();
+    let mut needs: Vec<(SpacePart, PathBuf, u64)> = Vec::new();
     for (d, conninfo) in &plan.dbs {
         if let Some(dir) = postgres::data_directory(conninfo) {
             // Tables and indexes take more room than their dump.
-            needs.push((format!("database {}", d.name), dir, d.size + d.size / 2));
+            needs.push((
+                SpacePart::Database(d.name.clone()),
+                dir,
+                d.size + d.size / 2,
+            ));
         }
     }
     if let Some(e) = &engine {
         if let Some(dir) = e.root_dir() {
             needs.push((
-                "Docker data root".into(),
+                SpacePart::DockerRoot,
                 dir,
                 plan.images.iter().map(|i| i.size).sum(),
             ));
         }
     }
     if let Some(f) = plan.files {
-        needs.push(("files".into(), plan.files_root.clone(), f.bytes));
+        needs.push((SpacePart::Files, plan.files_root.clone(), f.bytes));
     }
-    let mut per_fs: std::collections::BTreeMap<u64, (u64, u64, Vec<String>)> = Default::default();
-    for (what, dir, need) in &needs {
-        match crate::sys::free_space(dir) {
+    let mut per_fs: std::collections::BTreeMap<u64, Room> = Default::default();
+    for (part, dir, need) in needs {
+        match crate::sys::free_space(&dir) {
             Some((free, dev)) => {
-                let e = per_fs.entry(dev).or_insert((free, 0, Vec::new()));
-                e.1 += need + need / 10 + (64 << 20);
-                e.2.push(format!("{what} ({})", dir.display()));
+                let r = per_fs.entry(dev).or_insert(Room {
+                    parts: Vec::new(),
+                    free,
+                    need: 0,
+                });
+                r.need += need + need / 10 + (64 << 20);
+                r.parts.push((part, dir));
             }
-            None => say(&format!(
-                "    {what}: free space unknown at {}",
-                dir.display()
-            )),
+            None => say(RestoreStep::FreeSpaceUnknown { part, dir }),
         }
     }
-    for (free, need, whats) in per_fs.values() {
-        say(&format!(
-            "    {}: {} free, {} needed",
-            whats.join(", "),
-            human(*free),
-            human(*need)
-        ));
-        if free < need {
-            return Err(Error::Refused(format!(
-                "not enough disk space for {}: {} free, {} needed (the parts' sizes plus 10% and 64 MiB); nothing was changed",
-                whats.join(", "),
-                human(*free),
-                human(*need)
-            )));
+    for room in per_fs.into_values() {
+        say(RestoreStep::Room(room.clone()));
+        if room.free < room.need {
+            return Err(Error::NoRoom(room));
         }
     }
     Ok(engine)
 }
 
 /// Step 2: refuses a damaged snapshot, checked through the index and the
-/// packs, or by reading every chunk with `--verify-data`.
+/// packs, or by reading every chunk when `verify_data` says so.
 fn verify_snapshot(
     repo: &Repository,
     id: &SnapshotId,
     snap: &Snapshot,
     opts: &RestoreOptions,
-    say: &dyn Fn(&str),
+    say: &mut dyn FnMut(RestoreStep),
 ) -> Result<()> {
-    say(&format!(
-        "2/6 verify snapshot {} ({})",
-        id.short(),
-        if opts.verify_data {
-            "reading every chunk"
-        } else {
-            "index and packs"
-        }
-    ));
+    say(RestoreStep::Verify {
+        snapshot: *id,
+        read_data: opts.verify_data,
+    });
     if let Some(problem) = crate::check::verify_snapshot(repo, snap, opts.verify_data)? {
         return Err(Error::Refused(format!(
             "snapshot {} is damaged: {problem}; nothing was changed",
@@ -230,9 +225,10 @@ fn verify_snapshot(
     Ok(())
 }
 
-/// Step 2, for a database restored alone (`--only db`): a database restored
-/// alone must match the code that stays, so a running database at another
-/// Alembic revision than the snapshot's is refused unless `--force`.
+/// Step 2, for a database restored alone ([`RestoreOptions::only`]): a
+/// database restored alone must match the code that stays, so a running
+/// database at another Alembic revision than the snapshot's is refused
+/// unless [`RestoreOptions::force`].
 fn check_alembic_revisions(plan: &Plan, opts: &RestoreOptions) -> Result<()> {
     if opts.only != Some(Part::Db) {
         return Ok(());
@@ -240,50 +236,52 @@ fn check_alembic_revisions(plan: &Plan, opts: &RestoreOptions) -> Result<()> {
     for (d, conninfo) in &plan.dbs {
         if let Some(rev) = postgres::revision(conninfo)? {
             if Some(&rev) != d.alembic_revision.as_ref() && !opts.force {
-                return Err(Error::Refused(format!(
-                    "database '{}' is at Alembic revision {rev} but the snapshot is at {}: restoring it alone would mismatch code and schema; restore the whole stack, or --force",
-                    d.name,
-                    d.alembic_revision.as_deref().unwrap_or("no revision")
-                )));
+                return Err(Error::RevisionMismatch {
+                    part: d.name.clone(),
+                    running: rev,
+                    snapshot: d.alembic_revision.clone(),
+                });
             }
         }
     }
     Ok(())
 }
 
-/// `--dry-run`, after the checks: says what steps 3 to 6 would do, and
+/// A dry run, after the checks: says what steps 3 to 6 would do, and
 /// changes nothing.
-fn describe_dry_run(plan: &Plan, cfg: &StackConfig, say: &dyn Fn(&str)) {
-    say("3/6 would take a safety snapshot of the parts present now (tier safety)");
+fn describe_dry_run(plan: &Plan, cfg: &StackConfig, say: &mut dyn FnMut(RestoreStep)) {
+    say(RestoreStep::WouldTakeSafetySnapshot);
     for (d, conninfo) in &plan.dbs {
-        say(&format!(
-            "4/6 would drop, recreate and restore database '{}' ({}) from {} of dump",
-            d.name,
-            redact(conninfo),
-            human(d.size)
-        ));
+        say(RestoreStep::WouldRestoreDatabase {
+            part: d.name.clone(),
+            target: redact(conninfo),
+            dump_size: d.size,
+        });
     }
     for i in plan.images {
-        say(&format!("4/6 would load image {} ({})", i.reference, i.id));
+        say(RestoreStep::WouldLoadImage {
+            reference: i.reference.clone(),
+            id: i.id.clone(),
+        });
     }
     if let Some(f) = plan.files {
-        say(&format!(
-            "4/6 would restore {} file entries ({}) under {}",
-            f.entries,
-            human(f.bytes),
-            plan.files_root.display()
-        ));
+        say(RestoreStep::WouldRestoreFiles {
+            entries: f.entries,
+            bytes: f.bytes,
+            root: plan.files_root.clone(),
+        });
     }
     for h in &cfg.hooks.post_restore {
-        say(&format!("5/6 would run: {h}"));
+        say(RestoreStep::WouldRunHook { command: h.clone() });
     }
-    say("6/6 would verify row counts and revisions, image ids and file checksums");
+    say(RestoreStep::WouldVerify);
 }
 
 /// Step 3: snapshots the parts of the stack present now (tier `safety`,
 /// labelled with the snapshot being restored), so the restore can be
-/// undone. Returns the safety snapshot's id, or None when it was skipped
-/// (`--no-safety-snapshot`) or nothing was there to keep.
+/// undone; each part not there now is reported. Returns the safety
+/// snapshot's id, or None when it was not wanted or nothing was there to
+/// keep.
 fn take_safety_snapshot(
     repo: &Repository,
     id: &SnapshotId,
@@ -291,14 +289,22 @@ fn take_safety_snapshot(
     opts: &RestoreOptions,
     engine: Option<&Engine>,
     progress: &dyn Progress,
-    say: &dyn Fn(&str),
+    say: &mut dyn FnMut(RestoreStep),
 ) -> Result<Option<String>> {
     if !opts.safety_snapshot {
-        say("3/6 safety snapshot: skipped (--no-safety-snapshot)");
+        say(RestoreStep::SafetySnapshotSkipped(SafetySkip::NotWanted));
         return Ok(None);
     }
-    let Some(current) = present_parts(cfg, opts, engine, say) else {
-        say("3/6 safety snapshot: nothing there to keep");
+    // present_parts keeps the parts there now; what it left out is told
+    // here, from what it kept.
+    let current = present_parts(cfg, opts, engine, &|_| {});
+    for a in absent_parts(cfg, opts, current.as_ref()) {
+        say(RestoreStep::NotInSafetySnapshot(a));
+    }
+    let Some(current) = current else {
+        say(RestoreStep::SafetySnapshotSkipped(
+            SafetySkip::NothingToKeep,
+        ));
         return Ok(None);
     };
     let safety = SnapshotOptions {
@@ -310,52 +316,61 @@ fn take_safety_snapshot(
         meta: Default::default(),
     };
     let (sid, _) = snapshot(repo, &current, &safety, progress)?;
-    say(&format!("3/6 safety snapshot {} taken", sid.short()));
+    say(RestoreStep::SafetySnapshotTaken { id: sid });
     Ok(Some(sid.to_hex()))
 }
 
-/// What the restore has changed so far, and how to go back: every failure
-/// from step 4 on reports both.
+/// The databases and images the restore touches that `present` (the
+/// stack as present now, None when nothing is) lacks, in the config's
+/// order: databases first, then images.
+fn absent_parts(
+    cfg: &StackConfig,
+    opts: &RestoreOptions,
+    present: Option<&StackConfig>,
+) -> Vec<Absent> {
+    let mut out = Vec::new();
+    if wants(opts, Part::Db) {
+        for d in &cfg.databases {
+            if !present.is_some_and(|p| p.databases.iter().any(|k| k.name == d.name)) {
+                out.push(Absent::Database(d.name.clone()));
+            }
+        }
+    }
+    if wants(opts, Part::Images) {
+        for r in &cfg.images {
+            if !present.is_some_and(|p| p.images.contains(r)) {
+                out.push(Absent::Image(r.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// What the restore has changed so far, and the safety snapshot that
+/// undoes it: every failure from step 4 on reports both.
 struct Trail {
     /// The parts restored so far.
     done: Vec<String>,
-    /// The command that restores the safety snapshot, or a note that none
-    /// was taken.
-    back: String,
+    /// The safety snapshot (hex id), if one was taken.
+    safety: Option<String>,
 }
 
 impl Trail {
-    fn new(repo: &Repository, cfg: &StackConfig, safety: Option<&str>) -> Trail {
-        let back = match safety {
-            Some(s) => format!(
-                "To go back to the state before this restore: relic -r {} restore {} --config {}",
-                repo.backend().root().display(),
-                &s[..8],
-                cfg.path.display()
-            ),
-            None => "No safety snapshot was taken.".to_string(),
-        };
+    fn new(safety: Option<&str>) -> Trail {
         Trail {
             done: Vec::new(),
-            back,
+            safety: safety.map(str::to_string),
         }
     }
 
     /// The error for `step` failing with `what`, saying what was already
-    /// restored and how to go back.
+    /// restored and which safety snapshot goes back.
     fn failed(&self, step: &str, what: String) -> Error {
         Error::Failed {
             step: step.to_string(),
             what,
-            done: if self.done.is_empty() {
-                "Nothing was changed before it.\n".to_string()
-            } else {
-                format!(
-                    "Already restored: {}; nothing after it was touched.\n",
-                    self.done.join(", ")
-                )
-            },
-            back: self.back.clone(),
+            done: self.done.clone(),
+            safety_snapshot: self.safety.clone(),
         }
     }
 }
@@ -368,14 +383,13 @@ fn restore_databases(
     items: &[Item],
     trail: &mut Trail,
     progress: &dyn Progress,
-    say: &dyn Fn(&str),
+    say: &mut dyn FnMut(RestoreStep),
 ) -> Result<()> {
     for (d, conninfo) in &plan.dbs {
-        say(&format!(
-            "4/6 restoring database '{}' into {}",
-            d.name,
-            redact(conninfo)
-        ));
+        say(RestoreStep::RestoringDatabase {
+            part: d.name.clone(),
+            target: redact(conninfo),
+        });
         let item = items
             .iter()
             .find(|i| i.path == d.item.as_bytes())
@@ -410,13 +424,15 @@ fn restore_images(
     plan: &Plan,
     trail: &mut Trail,
     progress: &dyn Progress,
-    say: &dyn Fn(&str),
+    say: &mut dyn FnMut(RestoreStep),
 ) -> Result<Vec<Check>> {
     if plan.images.is_empty() {
         return Ok(Vec::new());
     }
-    let checks = docker::restore(repo, snap, None, progress, say)
-        .map_err(|e| trail.failed("loading the images", e.to_string()))?;
+    let checks = docker::restore(repo, snap, None, progress, &mut |e| {
+        say(RestoreStep::Images(e))
+    })
+    .map_err(|e| trail.failed("loading the images", e.to_string()))?;
     trail.done.push("images".into());
     Ok(checks)
 }
@@ -429,15 +445,14 @@ fn restore_files(
     plan: &Plan,
     trail: &mut Trail,
     progress: &dyn Progress,
-    say: &dyn Fn(&str),
+    say: &mut dyn FnMut(RestoreStep),
 ) -> Result<()> {
     if plan.files.is_none() {
         return Ok(());
     }
-    say(&format!(
-        "4/6 restoring files under {}",
-        plan.files_root.display()
-    ));
+    say(RestoreStep::RestoringFiles {
+        root: plan.files_root.clone(),
+    });
     crate::files::restore_mapped(
         repo,
         snap,
@@ -453,9 +468,9 @@ fn restore_files(
 
 /// Step 5: runs the config's post-restore hooks (`sh -c`, in the config's
 /// directory), in order; one failing or exiting non-zero fails the restore.
-fn run_hooks(cfg: &StackConfig, trail: &Trail, say: &dyn Fn(&str)) -> Result<()> {
+fn run_hooks(cfg: &StackConfig, trail: &Trail, say: &mut dyn FnMut(RestoreStep)) -> Result<()> {
     for h in &cfg.hooks.post_restore {
-        say(&format!("5/6 running: {h}"));
+        say(RestoreStep::RunningHook { command: h.clone() });
         let st = Command::new("sh")
             .arg("-c")
             .arg(h)
@@ -477,7 +492,7 @@ fn verify_restored(
     items: &[Item],
     image_checks: Vec<Check>,
     trail: &Trail,
-    say: &dyn Fn(&str),
+    say: &mut dyn FnMut(RestoreStep),
 ) -> Result<Vec<Check>> {
     let mut checks = Vec::new();
     for (d, conninfo) in &plan.dbs {
@@ -493,7 +508,9 @@ fn verify_restored(
     if plan.files.is_some() {
         checks.extend(verify_files(items, &plan.files_root)?);
     }
-    say(&format!("6/6 verified {} checks", checks.len()));
+    say(RestoreStep::Verified {
+        checks: checks.len(),
+    });
     let bad: Vec<String> = checks
         .iter()
         .filter(|c| !c.ok)

@@ -54,8 +54,8 @@ pub fn run(cli: &Cli, a: &RestoreArgs, bar: &Bar) -> Result<Outcome> {
         bail!("--dry-run, --force, --verify-data and --no-safety-snapshot apply to --into-postgres and stack restores");
     }
     if a.into_docker {
-        let say = |m: &str| bar.say(m);
-        let checks = relic::docker::restore(&repo, &snap, a.image.as_deref(), bar, &say)
+        let mut say = |s: relic::docker::LoadStep| bar.say(&render::load_step(&s));
+        let checks = relic::docker::restore(&repo, &snap, a.image.as_deref(), bar, &mut say)
             .with_context(|| format!("loading snapshot {} into the Docker engine", id.short()))?;
         bar.finish();
         render::checks(&checks);
@@ -91,8 +91,8 @@ pub fn run(cli: &Cli, a: &RestoreArgs, bar: &Bar) -> Result<Outcome> {
             force: a.force,
             verify_data: a.verify_data,
         };
-        let say = |m: &str| bar.say(m);
-        let report = relic::postgres::restore(&repo, &id, &snap, &opts, bar, &say)
+        let mut say = |s: relic::postgres::RestoreStep| bar.say(&render::postgres_step(&s));
+        let report = relic::postgres::restore(&repo, &id, &snap, &opts, bar, &mut say)
             .map_err(|e| postgres_error(e, conninfo))
             .with_context(|| format!("restoring snapshot {} into PostgreSQL", id.short()))?;
         bar.finish();

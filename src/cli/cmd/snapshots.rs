@@ -23,13 +23,8 @@ pub fn diff(cli: &Cli, a: &DiffArgs) -> Result<()> {
     let repo = open(cli)?;
     let from = repo.find_snapshot(&a.from)?;
     let to = repo.find_snapshot(&a.to)?;
-    let d = relic::stack::diff(&repo, (&from.0, &from.1), (&to.0, &to.1))?;
-    if a.json {
-        render::json(&d)
-    } else {
-        render::diff(&d);
-        Ok(())
-    }
+    let d = relic::diff::diff(&repo, (&from.0, &from.1), (&to.0, &to.1))?;
+    render::diff(&d, a.json)
 }
 
 pub fn manifest(cli: &Cli, snapshot: &str, json: bool) -> Result<()> {
@@ -39,7 +34,7 @@ pub fn manifest(cli: &Cli, snapshot: &str, json: bool) -> Result<()> {
     if json {
         render::json(&m)
     } else {
-        print!("{}", relic::stack::manifest_markdown(&id, &snap, &m));
+        print!("{}", render::manifest(&id, &snap, &m));
         Ok(())
     }
 }

@@ -29,8 +29,9 @@ pub fn restore(
     opts: &stack::RestoreOptions,
     bar: &Bar,
 ) -> Result<()> {
-    let say = |m: &str| bar.say(m);
-    let report = stack::restore(repo, id, snap, cfg, opts, bar, &say)
+    let mut say = |s: stack::RestoreStep| bar.say(&render::stack_step(&s));
+    let report = stack::restore(repo, id, snap, cfg, opts, bar, &mut say)
+        .map_err(|e| render::stack_error(e, repo.backend().root(), &cfg.path))
         .with_context(|| format!("restoring stack snapshot {}", id.short()))?;
     bar.finish();
     render::checks(&report.checks);
@@ -102,8 +103,9 @@ pub fn drill(cli: &Cli, a: &DrillArgs, bar: &Bar) -> Result<()> {
         (None, Some(c)) => stack::newest_baseline(&repo, c)?,
         (None, None) => bail!("say which snapshot to drill, or give the stack's relic.toml (--config) to drill its newest immaculate baseline"),
     };
-    let say = |m: &str| bar.say(m);
-    let checks = stack::drill(&repo, &id, &snap, cfg.as_ref(), bar, &say)
+    let mut say = |s: stack::DrillStep| bar.say(&render::drill_step(&s));
+    let checks = stack::drill(&repo, &id, &snap, cfg.as_ref(), bar, &mut say)
+        .map_err(render::drill_error)
         .with_context(|| format!("drill of snapshot {} ({}) FAILED", id.short(), snap.name))?;
     bar.finish();
     render::checks(&checks);

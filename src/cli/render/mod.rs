@@ -1,7 +1,17 @@
 //! Everything the CLI shows people: error chains, `--json` output, and the
 //! text reports and tables of each command (sizes through
 //! `indicatif::HumanBytes`, times, rates). Commands gather the data; the
-//! words and columns are here.
+//! words and columns are here: in this file for most commands, in `diff`
+//! for `relic diff`, in `stack` for manifests and the stack restore and
+//! drill steps, in `postgres` for the database restore's steps.
+
+mod diff;
+mod postgres;
+mod stack;
+
+pub use diff::diff;
+pub use postgres::postgres_step;
+pub use stack::{drill_error, drill_step, load_step, manifest, stack_error, stack_step};
 
 use anyhow::Result;
 use indicatif::HumanBytes;
@@ -305,34 +315,6 @@ pub fn stats(s: &relic::check::Stats) {
     println!("dedup ratio:        {:.2}", s.dedup_ratio);
     println!("compression ratio:  {:.2}", s.compression_ratio);
     println!("total ratio:        {:.2}", s.total_ratio);
-}
-
-/// What changed between two snapshots.
-pub fn diff(d: &relic::stack::Diff) {
-    println!("{} -> {}", d.from, d.to);
-    for (title, lines) in [
-        ("databases", &d.databases),
-        ("images", &d.images),
-        ("added", &d.added),
-        ("removed", &d.removed),
-        ("changed", &d.changed),
-    ] {
-        if !lines.is_empty() {
-            println!("{title}:");
-            for l in lines {
-                println!("  {l}");
-            }
-        }
-    }
-    if let Some(g) = &d.git {
-        println!("git: {g}");
-    }
-    println!(
-        "new data stored by {}: {} ({} after compression)",
-        d.to,
-        HumanBytes(d.new_bytes),
-        HumanBytes(d.stored_bytes)
-    );
 }
 
 /// What a sync sent (or would send), and the Object Lock it set.

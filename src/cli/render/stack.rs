@@ -1,0 +1,539 @@
+//! Stacks for people: a manifest as Markdown (`relic manifest`), each step
+//! of a stack restore and of a drill as the line it prints, and the stack
+//! errors whose words name this CLI's commands and flags. Sizes here are
+//! `human`'s one-decimal binary units, as these reports have always shown.
+
+use relic::docker::LoadStep;
+use relic::stack::{
+    Absent, DrillStep, Manifest, RestoreStep, Room, SafetySkip, SpacePart, DRILL_STEPS,
+    RESTORE_STEPS,
+};
+use relic::{Snapshot, SnapshotId};
+use std::fmt::Write;
+use std::path::Path;
+
+/// The first `n` characters (ids and commits are ASCII hex).
+pub(super) fn head(s: &str, n: usize) -> &str {
+    &s[..n.min(s.len())]
+}
+
+/// A byte count for people: `512 B`, `1.5 MiB`.
+pub(super) fn human(n: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}
+
+/// A stack snapshot's manifest as Markdown.
+pub fn manifest(id: &SnapshotId, snap: &Snapshot, m: &Manifest) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# Stack snapshot {} ({})\n", id.short(), m.stack);
+    let _ = writeln!(s, "- name: {}", snap.name);
+    let _ = writeln!(s, "- tier: {}", snap.tier);
+    let _ = writeln!(
+        s,
+        "- time: {}",
+        snap.time().strftime("%Y-%m-%d %H:%M:%S UTC")
+    );
+    let _ = writeln!(s, "- host: {}", snap.host);
+    for (k, v) in &snap.labels {
+        let _ = writeln!(s, "- label {k}: {v}");
+    }
+    if let Some(g) = &m.git {
+        let _ = writeln!(
+            s,
+            "- git: {} at {}{}",
+            g.path,
+            g.commit,
+            if g.dirty {
+                " (uncommitted changes)"
+            } else {
+                ""
+            }
+        );
+    }
+    let _ = writeln!(s, "- config: {}", m.config);
+    if !m.databases.is_empty() {
+        let _ = writeln!(s, "\n## Databases\n");
+        let _ = writeln!(
+            s,
+            "| part | database | server | alembic | tables | rows | dump | blake3 |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+        for d in &m.databases {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                d.name,
+                d.database,
+                d.server_version,
+                d.alembic_revision.as_deref().unwrap_or("-"),
+                d.tables.len(),
+                d.tables.iter().map(|t| t.rows).sum::<i64>(),
+                human(d.size),
+                head(&d.blake3, 16)
+            );
+        }
+    }
+    if !m.images.is_empty() {
+        let _ = writeln!(s, "\n## Images\n");
+        let _ = writeln!(s, "| reference | image id | layers | size | created |");
+        let _ = writeln!(s, "|---|---|---|---|---|");
+        for i in &m.images {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} |",
+                i.reference,
+                head(&i.id, 19),
+                i.layers.len(),
+                human(i.size),
+                i.created.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    if let Some(f) = &m.files {
+        let _ = writeln!(s, "\n## Files\n");
+        let _ = writeln!(
+            s,
+            "{} entries, {} under {}: {}",
+            f.entries,
+            human(f.bytes),
+            f.root,
+            f.paths.join(", ")
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n## Restore\n\n```sh\n{}\n```",
+        m.restore_command.replace("<this snapshot>", &id.short())
+    );
+    s
+}
+
+/// A part that takes room: `database main`, `files`.
+fn space_part(part: &SpacePart) -> String {
+    match part {
+        SpacePart::Database(name) => format!("database {name}"),
+        SpacePart::DockerRoot => "Docker data root".to_string(),
+        SpacePart::Files => "files".to_string(),
+    }
+}
+
+/// The parts a filesystem holds with their directories, comma-separated:
+/// `database main (/var/lib/postgresql), files (/srv/app)`.
+fn room_parts(r: &Room) -> String {
+    let parts: Vec<String> = r
+        .parts
+        .iter()
+        .map(|(p, d)| format!("{} ({})", space_part(p), d.display()))
+        .collect();
+    parts.join(", ")
+}
+
+/// The line a step of a stack restore prints.
+pub fn stack_step(step: &RestoreStep) -> String {
+    use RestoreStep as S;
+    let n = format!("{}/{RESTORE_STEPS}", step.number());
+    match step {
+        S::DiskSpace => format!("{n} disk space"),
+        S::FreeSpaceUnknown { part, dir } => format!(
+            "    {}: free space unknown at {}",
+            space_part(part),
+            dir.display()
+        ),
+        S::Room(r) => format!(
+            "    {}: {} free, {} needed",
+            room_parts(r),
+            human(r.free),
+            human(r.need)
+        ),
+        S::Verify {
+            snapshot,
+            read_data,
+        } => format!(
+            "{n} verify snapshot {} ({})",
+            snapshot.short(),
+            if *read_data {
+                "reading every chunk"
+            } else {
+                "index and packs"
+            }
+        ),
+        S::WouldTakeSafetySnapshot => {
+            format!("{n} would take a safety snapshot of the parts present now (tier safety)")
+        }
+        S::WouldRestoreDatabase {
+            part,
+            target,
+            dump_size,
+        } => format!(
+            "{n} would drop, recreate and restore database '{part}' ({target}) from {} of dump",
+            human(*dump_size)
+        ),
+        S::WouldLoadImage { reference, id } => format!("{n} would load image {reference} ({id})"),
+        S::WouldRestoreFiles {
+            entries,
+            bytes,
+            root,
+        } => format!(
+            "{n} would restore {entries} file entries ({}) under {}",
+            human(*bytes),
+            root.display()
+        ),
+        S::WouldRunHook { command } => format!("{n} would run: {command}"),
+        S::WouldVerify => {
+            format!("{n} would verify row counts and revisions, image ids and file checksums")
+        }
+        S::NotInSafetySnapshot(Absent::Database(name)) => {
+            format!("    database '{name}' is not reachable now: not in the safety snapshot")
+        }
+        S::NotInSafetySnapshot(Absent::Image(r)) => {
+            format!("    image {r} is not in the engine now: not in the safety snapshot")
+        }
+        S::SafetySnapshotSkipped(SafetySkip::NotWanted) => {
+            format!("{n} safety snapshot: skipped (--no-safety-snapshot)")
+        }
+        S::SafetySnapshotSkipped(SafetySkip::NothingToKeep) => {
+            format!("{n} safety snapshot: nothing there to keep")
+        }
+        S::SafetySnapshotTaken { id } => format!("{n} safety snapshot {} taken", id.short()),
+        S::RestoringDatabase { part, target } => {
+            format!("{n} restoring database '{part}' into {target}")
+        }
+        S::Images(l) => load_step(l),
+        S::RestoringFiles { root } => format!("{n} restoring files under {}", root.display()),
+        S::RunningHook { command } => format!("{n} running: {command}"),
+        S::Verified { checks } => format!("{n} verified {checks} checks"),
+    }
+}
+
+/// The line a load into the Docker engine prints.
+pub fn load_step(step: &LoadStep) -> String {
+    match step {
+        LoadStep::Loading { item, host } => format!("loading {item} into {host}"),
+        LoadStep::Engine(line) => line.clone(),
+    }
+}
+
+/// The line a step of a drill prints.
+pub fn drill_step(step: &DrillStep) -> String {
+    let n = format!("{}/{DRILL_STEPS}", step.number());
+    match step {
+        DrillStep::Verify { snapshot } => format!(
+            "{n} reading and verifying every chunk of snapshot {}",
+            snapshot.short()
+        ),
+        DrillStep::NotAStack => format!(
+            "{n} not a stack snapshot: restoring every item to nowhere, checking each BLAKE3"
+        ),
+        DrillStep::RestoringDatabase { part, scratch } => {
+            format!("{n} restoring database '{part}' into scratch database {scratch}")
+        }
+        DrillStep::LoadingImages => format!("{n} loading the images under scratch tags"),
+        DrillStep::RestoringFiles { dir } => {
+            format!("{n} restoring the files into {}", dir.display())
+        }
+    }
+}
+
+/// A stack restore's error in this CLI's words: sizes for people, the flag
+/// that allows what was refused, and the command that restores the safety
+/// snapshot after a failure (`repo`: the repository's directory, `config`:
+/// the stack's relic.toml).
+pub fn stack_error(e: relic::stack::Error, repo: &Path, config: &Path) -> anyhow::Error {
+    use relic::stack::Error as E;
+    match e {
+        E::NoRoom(r) => anyhow::anyhow!(
+            "refusing to restore: not enough disk space for {}: {} free, {} needed (the parts' sizes plus 10% and 64 MiB); nothing was changed",
+            room_parts(&r),
+            human(r.free),
+            human(r.need)
+        ),
+        e @ E::RevisionMismatch { .. } => {
+            anyhow::anyhow!("{e}; restore the whole stack, or --force")
+        }
+        E::Failed {
+            step,
+            what,
+            done,
+            safety_snapshot,
+        } => {
+            let done = if done.is_empty() {
+                "Nothing was changed before it.\n".to_string()
+            } else {
+                format!(
+                    "Already restored: {}; nothing after it was touched.\n",
+                    done.join(", ")
+                )
+            };
+            let back = match safety_snapshot {
+                Some(s) => format!(
+                    "To go back to the state before this restore: relic -r {} restore {} --config {}",
+                    repo.display(),
+                    head(&s, 8),
+                    config.display()
+                ),
+                None => "No safety snapshot was taken.".to_string(),
+            };
+            anyhow::anyhow!("{step} failed: {what}\n{done}{back}")
+        }
+        e => e.into(),
+    }
+}
+
+/// A drill's error in this CLI's words: the flag that gives it what it
+/// lacked.
+pub fn drill_error(e: relic::stack::Error) -> anyhow::Error {
+    match e {
+        relic::stack::Error::DrillNeedsConfig => anyhow::anyhow!(
+            "refusing to restore: a drill of a database needs the stack's relic.toml (--config) to know its server"
+        ),
+        e => e.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    /// Every step's line, as the library printed it before the steps were
+    /// data.
+    #[test]
+    fn restore_steps_read_as_they_always_did() {
+        use RestoreStep as S;
+        let id = SnapshotId([0xab; 32]);
+        let p = |s: &str| PathBuf::from(s);
+        let cases = [
+            (S::DiskSpace, "1/6 disk space"),
+            (
+                S::FreeSpaceUnknown {
+                    part: SpacePart::Database("main".into()),
+                    dir: p("/pg"),
+                },
+                "    database main: free space unknown at /pg",
+            ),
+            (
+                S::Room(Room {
+                    parts: vec![
+                        (SpacePart::Database("main".into()), p("/pg")),
+                        (SpacePart::DockerRoot, p("/docker")),
+                        (SpacePart::Files, p("/app")),
+                    ],
+                    free: 3 << 30,
+                    need: 202_165_043,
+                }),
+                "    database main (/pg), Docker data root (/docker), files (/app): 3.0 GiB free, 192.8 MiB needed",
+            ),
+            (
+                S::Verify {
+                    snapshot: id,
+                    read_data: false,
+                },
+                "2/6 verify snapshot abababab (index and packs)",
+            ),
+            (
+                S::Verify {
+                    snapshot: id,
+                    read_data: true,
+                },
+                "2/6 verify snapshot abababab (reading every chunk)",
+            ),
+            (
+                S::WouldTakeSafetySnapshot,
+                "3/6 would take a safety snapshot of the parts present now (tier safety)",
+            ),
+            (
+                S::WouldRestoreDatabase {
+                    part: "main".into(),
+                    target: "app@/run".into(),
+                    dump_size: 33_587,
+                },
+                "4/6 would drop, recreate and restore database 'main' (app@/run) from 32.8 KiB of dump",
+            ),
+            (
+                S::WouldLoadImage {
+                    reference: "a:1".into(),
+                    id: "sha256:00".into(),
+                },
+                "4/6 would load image a:1 (sha256:00)",
+            ),
+            (
+                S::WouldRestoreFiles {
+                    entries: 4,
+                    bytes: 3072,
+                    root: p("/app"),
+                },
+                "4/6 would restore 4 file entries (3.0 KiB) under /app",
+            ),
+            (
+                S::WouldRunHook {
+                    command: "true".into(),
+                },
+                "5/6 would run: true",
+            ),
+            (
+                S::WouldVerify,
+                "6/6 would verify row counts and revisions, image ids and file checksums",
+            ),
+            (
+                S::NotInSafetySnapshot(Absent::Database("main".into())),
+                "    database 'main' is not reachable now: not in the safety snapshot",
+            ),
+            (
+                S::NotInSafetySnapshot(Absent::Image("a:1".into())),
+                "    image a:1 is not in the engine now: not in the safety snapshot",
+            ),
+            (
+                S::SafetySnapshotSkipped(SafetySkip::NotWanted),
+                "3/6 safety snapshot: skipped (--no-safety-snapshot)",
+            ),
+            (
+                S::SafetySnapshotSkipped(SafetySkip::NothingToKeep),
+                "3/6 safety snapshot: nothing there to keep",
+            ),
+            (
+                S::SafetySnapshotTaken { id },
+                "3/6 safety snapshot abababab taken",
+            ),
+            (
+                S::RestoringDatabase {
+                    part: "main".into(),
+                    target: "app@/run".into(),
+                },
+                "4/6 restoring database 'main' into app@/run",
+            ),
+            (
+                S::Images(LoadStep::Loading {
+                    item: "images/a.tar".into(),
+                    host: "unix:///d.sock".into(),
+                }),
+                "loading images/a.tar into unix:///d.sock",
+            ),
+            (
+                S::Images(LoadStep::Engine("Loaded image: a:1".into())),
+                "Loaded image: a:1",
+            ),
+            (
+                S::RestoringFiles { root: p("/app") },
+                "4/6 restoring files under /app",
+            ),
+            (
+                S::RunningHook {
+                    command: "true".into(),
+                },
+                "5/6 running: true",
+            ),
+            (S::Verified { checks: 7 }, "6/6 verified 7 checks"),
+        ];
+        for (step, line) in cases {
+            assert_eq!(stack_step(&step), line);
+        }
+    }
+
+    #[test]
+    fn drill_steps_read_as_they_always_did() {
+        let cases = [
+            (
+                DrillStep::Verify {
+                    snapshot: SnapshotId([0xab; 32]),
+                },
+                "1/4 reading and verifying every chunk of snapshot abababab",
+            ),
+            (
+                DrillStep::NotAStack,
+                "2/4 not a stack snapshot: restoring every item to nowhere, checking each BLAKE3",
+            ),
+            (
+                DrillStep::RestoringDatabase {
+                    part: "main".into(),
+                    scratch: "relic_drill_main_1@/run".into(),
+                },
+                "2/4 restoring database 'main' into scratch database relic_drill_main_1@/run",
+            ),
+            (
+                DrillStep::LoadingImages,
+                "3/4 loading the images under scratch tags",
+            ),
+            (
+                DrillStep::RestoringFiles {
+                    dir: PathBuf::from("/tmp/relic-drill-1"),
+                },
+                "4/4 restoring the files into /tmp/relic-drill-1",
+            ),
+        ];
+        for (step, line) in cases {
+            assert_eq!(drill_step(&step), line);
+        }
+    }
+
+    /// The errors that name this CLI's flags and commands, as the library
+    /// worded them before its errors were data.
+    #[test]
+    fn errors_name_the_flags() {
+        use relic::stack::Error as E;
+        let (repo, cfg) = (Path::new("/r"), Path::new("/s/relic.toml"));
+        let cases = [
+            (
+                E::NoRoom(Room {
+                    parts: vec![(SpacePart::Files, PathBuf::from("/tiny"))],
+                    free: 2 << 20,
+                    need: 64 << 20,
+                }),
+                "refusing to restore: not enough disk space for files (/tiny): 2.0 MiB free, 64.0 MiB needed (the parts' sizes plus 10% and 64 MiB); nothing was changed",
+            ),
+            (
+                E::RevisionMismatch {
+                    part: "main".into(),
+                    running: "r2".into(),
+                    snapshot: None,
+                },
+                "refusing to restore: database 'main' is at Alembic revision r2 but the snapshot is at no revision: restoring it alone would mismatch code and schema; restore the whole stack, or --force",
+            ),
+            (
+                E::Failed {
+                    step: "post-restore hook".into(),
+                    what: "false exited with exit status: 1".into(),
+                    done: vec!["database main".into(), "files".into()],
+                    safety_snapshot: Some("0123456789abcdef".into()),
+                },
+                "post-restore hook failed: false exited with exit status: 1\nAlready restored: database main, files; nothing after it was touched.\nTo go back to the state before this restore: relic -r /r restore 01234567 --config /s/relic.toml",
+            ),
+            (
+                E::Failed {
+                    step: "loading the images".into(),
+                    what: "boom".into(),
+                    done: vec![],
+                    safety_snapshot: None,
+                },
+                "loading the images failed: boom\nNothing was changed before it.\nNo safety snapshot was taken.",
+            ),
+        ];
+        for (e, text) in cases {
+            assert_eq!(stack_error(e, repo, cfg).to_string(), text);
+        }
+        assert_eq!(
+            drill_error(E::DrillNeedsConfig).to_string(),
+            "refusing to restore: a drill of a database needs the stack's relic.toml (--config) to know its server"
+        );
+    }
+
+    #[test]
+    fn sizes_for_people() {
+        assert_eq!(human(0), "0 B");
+        assert_eq!(human(1023), "1023 B");
+        assert_eq!(human(1536), "1.5 KiB");
+        assert_eq!(human(5 << 40), "5.0 TiB");
+        assert_eq!(head("abc", 19), "abc");
+        assert_eq!(head("abcdef", 2), "ab");
+    }
+}
