@@ -123,7 +123,7 @@ pub fn drill(
         .and_then(crate::files::RestoreStats::ensure_complete)
         .map_err(Error::from)
         .and_then(|_| verify_files(&items, &dir));
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = crate::files::user::remove_tree(&dir);
         checks.extend(r?);
     }
     Ok(checks)
