@@ -47,7 +47,9 @@ pub fn load_config(path: Option<&Path>, required: bool) -> Result<Option<StackCo
     if !required && !p.exists() {
         return Ok(None);
     }
-    Ok(Some(StackConfig::load(p)?))
+    Ok(Some(
+        StackConfig::load(p).map_err(crate::cli::render::stack_hint)?,
+    ))
 }
 
 /// Opens `-r` / RELIC_REPO, or the repository relic.toml names.

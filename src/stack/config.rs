@@ -68,10 +68,11 @@ pub struct Hooks {
 impl StackConfig {
     /// Reads and checks `relic.toml`; errors name the file and the line.
     pub fn load(path: &Path) -> Result<StackConfig> {
-        let text = crate::files::user::read_text(path).map_err(|e| Error::Config {
-            path: path.display().to_string(),
-            what: format!("{e} (a stack is described by relic.toml; --config names it)"),
-        })?;
+        let text =
+            crate::files::user::read_text(path).map_err(|source| Error::ConfigUnreadable {
+                path: path.display().to_string(),
+                source,
+            })?;
         Self::parse(&text, path)
     }
 

@@ -40,6 +40,15 @@ use std::path::{Path, PathBuf};
 pub enum Error {
     #[error("{path}: {what}")]
     Config { path: String, what: String },
+    /// The stack's `relic.toml` could not be read.
+    #[error("{path}: {source}")]
+    ConfigUnreadable {
+        path: String,
+        source: std::io::Error,
+    },
+    /// A restore or drill of the stack's newest baseline found none.
+    #[error("refusing to restore: stack '{stack}' has no immaculate baseline")]
+    NoBaseline { stack: String },
     #[error(transparent)]
     Repo(#[from] repo::Error),
     #[error(transparent)]

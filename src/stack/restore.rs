@@ -296,8 +296,8 @@ fn take_safety_snapshot(
         return Ok(None);
     }
     // present_parts keeps the parts there now; what it left out is told
-    // here, from what it kept.
-    let current = present_parts(cfg, opts, engine, &|_| {});
+    // from what it kept.
+    let current = present_parts(cfg, opts, engine);
     for a in absent_parts(cfg, opts, current.as_ref()) {
         say(RestoreStep::NotInSafetySnapshot(a));
     }

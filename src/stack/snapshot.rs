@@ -134,35 +134,20 @@ fn git_state(path: &Path) -> Result<GitState> {
     })
 }
 
-/// The stack with only the parts that exist now (for the safety snapshot);
-/// None when nothing exists.
+/// The stack with only the parts that exist now (for the safety snapshot):
+/// reachable databases, images in the engine, files on disk; None when
+/// nothing exists.
 pub(super) fn present_parts(
     cfg: &StackConfig,
     opts: &RestoreOptions,
     engine: Option<&Engine>,
-    say: &dyn Fn(&str),
 ) -> Option<StackConfig> {
     let mut c = cfg.clone();
     c.git = None;
-    c.databases.retain(|d| {
-        let ok = wants(opts, Part::Db) && postgres::revision(&d.conninfo).is_ok();
-        if !ok && wants(opts, Part::Db) {
-            say(&format!(
-                "    database '{}' is not reachable now: not in the safety snapshot",
-                d.name
-            ));
-        }
-        ok
-    });
-    c.images.retain(|r| {
-        let ok = wants(opts, Part::Images) && engine.is_some_and(|e| e.inspect(r).is_ok());
-        if !ok && wants(opts, Part::Images) {
-            say(&format!(
-                "    image {r} is not in the engine now: not in the safety snapshot"
-            ));
-        }
-        ok
-    });
+    c.databases
+        .retain(|d| wants(opts, Part::Db) && postgres::revision(&d.conninfo).is_ok());
+    c.images
+        .retain(|r| wants(opts, Part::Images) && engine.is_some_and(|e| e.inspect(r).is_ok()));
     let root = cfg.files_root();
     if let Some(f) = &mut c.files {
         if wants(opts, Part::Files) {
@@ -188,13 +173,9 @@ pub fn newest_baseline(repo: &Repository, cfg: &StackConfig) -> Result<(Snapshot
         .into_iter()
         .rev()
         .find(|(id, s)| {
-            s.tier == Tier::Immaculate
-                && manifest(id, s).is_ok_and(|m| m.stack == cfg.name)
+            s.tier == Tier::Immaculate && manifest(id, s).is_ok_and(|m| m.stack == cfg.name)
         })
-        .ok_or_else(|| {
-            Error::Refused(format!(
-                "stack '{}' has no immaculate baseline; make one with `relic snapshot --tier immaculate --name NAME`",
-                cfg.name
-            ))
+        .ok_or_else(|| Error::NoBaseline {
+            stack: cfg.name.clone(),
         })
 }

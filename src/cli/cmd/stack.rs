@@ -11,7 +11,7 @@ use relic::{Repository, SnapshotId};
 use std::io::{BufRead, IsTerminal, Write};
 
 pub fn snapshot(cli: &Cli, cmd: &SnapshotCmd, bar: &Bar) -> Result<()> {
-    let cfg = StackConfig::load(&cmd.config)?;
+    let cfg = StackConfig::load(&cmd.config).map_err(render::stack_hint)?;
     let name = cmd.name.clone().unwrap_or_else(|| cfg.name.clone());
     let opts = cmd.snapshot.options(&name)?;
     let repo = open_stack(cli, Some(&cfg))?;
@@ -45,11 +45,11 @@ pub fn restore(
 }
 
 pub fn emergency(cli: &Cli, cmd: &EmergencyCmd, bar: &Bar) -> Result<()> {
-    let cfg = StackConfig::load(&cmd.config)?;
+    let cfg = StackConfig::load(&cmd.config).map_err(render::stack_hint)?;
     let repo = open_stack(cli, Some(&cfg))?;
     let _lock = repo.lock_shared(bar)?;
     repo.refresh()?;
-    let (id, snap) = stack::newest_baseline(&repo, &cfg)?;
+    let (id, snap) = stack::newest_baseline(&repo, &cfg).map_err(render::stack_hint)?;
     eprintln!(
         "emergency restore of stack '{}' from immaculate baseline '{}' ({}, {})",
         cfg.name,
@@ -100,7 +100,7 @@ pub fn drill(cli: &Cli, a: &DrillArgs, bar: &Bar) -> Result<()> {
     repo.refresh()?;
     let (id, snap) = match (snapshot, &cfg) {
         (Some(s), _) => repo.find_snapshot(s)?,
-        (None, Some(c)) => stack::newest_baseline(&repo, c)?,
+        (None, Some(c)) => stack::newest_baseline(&repo, c).map_err(render::stack_hint)?,
         (None, None) => bail!("say which snapshot to drill, or give the stack's relic.toml (--config) to drill its newest immaculate baseline"),
     };
     let mut say = |s: stack::DrillStep| bar.say(&render::drill_step(&s));

@@ -11,7 +11,9 @@ mod stack;
 
 pub use diff::diff;
 pub use postgres::postgres_step;
-pub use stack::{drill_error, drill_step, load_step, manifest, stack_error, stack_step};
+pub use stack::{
+    drill_error, drill_step, load_step, manifest, stack_error, stack_hint, stack_step,
+};
 
 use anyhow::Result;
 use indicatif::HumanBytes;

@@ -286,6 +286,21 @@ pub fn stack_error(e: relic::stack::Error, repo: &Path, config: &Path) -> anyhow
             };
             anyhow::anyhow!("{step} failed: {what}\n{done}{back}")
         }
+        e => stack_hint(e),
+    }
+}
+
+/// A stack error with what this CLI adds: the flag or the command that
+/// helps.
+pub fn stack_hint(e: relic::stack::Error) -> anyhow::Error {
+    use relic::stack::Error as E;
+    match e {
+        e @ E::ConfigUnreadable { .. } => {
+            anyhow::anyhow!("{e} (a stack is described by relic.toml; --config names it)")
+        }
+        e @ E::NoBaseline { .. } => {
+            anyhow::anyhow!("{e}; make one with `relic snapshot --tier immaculate --name NAME`")
+        }
         e => e.into(),
     }
 }
@@ -297,7 +312,7 @@ pub fn drill_error(e: relic::stack::Error) -> anyhow::Error {
         relic::stack::Error::DrillNeedsConfig => anyhow::anyhow!(
             "refusing to restore: a drill of a database needs the stack's relic.toml (--config) to know its server"
         ),
-        e => e.into(),
+        e => stack_hint(e),
     }
 }
 
@@ -516,6 +531,19 @@ mod tests {
                     safety_snapshot: None,
                 },
                 "loading the images failed: boom\nNothing was changed before it.\nNo safety snapshot was taken.",
+            ),
+            (
+                E::NoBaseline {
+                    stack: "shop".into(),
+                },
+                "refusing to restore: stack 'shop' has no immaculate baseline; make one with `relic snapshot --tier immaculate --name NAME`",
+            ),
+            (
+                E::ConfigUnreadable {
+                    path: "/s/relic.toml".into(),
+                    source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                },
+                "/s/relic.toml: entity not found (a stack is described by relic.toml; --config names it)",
             ),
         ];
         for (e, text) in cases {
