@@ -39,8 +39,11 @@ impl Repository {
             }
         });
         match (r, failed) {
-            (_, Some(e)) => Err(e),
-            (r, None) => Ok(r?),
+            (Err(Error::SourceFailed), Some(e)) | (Ok(_), Some(e)) => Err(e),
+            // The pipeline failed (a full disk), and the source with it:
+            // the pipeline's error is the cause.
+            (Err(cause), _) => Err(cause.into()),
+            (Ok(done), None) => Ok(done),
         }
     }
 

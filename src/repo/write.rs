@@ -119,14 +119,20 @@ impl Repository {
             let p = packer.join().expect("packer panicked");
             let q = sealer.join().expect("sealer panicked");
             // A failure of the packer or sealer is the cause of any
-            // "pipeline closed" seen upstream: report the real cause.
+            // "pipeline closed" seen upstream (and of a source that failed
+            // on it): report the real cause.
             match (r, p, q) {
                 (Ok(t), Ok(()), Ok(())) => Ok(t),
-                (r, p, q) => Err([r.err(), p.err(), q.err()]
-                    .into_iter()
-                    .flatten()
-                    .find(|e| !matches!(e, Error::PipelineClosed))
-                    .unwrap_or(Error::PipelineClosed)),
+                (r, p, q) => {
+                    let mut errs: Vec<Error> =
+                        [r.err(), p.err(), q.err()].into_iter().flatten().collect();
+                    errs.sort_by_key(|e| match e {
+                        Error::PipelineClosed => 2,
+                        Error::SourceFailed => 1,
+                        _ => 0,
+                    });
+                    Err(errs.into_iter().next().unwrap_or(Error::PipelineClosed))
+                }
             }
         })?;
         let stats = WriteStats {

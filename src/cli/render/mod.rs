@@ -22,6 +22,19 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
+/// The verify step of a restore's safety chain (a stack's or a database's).
+fn verify_step(n: &str, snapshot: &SnapshotId, read_data: bool) -> String {
+    format!(
+        "{n} verify snapshot {} ({})",
+        snapshot.short(),
+        if read_data {
+            "reading every chunk"
+        } else {
+            "index and packs"
+        }
+    )
+}
+
 /// An error and its causes, on stderr.
 pub fn error(e: &anyhow::Error) {
     eprintln!("error: {e}");

@@ -17,15 +17,7 @@ pub fn postgres_step(step: &RestoreStep) -> String {
         S::Verify {
             snapshot,
             read_data,
-        } => format!(
-            "{n} verify snapshot {} ({})",
-            snapshot.short(),
-            if *read_data {
-                "reading every chunk"
-            } else {
-                "index and packs"
-            }
-        ),
+        } => super::verify_step(&n, snapshot, *read_data),
         S::Schema {
             snapshot_revision,
             db,

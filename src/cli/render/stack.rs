@@ -159,15 +159,7 @@ pub fn stack_step(step: &RestoreStep) -> String {
         S::Verify {
             snapshot,
             read_data,
-        } => format!(
-            "{n} verify snapshot {} ({})",
-            snapshot.short(),
-            if *read_data {
-                "reading every chunk"
-            } else {
-                "index and packs"
-            }
-        ),
+        } => super::verify_step(&n, snapshot, *read_data),
         S::WouldTakeSafetySnapshot => {
             format!("{n} would take a safety snapshot of the parts present now (tier safety)")
         }
