@@ -210,6 +210,37 @@ fn files_round_trip_with_modes_links_and_mtimes() {
             .unwrap(),
         old
     );
+    // `ls` lists what was backed up, as JSON and as lines.
+    let listed: Vec<serde_json::Value> =
+        serde_json::from_slice(&ok(&repo, &["ls", "tree", "--json"], b"")).unwrap();
+    let rel_s = rel.to_str().unwrap();
+    let entry = |p: &str| {
+        listed
+            .iter()
+            .find(|e| e["path"] == format!("{rel_s}/{p}"))
+            .unwrap_or_else(|| panic!("{p} not listed in {listed:?}"))
+    };
+    assert_eq!(entry("a/small.txt")["kind"], "file");
+    assert_eq!(entry("a/small.txt")["mode"], "0750");
+    assert_eq!(entry("a/small.txt")["size"], 6);
+    assert_eq!(
+        entry("a/small.txt")["blake3"],
+        blake3::hash(b"hello\n").to_hex().as_str()
+    );
+    assert_eq!(entry("link")["kind"], "symlink");
+    assert_eq!(entry("link")["target"], "a/small.txt");
+    assert_eq!(entry("a/b")["kind"], "dir");
+    assert_eq!(entry("a/b/big.bin")["mtime"], "2020-09-13T12:26:40Z");
+    let lines =
+        String::from_utf8(ok(&repo, &["ls", "tree", &format!("{rel_s}/a/b/")], b"")).unwrap();
+    let lines: Vec<&str> = lines.lines().collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].starts_with("drwx") && lines[0].ends_with(&format!("{rel_s}/a/b")));
+    assert!(
+        lines[1].contains(" 3145728 2020-09-13 12:26:40 "),
+        "{}",
+        lines[1]
+    );
     // A multi-item snapshot cannot go to stdout.
     let out = relic(&repo, &["restore", "tree", "--stdout"]);
     assert!(!out.status.success());

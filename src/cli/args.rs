@@ -81,6 +81,9 @@ pub enum Command {
     /// What changed between two snapshots: items, and for stacks the
     /// databases' revisions and row counts, images and layers, git commit.
     Diff(DiffArgs),
+    /// List a snapshot's items (files, directories, links, streams) as
+    /// `ls -l` shows them: mode, size, modification time, path.
+    Ls(LsArgs),
     /// Copy the repository to another directory or to S3-compatible
     /// storage (s3://bucket/prefix; AWS_ENDPOINT_URL, AWS_REGION,
     /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY): only what DEST lacks,
@@ -217,6 +220,16 @@ pub struct DrillArgs {
 pub struct DiffArgs {
     pub from: String,
     pub to: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+// `relic ls`.
+#[derive(Args)]
+pub struct LsArgs {
+    pub snapshot: String,
+    /// Only these paths and what is under them.
+    pub paths: Vec<String>,
     #[arg(long)]
     pub json: bool,
 }

@@ -128,6 +128,7 @@ fn run_one(cli: Cli) -> Result<Outcome> {
         Command::Unlock { stale } => done(cmd::unlock::run(cli, *stale)),
         Command::Drill(a) => done(cmd::stack::drill(cli, a, bar)),
         Command::Diff(a) => done(cmd::snapshots::diff(cli, a)),
+        Command::Ls(a) => done(cmd::snapshots::ls(cli, a)),
         Command::Sync(a) => done(cmd::sync::run(cli, a, bar)),
         Command::Rename { snapshot, new_name } => {
             done(cmd::snapshots::rename(cli, snapshot, new_name))

@@ -1,7 +1,7 @@
 //! Looking at snapshots: `snapshots` (the list), `diff`, `manifest`, and
 //! `rename`.
 
-use crate::cli::args::{Cli, DiffArgs};
+use crate::cli::args::{Cli, DiffArgs, LsArgs};
 use crate::cli::open::{load_config, open, open_stack};
 use crate::cli::render;
 use anyhow::{Context, Result};
@@ -25,6 +25,27 @@ pub fn diff(cli: &Cli, a: &DiffArgs) -> Result<()> {
     let to = repo.find_snapshot(&a.to)?;
     let d = relic::diff::diff(&repo, (&from.0, &from.1), (&to.0, &to.1))?;
     render::diff(&d, a.json)
+}
+
+/// The items of a snapshot, those under `paths` when given.
+pub fn ls(cli: &Cli, a: &LsArgs) -> Result<()> {
+    let repo = open(cli)?;
+    let (_, snap) = repo.find_snapshot(&a.snapshot)?;
+    let wanted = |p: &[u8]| {
+        a.paths.is_empty()
+            || a.paths.iter().any(|w| {
+                let w = w.trim_end_matches('/').as_bytes();
+                p == w || (p.starts_with(w) && p.get(w.len()) == Some(&b'/'))
+            })
+    };
+    let mut items = Vec::new();
+    for item in repo.items(&snap) {
+        let item = item?;
+        if wanted(&item.path) {
+            items.push(item);
+        }
+    }
+    render::ls(&items, a.json)
 }
 
 pub fn manifest(cli: &Cli, snapshot: &str, json: bool) -> Result<()> {

@@ -6,10 +6,12 @@
 //! drill steps, in `postgres` for the database restore's steps.
 
 mod diff;
+mod ls;
 mod postgres;
 mod stack;
 
 pub use diff::diff;
+pub use ls::ls;
 pub use postgres::postgres_step;
 pub use stack::{
     drill_error, drill_step, load_step, manifest, stack_error, stack_hint, stack_step,
