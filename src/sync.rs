@@ -19,7 +19,6 @@ use crate::store::{self, object_path, Kind, Local, Store};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -265,9 +264,8 @@ pub fn sync_from(
             report.skipped_existing += 1;
             continue;
         }
-        let path = src.path(Kind::Pack, &name);
         let size = src.size(Kind::Pack, &name).map_err(io_src)?;
-        todo_packs.push((name, path, size));
+        todo_packs.push((name, size));
     }
     let todo_snaps: Vec<String> = src
         .list(Kind::Snapshot)
@@ -276,7 +274,7 @@ pub fn sync_from(
         .filter(|n| !have_snaps.contains(n))
         .collect();
     report.packs = todo_packs.len() as u64;
-    report.pack_bytes = todo_packs.iter().map(|p| p.2).sum();
+    report.pack_bytes = todo_packs.iter().map(|p| p.1).sum();
     report.snapshots = todo_snaps.len() as u64;
     if opts.dry_run {
         report.seconds = started.elapsed().as_secs_f64();
@@ -300,16 +298,12 @@ pub fn sync_from(
         }
     }
     for (kind, name) in &singles {
-        let path = src.path(*kind, name);
-        let size = src.size(*kind, name).map_err(io_src)?;
-        if dest.put_file(*kind, name, &path, size)? {
+        if send(src, dest, *kind, name, false)?.0 {
             report.other += 1;
         }
     }
     if report.created {
-        let path = src.path(Kind::Config, "config");
-        let size = src.size(Kind::Config, "config").map_err(io_src)?;
-        dest.put_file(Kind::Config, "config", &path, size)?;
+        send(src, dest, Kind::Config, "config", false)?;
         report.other += 1;
     }
 
@@ -319,9 +313,9 @@ pub fn sync_from(
     progress.start("sending packs", Some(report.pack_bytes), Unit::Bytes);
     let verified = AtomicU64::new(0);
     let sent = waves.into_iter().try_for_each(|wave| {
-        let wave: Vec<&(String, PathBuf, u64)> = wave.iter().map(|&i| &todo_packs[i]).collect();
-        parallel(&wave, opts.jobs, |(name, path, size)| {
-            if send(src, dest, Kind::Pack, name, path, *size, opts.verify)? {
+        let wave: Vec<&(String, u64)> = wave.iter().map(|&i| &todo_packs[i]).collect();
+        parallel(&wave, opts.jobs, |(name, size)| {
+            if send(src, dest, Kind::Pack, name, opts.verify)?.1 {
                 verified.fetch_add(1, Ordering::Relaxed);
             }
             progress.inc(*size);
@@ -334,18 +328,14 @@ pub fn sync_from(
     // 3. Snapshots and audit records: only now do they name packs that are
     // all there.
     for name in &todo_snaps {
-        let path = src.path(Kind::Snapshot, name);
-        let size = src.size(Kind::Snapshot, name).map_err(io_src)?;
-        if send(src, dest, Kind::Snapshot, name, &path, size, opts.verify)? {
+        if send(src, dest, Kind::Snapshot, name, opts.verify)?.1 {
             verified.fetch_add(1, Ordering::Relaxed);
         }
     }
     let have_audit = dest.list(Kind::Audit)?;
     if let Ok(audit) = src.list(Kind::Audit) {
         for name in audit.into_iter().filter(|n| !have_audit.contains(n)) {
-            let path = src.path(Kind::Audit, &name);
-            let size = src.size(Kind::Audit, &name).map_err(io_src)?;
-            dest.put_file(Kind::Audit, &name, &path, size)?;
+            send(src, dest, Kind::Audit, &name, false)?;
             report.other += 1;
         }
     }
@@ -387,11 +377,11 @@ pub(crate) fn parallel<T: Sync>(
 /// packs none of whose deltas has its base in another pack still to send;
 /// wave n+1 packs whose bases are in waves up to n. Packs that (after
 /// repacking) depend on each other go in one wave.
-fn pack_waves(index: &Index, todo: &[(String, PathBuf, u64)]) -> Result<Vec<Vec<usize>>> {
+fn pack_waves(index: &Index, todo: &[(String, u64)]) -> Result<Vec<Vec<usize>>> {
     let at: HashMap<PackId, usize> = todo
         .iter()
         .enumerate()
-        .filter_map(|(i, (name, _, _))| PackId::from_hex(name).map(|p| (p, i)))
+        .filter_map(|(i, (name, _))| PackId::from_hex(name).map(|p| (p, i)))
         .collect();
     // Edges pack → packs holding its deltas' bases, both still to send.
     let mut deps: Vec<HashSet<usize>> = vec![HashSet::new(); todo.len()];
@@ -433,20 +423,23 @@ fn pack_waves(index: &Index, todo: &[(String, PathBuf, u64)]) -> Result<Vec<Vec<
     Ok(waves)
 }
 
-/// Sends one object; with `verify`, re-reads it at the destination and
-/// compares its BLAKE3 with the source's. Returns whether it was verified.
+/// Copies one object of `src` to `dest` (unless it is there already);
+/// with `verify`, re-reads it at the destination and compares its BLAKE3
+/// with the source's. Returns (copied, verified).
 fn send(
     src: &Local,
     dest: &dyn Store,
     kind: Kind,
     name: &str,
-    path: &Path,
-    size: u64,
     verify: bool,
-) -> Result<bool> {
-    dest.put_file(kind, name, path, size)?;
+) -> Result<(bool, bool)> {
+    let size = src.size(kind, name).map_err(|source| store::Error::Io {
+        store: src.describe(),
+        source,
+    })?;
+    let copied = dest.put_file(kind, name, &src.path(kind, name), size)?;
     if !verify {
-        return Ok(false);
+        return Ok((copied, false));
     }
     let (want, want_len) = src.hash(kind, name)?;
     let (got, got_len) = dest.hash(kind, name)?;
@@ -459,7 +452,7 @@ fn send(
             ),
         });
     }
-    Ok(true)
+    Ok((copied, true))
 }
 
 /// The repository id in DEST's config.
