@@ -106,9 +106,7 @@ impl Local {
     /// for locks, which are rewritten while held; never for data.
     pub fn replace(&self, kind: Kind, name: &str, bytes: &[u8]) -> io::Result<()> {
         debug_assert_eq!(kind, Kind::Lock);
-        let mut t = self.temp_object()?;
-        t.write_all(bytes)?;
-        t.rename_over(&self.path(kind, name))
+        self.write_over(&self.path(kind, name), bytes)
     }
 
     /// Writes back an object whose file is damaged from a verified copy of
@@ -121,9 +119,14 @@ impl Local {
             Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
             _ => {}
         }
+        self.write_over(&at, bytes)
+    }
+
+    /// Writes `bytes` to a temp file, fsyncs it and renames it over `dst`.
+    fn write_over(&self, dst: &Path, bytes: &[u8]) -> io::Result<()> {
         let mut t = self.temp_object()?;
         t.write_all(bytes)?;
-        t.rename_over(&at)
+        t.rename_over(dst)
     }
 
     /// Moves a damaged object out of the listing, into `damaged/<kind>/`,
@@ -235,11 +238,7 @@ impl Local {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
                 _ => Ok(()),
             },
-            Some(b) => {
-                let mut t = self.temp_object()?;
-                t.write_all(b)?;
-                t.rename_over(&path)
-            }
+            Some(b) => self.write_over(&path, b),
         }
     }
 
