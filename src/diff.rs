@@ -26,6 +26,9 @@ pub struct Diff {
     pub images: Vec<ImageChange>,
     /// For two stack snapshots that both recorded a commit, when it moved.
     pub git: Option<GitChange>,
+    /// The parts each snapshot lacks, when partial: `from`'s, then `to`'s.
+    pub from_partial: Vec<crate::snapshot::PartFailure>,
+    pub to_partial: Vec<crate::snapshot::PartFailure>,
     /// Bytes `to` added to the repository: raw, and as stored.
     pub new_bytes: u64,
     pub stored_bytes: u64,
@@ -137,6 +140,8 @@ pub fn diff(
         databases: Vec::new(),
         images: Vec::new(),
         git: None,
+        from_partial: a.partial(),
+        to_partial: b.partial(),
         new_bytes: b.summary.new_bytes,
         stored_bytes: b.summary.stored_bytes,
     };

@@ -16,6 +16,7 @@
 pub mod check;
 pub mod chunker;
 mod compress;
+pub mod contents;
 pub mod crypto;
 pub mod delta;
 pub mod diff;

@@ -43,6 +43,23 @@ pub enum Error {
     Protected { what: String },
     #[error("'{name}' cannot name a snapshot: {why}")]
     BadName { name: String, why: &'static str },
+    /// A partial snapshot may not be written as an immaculate or sacred
+    /// baseline: a baseline is whole.
+    #[error("refused: a {tier} baseline is whole or nothing, and '{name}' misses parts")]
+    PartialBaseline { name: String, tier: Tier },
+}
+
+/// The metadata key that marks a snapshot partial: a JSON list of
+/// [`PartFailure`], the parts it was meant to hold and does not.
+pub const PARTIAL_KEY: &str = "partial";
+
+/// A part a partial snapshot lacks, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartFailure {
+    /// The part (`db/main`, `images/backend:latest`, `files`, `git`).
+    pub part: String,
+    /// What went wrong.
+    pub error: String,
 }
 
 /// The shortest id prefix a selector can be: shorter hex strings (`db`,
@@ -246,6 +263,14 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The parts this snapshot lacks ([`PARTIAL_KEY`]); empty when whole.
+    pub fn partial(&self) -> Vec<PartFailure> {
+        self.meta
+            .get(PARTIAL_KEY)
+            .and_then(|j| serde_json::from_str(j).ok())
+            .unwrap_or_default()
+    }
+
     /// The object bytes: magic, version, body encoding, body. The body is
     /// sealed when the repository has a cipher.
     pub fn encode(&self, cipher: Option<&Cipher>) -> Vec<u8> {

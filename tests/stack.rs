@@ -229,7 +229,7 @@ fn a_failing_database_restore_stops_before_the_other_parts() {
         .unwrap()
         .to_string();
     assert!(
-        err.contains(&format!("restore {} --config", &sid[..8])),
+        err.contains(&format!("restore {}", &sid[..8])),
         "the error names the way back: {err}"
     );
     // The database is as it was (restored beside it, never swapped in),

@@ -136,11 +136,17 @@ pub struct InitArgs {
 pub struct RestoreArgs {
     /// Snapshot: id prefix, name (its newest snapshot) or `latest`.
     pub snapshot: String,
-    /// Write the single stream of the snapshot to standard output.
+    /// Take out one part alone: in a stack snapshot `db/NAME`,
+    /// `images/REF` or `files`; in any snapshot an item's path (a
+    /// directory's path takes what is under it). `relic ls` lists them.
+    #[arg(long, value_name = "ITEM", conflicts_with = "only")]
+    pub item: Option<String>,
+    /// Write the single stream of the snapshot (or --item) to standard output.
     #[arg(long, conflicts_with = "to")]
     pub stdout: bool,
-    /// Restore every item under this directory; for an image snapshot,
-    /// write the image's `docker save` tar to this file.
+    /// A file for a single stream (a dump, one image's `docker save` tar,
+    /// standard input's backup; into an existing directory, a file named
+    /// as the item), a directory for trees, stacks and several images.
     #[arg(long)]
     pub to: Option<PathBuf>,
     /// Restore a database snapshot into PostgreSQL (libpq URL or key=value).
@@ -167,7 +173,9 @@ pub struct RestoreArgs {
     /// Read and verify every chunk before restoring.
     #[arg(long)]
     pub verify_data: bool,
-    /// The stack's relic.toml, for a stack snapshot (default ./relic.toml).
+    /// For a stack snapshot: a relic.toml whose targets (databases, files
+    /// root, hooks) replace the ones the snapshot stores; what differs is
+    /// printed first (default: ./relic.toml when it is the same stack's).
     #[arg(long, value_name = "PATH", conflicts_with_all = ["stdout", "to", "into_postgres", "into_docker"])]
     pub config: Option<PathBuf>,
     /// Restore one part of a stack snapshot: db, images or files.
@@ -209,8 +217,11 @@ pub struct PruneArgs {
 // `relic drill`.
 #[derive(Args)]
 pub struct DrillArgs {
+    /// Snapshot to drill (default: the newest immaculate baseline of the
+    /// relic.toml's stack, or of the repository).
     pub snapshot: Option<String>,
-    /// The stack's relic.toml (default ./relic.toml).
+    /// A relic.toml whose targets (database servers) replace the ones a
+    /// stack snapshot stores (default ./relic.toml when there is one).
     #[arg(long)]
     pub config: Option<PathBuf>,
 }
@@ -416,15 +427,26 @@ pub struct SnapshotCmd {
     /// Snapshot name (default: the stack's name).
     #[arg(long)]
     pub name: Option<String>,
+    /// When a part fails (an image missing, the engine or a database
+    /// down), store the parts that succeeded, mark the snapshot partial
+    /// and exit 3 (without it: no snapshot, exit 1). Never for a baseline.
+    #[arg(long)]
+    pub allow_partial: bool,
     #[command(flatten)]
     pub snapshot: SnapshotArgs,
 }
 
 #[derive(Args)]
 pub struct EmergencyCmd {
-    /// The stack's description.
-    #[arg(long, default_value = "relic.toml")]
-    pub config: PathBuf,
+    /// A relic.toml whose targets replace the ones the baseline stores
+    /// (default: ./relic.toml when there is one); with none, the baseline
+    /// restores where it was taken from.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// The stack to restore (default: the relic.toml's, or the only stack
+    /// with a baseline in the repository).
+    #[arg(long, value_name = "NAME")]
+    pub stack: Option<String>,
     /// First confirmation: yes, restore the baseline over the running stack.
     #[arg(long)]
     pub confirm: bool,

@@ -133,7 +133,7 @@ fn run_one(cli: Cli) -> Result<Outcome> {
         Command::Rename { snapshot, new_name } => {
             done(cmd::snapshots::rename(cli, snapshot, new_name))
         }
-        Command::Snapshot(c) => done(cmd::stack::snapshot(cli, c, bar)),
+        Command::Snapshot(c) => cmd::stack::snapshot(cli, c, bar),
         Command::Manifest { snapshot, json } => {
             done(cmd::snapshots::manifest(cli, snapshot, *json))
         }

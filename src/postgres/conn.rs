@@ -121,6 +121,30 @@ pub fn config(conninfo: Option<&str>) -> Result<Config> {
     Ok(c)
 }
 
+/// A conninfo for people, without its password: `db on host:port as
+/// user` (what libpq would pick when a part is not given: the local
+/// socket, the default port, the login user).
+pub fn display_target(conninfo: &str) -> String {
+    let Ok(c) = config(Some(conninfo)) else {
+        return "(unreadable conninfo)".into();
+    };
+    let host = match c.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "the local socket".into(),
+    };
+    let port = c
+        .get_ports()
+        .first()
+        .map(|p| format!(":{p}"))
+        .unwrap_or_default();
+    format!(
+        "'{}' on {host}{port} as '{}'",
+        c.get_dbname().unwrap_or_default(),
+        c.get_user().unwrap_or_default()
+    )
+}
+
 pub(super) fn describe(c: &Config) -> String {
     format!(
         "database '{}' as '{}'",

@@ -18,11 +18,12 @@ mod load;
 mod restore;
 mod state;
 
-pub use conn::config;
+pub use conn::{config, display_target};
 pub use dump::{backup, dump_into};
 pub use load::{drop_database, load_dump, with_dbname, LoadMode, SingleTransaction};
 pub use restore::{
-    restore, RestoreOptions, RestoreReport, RestoreStep, SafetySkip, TargetSchema, RESTORE_STEPS,
+    restore, restore_dump, Dump, RestoreOptions, RestoreReport, RestoreStep, SafetySkip,
+    TargetSchema, RESTORE_STEPS,
 };
 pub use state::{data_directory, revision, verify_db, Check};
 

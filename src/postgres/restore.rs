@@ -10,7 +10,7 @@ use super::state::{collect_info, verify_db, Check};
 use super::{DbInfo, Error, Result, DUMP_ITEM};
 use crate::progress::Progress;
 use crate::repo::{Repository, SnapshotOptions};
-use crate::snapshot::{Snapshot, Tier};
+use crate::snapshot::{Item, Snapshot, Tier};
 use crate::SnapshotId;
 use serde::Serialize;
 use tokio_postgres::{Client, Config, NoTls};
@@ -186,6 +186,33 @@ pub fn restore(
     say: &mut dyn FnMut(RestoreStep),
 ) -> Result<RestoreReport> {
     let info = DbInfo::from_snapshot(id, snap)?;
+    let item = repo
+        .items(snap)
+        .next()
+        .transpose()?
+        .filter(|i| i.path == DUMP_ITEM.as_bytes())
+        .ok_or_else(|| Error::NotADump(id.short()))?;
+    restore_dump(repo, id, snap, &Dump { item, info }, opts, progress, say)
+}
+
+/// A stored dump and what its backup recorded about the database: the
+/// item of a `backup pg` snapshot, or a database part of a stack snapshot.
+pub struct Dump {
+    pub item: Item,
+    pub info: DbInfo,
+}
+
+/// [`restore`] of one dump of snapshot `id` (which step 1 verifies whole).
+pub fn restore_dump(
+    repo: &Repository,
+    id: &SnapshotId,
+    snap: &Snapshot,
+    dump: &Dump,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+    say: &mut dyn FnMut(RestoreStep),
+) -> Result<RestoreReport> {
+    let (item, info) = (&dump.item, &dump.info);
     let mut report = RestoreReport::default();
     let target = config(Some(&opts.conninfo))?;
     let db = target.get_dbname().unwrap_or_default().to_string();
@@ -195,12 +222,6 @@ pub fn restore(
         snapshot: *id,
         read_data: opts.verify_data,
     });
-    let item = repo
-        .items(snap)
-        .next()
-        .transpose()?
-        .filter(|i| i.path == DUMP_ITEM.as_bytes())
-        .ok_or_else(|| Error::NotADump(id.short()))?;
     if let Some(problem) = crate::check::verify_snapshot(repo, snap, opts.verify_data)? {
         return Err(Error::Refused(format!(
             "snapshot {} is damaged: {problem}",
@@ -324,11 +345,11 @@ pub fn restore(
         (_, false) => LoadMode::Create,
         (false, true) => LoadMode::Into,
     };
-    load_dump(repo, &item, &opts.conninfo, mode, "", progress).map_err(undo)?;
+    load_dump(repo, item, &opts.conninfo, mode, "", progress).map_err(undo)?;
     report.restored = true;
 
     // 5. Verify.
-    report.checks = verify_db(&opts.conninfo, &info)?;
+    report.checks = verify_db(&opts.conninfo, info)?;
     say(RestoreStep::Verified {
         checks: report.checks.len(),
     });

@@ -83,6 +83,18 @@ impl Repository {
         summary.new_bytes = stats.new_bytes;
         summary.stored_bytes = stats.stored_bytes;
         summary.duration_ms = stats.duration.as_millis() as u64;
+        if meta.contains_key(snapshot::PARTIAL_KEY)
+            && matches!(
+                opts.tier,
+                snapshot::Tier::Immaculate | snapshot::Tier::Sacred
+            )
+        {
+            return Err(snapshot::Error::PartialBaseline {
+                name: opts.name.clone(),
+                tier: opts.tier,
+            }
+            .into());
+        }
         let snap = Snapshot {
             name: opts.name.clone(),
             tier: opts.tier,

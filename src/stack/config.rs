@@ -3,11 +3,14 @@
 
 use super::{Error, Result};
 use crate::postgres;
-use serde::Deserialize;
+use crate::repo::Repository;
+use crate::snapshot::Snapshot;
+use crate::SnapshotId;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// `relic.toml`: what a stack is made of.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StackConfig {
     /// The stack's name: the default snapshot name.
@@ -26,12 +29,32 @@ pub struct StackConfig {
     pub git: Option<GitPart>,
     #[serde(default)]
     pub hooks: Hooks,
+    /// Routine snapshots store the parts that succeeded when one fails
+    /// (marked partial); baselines stay whole or nothing.
+    #[serde(default)]
+    pub allow_partial: bool,
     /// Where this configuration was read from (set by [`StackConfig::load`]).
     #[serde(skip)]
     pub path: PathBuf,
+    /// The file's text as read: a stack snapshot stores it (item
+    /// [`CONFIG_ITEM`]), so the snapshot restores with no relic.toml on disk.
+    #[serde(skip)]
+    pub text: String,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+/// The item of a stack snapshot holding the relic.toml it was taken with.
+pub const CONFIG_ITEM: &str = "relic.toml";
+
+/// One target a given relic.toml changes from the one a snapshot stores
+/// (`what`: the part; both sides without passwords).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TargetChange {
+    pub what: String,
+    pub stored: String,
+    pub given: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabasePart {
     /// Part name: the item is `db/<name>.sql`.
@@ -40,7 +63,7 @@ pub struct DatabasePart {
     pub conninfo: String,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilesPart {
     /// Directory the paths are relative to (default: the config's directory).
@@ -49,14 +72,14 @@ pub struct FilesPart {
     pub paths: Vec<PathBuf>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GitPart {
     /// The checkout whose HEAD commit is recorded (default: the root).
     pub path: Option<PathBuf>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hooks {
     /// Shell commands run after a restore, in the config's directory (for
@@ -84,6 +107,7 @@ impl StackConfig {
         };
         let mut cfg: StackConfig = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
         cfg.path = std::path::absolute(path).map_err(|e| bad(e.to_string()))?;
+        cfg.text = text.to_string();
         if cfg.name.trim().is_empty() {
             return Err(bad("`name` must not be empty".into()));
         }
@@ -127,6 +151,59 @@ impl StackConfig {
         Ok(cfg)
     }
 
+    /// The relic.toml a stack snapshot was taken with, as it stores it
+    /// (item [`CONFIG_ITEM`]), read as if from the path it was recorded
+    /// at; None for a snapshot taken before relic stored it.
+    pub fn stored(repo: &Repository, id: &SnapshotId, snap: &Snapshot) -> Result<Option<Self>> {
+        let m = super::manifest(id, snap)?;
+        let Some(item) = repo
+            .items(snap)
+            .find(|i| i.as_ref().is_ok_and(|i| i.path == CONFIG_ITEM.as_bytes()))
+            .transpose()?
+        else {
+            return Ok(None);
+        };
+        let mut text = Vec::new();
+        repo.restore_item(&item, &mut text, &crate::progress::NoProgress)?;
+        let text = String::from_utf8(text).map_err(|_| Error::Config {
+            path: format!("{} in snapshot {}", m.config, id.short()),
+            what: "not UTF-8".into(),
+        })?;
+        Self::parse(&text, Path::new(&m.config)).map(Some)
+    }
+
+    /// The configuration a restore or drill of stack snapshot `id` uses:
+    /// the one it stores, with the targets of `given` (a relic.toml on
+    /// disk) when there is one, and what `given` changes; `given` alone for
+    /// a snapshot that stores none ([`Error::NoConfig`] without it).
+    pub fn for_snapshot(
+        repo: &Repository,
+        id: &SnapshotId,
+        snap: &Snapshot,
+        given: Option<StackConfig>,
+    ) -> Result<(StackConfig, Vec<TargetChange>)> {
+        match (Self::stored(repo, id, snap)?, given) {
+            (Some(stored), Some(given)) => {
+                let (mut cfg, mut changes) = stored.with_targets_from(&given);
+                if given.name != stored.name {
+                    changes.insert(
+                        0,
+                        TargetChange {
+                            what: "stack".into(),
+                            stored: stored.name.clone(),
+                            given: given.name.clone(),
+                        },
+                    );
+                    cfg.name = given.name;
+                }
+                Ok((cfg, changes))
+            }
+            (Some(stored), None) => Ok((stored, Vec::new())),
+            (None, Some(given)) => Ok((given, Vec::new())),
+            (None, None) => Err(Error::NoConfig(id.short())),
+        }
+    }
+
     /// The config file's directory.
     pub fn dir(&self) -> &Path {
         self.path.parent().unwrap_or(Path::new("/"))
@@ -150,5 +227,59 @@ impl StackConfig {
 
     pub(super) fn database(&self, name: &str) -> Option<&DatabasePart> {
         self.databases.iter().find(|d| d.name == name)
+    }
+
+    /// This (stored) configuration with the targets `given` names instead:
+    /// each database's conninfo (by part name), the files' root, the
+    /// post-restore hooks and the directory they run in. The parts stay
+    /// the stored ones: `given` moves them, it does not add or drop any.
+    /// Returns what changed, so it can be shown before anything does.
+    pub fn with_targets_from(&self, given: &StackConfig) -> (StackConfig, Vec<TargetChange>) {
+        let mut out = self.clone();
+        let mut changes = Vec::new();
+        let mut change = |what: String, stored: String, given: String| {
+            if stored != given {
+                changes.push(TargetChange {
+                    what,
+                    stored,
+                    given,
+                });
+            }
+        };
+        for d in &mut out.databases {
+            if let Some(g) = given.database(&d.name) {
+                change(
+                    format!("database '{}'", d.name),
+                    postgres::display_target(&d.conninfo),
+                    postgres::display_target(&g.conninfo),
+                );
+                d.conninfo = g.conninfo.clone();
+            }
+        }
+        let stored_root = self.files_root();
+        let given_root = given.files_root();
+        if self.files.is_some() {
+            change(
+                "files root".into(),
+                stored_root.display().to_string(),
+                given_root.display().to_string(),
+            );
+        }
+        change(
+            "post-restore hooks".into(),
+            self.hooks.post_restore.join("; "),
+            given.hooks.post_restore.join("; "),
+        );
+        out.hooks = given.hooks.clone();
+        // The files' root is absolute from here on: the config's
+        // directory moves to the given one's.
+        if let Some(f) = &mut out.files {
+            f.root = Some(given_root);
+        }
+        out.path = given.path.clone();
+        // What a safety snapshot of these targets stores: the merged
+        // configuration, so restoring it goes back to where it was taken.
+        out.text = toml::to_string(&out).expect("a stack config serializes");
+        (out, changes)
     }
 }

@@ -16,8 +16,9 @@ use crate::SnapshotId;
 /// loads each image under scratch tags, restores the files into a scratch
 /// directory, verifies all of it, and removes the scratch copies. A
 /// snapshot that is not a stack snapshot is read back item by item. `say`
-/// hears each step as it happens; a snapshot holding databases needs `cfg`
-/// to find their servers ([`Error::DrillNeedsConfig`]).
+/// hears each step as it happens. The scratch databases go on the servers
+/// of the relic.toml the snapshot stores, or of `cfg` when given (its
+/// targets override the stored ones, as in a restore).
 pub fn drill(
     repo: &Repository,
     id: &SnapshotId,
@@ -54,8 +55,13 @@ pub fn drill(
     };
     let tag = format!("{}", std::process::id());
     let items = stack_items(repo, snap)?;
+    let targets = if m.databases.is_empty() {
+        None
+    } else {
+        Some(StackConfig::for_snapshot(repo, id, snap, cfg.cloned())?.0)
+    };
     for d in &m.databases {
-        let cfg = cfg.ok_or(Error::DrillNeedsConfig)?;
+        let cfg = targets.as_ref().expect("resolved above");
         let part = cfg.database(&d.name).ok_or_else(|| {
             Error::Refused(format!(
                 "{} has no [[database]] named '{}'",

@@ -5,7 +5,7 @@
 use super::{Error, Result};
 use crate::docker::ImageRecord;
 use crate::postgres::{DbInfo, TableCount};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{PartFailure, Snapshot};
 use crate::SnapshotId;
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +23,9 @@ pub struct Manifest {
     pub git: Option<GitState>,
     /// The command that restores this snapshot.
     pub restore_command: String,
+    /// The parts a partial snapshot lacks, and why (empty when whole).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partial: Vec<PartFailure>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,7 +41,8 @@ pub struct DbPart {
 }
 
 impl DbPart {
-    pub(super) fn info(&self) -> DbInfo {
+    /// What the database's backup recorded, as a plain dump records it.
+    pub fn info(&self) -> DbInfo {
         DbInfo {
             server_version: self.server_version.clone(),
             database: self.database.clone(),

@@ -23,11 +23,11 @@ mod manifest;
 mod restore;
 mod snapshot;
 
-pub use config::{DatabasePart, FilesPart, GitPart, Hooks, StackConfig};
+pub use config::{DatabasePart, FilesPart, GitPart, Hooks, StackConfig, TargetChange, CONFIG_ITEM};
 pub use drill::drill;
 pub use manifest::{manifest, DbPart, FilesSummary, GitState, Manifest, MANIFEST_KEY};
 pub use restore::{restore, Part, Report, RestoreOptions};
-pub use snapshot::{newest_baseline, snapshot};
+pub use snapshot::{newest_baseline, snapshot, stacks_with_baselines};
 
 use crate::docker;
 use crate::postgres::{self, Check};
@@ -49,6 +49,10 @@ pub enum Error {
     /// A restore or drill of the stack's newest baseline found none.
     #[error("refusing to restore: stack '{stack}' has no immaculate baseline")]
     NoBaseline { stack: String },
+    /// An emergency restore named no stack, and the repository holds
+    /// baselines of several (or of none).
+    #[error("the repository holds immaculate baselines of {} stacks{}: say which", .0.len(), if .0.is_empty() { String::new() } else { format!(" ({})", .0.join(", ")) })]
+    WhichStack(Vec<String>),
     #[error(transparent)]
     Repo(#[from] repo::Error),
     #[error(transparent)]
@@ -61,6 +65,9 @@ pub enum Error {
     NotAStack(String),
     #[error("refusing to restore: {0}")]
     Refused(String),
+    /// A partial snapshot was asked for with a baseline's tier.
+    #[error("a {tier} baseline is whole or nothing: it cannot be a partial snapshot")]
+    PartialBaseline { tier: crate::snapshot::Tier },
     /// Step 1 found a filesystem without room for the parts restored onto
     /// it; nothing was changed.
     #[error("refusing to restore: not enough disk space on the filesystem of {}: {} bytes free, {} bytes needed; nothing was changed", room_dirs(.0), .0.free, .0.need)]
@@ -73,10 +80,10 @@ pub enum Error {
         running: String,
         snapshot: Option<String>,
     },
-    /// A drill of a snapshot holding databases was given no stack config to
-    /// find their servers in.
-    #[error("refusing to restore: a drill of a database needs the stack's relic.toml to know its server")]
-    DrillNeedsConfig,
+    /// A stack snapshot taken before relic stored its relic.toml, and no
+    /// relic.toml given: its targets are unknown.
+    #[error("stack snapshot {0} was taken before relic stored its relic.toml in it: the stack's relic.toml must say where its parts go")]
+    NoConfig(String),
     /// `step` failed with `what` after the restore began changing things:
     /// `done` lists the parts already restored, `safety_snapshot` (hex id)
     /// is the snapshot that holds the stack as it was before, if one was
@@ -341,7 +348,7 @@ mod tests {
                 running: "r2".into(),
                 snapshot: Some("r1".into()),
             },
-            Error::DrillNeedsConfig,
+            Error::NoConfig("0123abcd".into()),
             Error::Failed {
                 step: "post-restore hook".into(),
                 what: "false exited with exit status: 1".into(),

@@ -315,7 +315,7 @@ fn take_safety_snapshot(
             .collect(),
         meta: Default::default(),
     };
-    let (sid, _) = snapshot(repo, &current, &safety, progress)?;
+    let (sid, _) = snapshot(repo, &current, &safety, false, progress)?;
     say(RestoreStep::SafetySnapshotTaken { id: sid });
     Ok(Some(sid.to_hex()))
 }

@@ -4,42 +4,75 @@
 
 use super::manifest::{manifest, DbPart, FilesSummary, GitState, Manifest, MANIFEST_KEY};
 use super::restore::{wants, Part, RestoreOptions};
-use super::{Error, Result, StackConfig};
+use super::{config::CONFIG_ITEM, Error, Result, StackConfig};
 use crate::docker::{self, Engine};
 use crate::postgres;
 use crate::progress::{Progress, Unit};
 use crate::repo::{Repository, SnapshotOptions};
-use crate::snapshot::{Snapshot, Tier};
+use crate::snapshot::{PartFailure, Snapshot, Tier, PARTIAL_KEY};
 use crate::SnapshotId;
 use std::path::Path;
 use std::process::Command;
 
 /// Backs up every part of the stack into one snapshot. The engine and every
-/// image are looked up and the git state read before anything is written;
-/// any part failing leaves no snapshot.
+/// image are looked up and the git state read before anything is written.
+/// Any part failing leaves no snapshot, unless `allow_partial`: then the
+/// parts that succeeded are stored and the snapshot is marked partial
+/// ([`crate::snapshot::PARTIAL_KEY`], and the manifest's `partial`) with
+/// what failed and why. A partial snapshot is never a baseline: with an
+/// immaculate or sacred tier, `allow_partial` is refused up front.
 pub fn snapshot(
     repo: &Repository,
     cfg: &StackConfig,
     opts: &SnapshotOptions,
+    allow_partial: bool,
     progress: &dyn Progress,
 ) -> Result<(SnapshotId, Snapshot)> {
+    if allow_partial && matches!(opts.tier, Tier::Immaculate | Tier::Sacred) {
+        return Err(Error::PartialBaseline { tier: opts.tier });
+    }
+    let mut failed: Vec<PartFailure> = Vec::new();
+    // A part's failure: the snapshot's when partial snapshots are allowed,
+    // else the whole command's.
+    let fail = |failed: &mut Vec<PartFailure>, part: String, e: Error| {
+        if allow_partial {
+            failed.push(PartFailure {
+                part,
+                error: e.to_string(),
+            });
+            Ok(())
+        } else {
+            Err(e)
+        }
+    };
     let engine = if cfg.images.is_empty() {
         None
     } else {
-        Some(Engine::connect()?)
+        match Engine::connect() {
+            Ok(e) => Some(e),
+            Err(e) => {
+                fail(&mut failed, "images".into(), e.into())?;
+                None
+            }
+        }
     };
-    let found = match &engine {
-        Some(e) => cfg
-            .images
-            .iter()
-            .map(|r| e.inspect(r))
-            .collect::<docker::Result<Vec<_>>>()?,
-        None => Vec::new(),
-    };
+    let mut found = Vec::new();
+    if let Some(e) = &engine {
+        for r in &cfg.images {
+            match e.inspect(r) {
+                Ok(info) => found.push((r, info)),
+                Err(err) => fail(&mut failed, format!("images/{r}"), err.into())?,
+            }
+        }
+    }
     let git = match &cfg.git {
-        Some(g) => Some(git_state(
-            &cfg.resolve(g.path.as_deref().unwrap_or(&cfg.files_root())),
-        )?),
+        Some(g) => match git_state(&cfg.resolve(g.path.as_deref().unwrap_or(&cfg.files_root()))) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                fail(&mut failed, "git".into(), e)?;
+                None
+            }
+        },
         None => None,
     };
     let mut m = Manifest {
@@ -51,8 +84,15 @@ pub fn snapshot(
     repo.backup(opts, progress, |w| {
         for d in &cfg.databases {
             progress.start(&format!("dumping {}", d.name), None, Unit::Bytes);
-            let pg = postgres::config(Some(&d.conninfo))?;
-            let (info, s) = postgres::dump_into(w, Some(&d.conninfo), &pg)?;
+            let dumped = postgres::config(Some(&d.conninfo))
+                .and_then(|pg| postgres::dump_into(w, Some(&d.conninfo), &pg));
+            let (info, s) = match dumped {
+                Ok(done) => done,
+                Err(e) => {
+                    fail(&mut failed, format!("db/{}", d.name), e.into())?;
+                    continue;
+                }
+            };
             let item = format!("db/{}.sql", d.name);
             m.databases.push(DbPart {
                 name: d.name.clone(),
@@ -67,29 +107,45 @@ pub fn snapshot(
             w.add_item(&s.into_item(&item, 0o600))?;
         }
         if let Some(e) = &engine {
-            for (r, info) in cfg.images.iter().zip(&found) {
-                m.images.push(docker::export_into(w, e, r, info, progress)?);
+            for (r, info) in &found {
+                match docker::export_into(w, e, r, info, progress) {
+                    Ok(record) => m.images.push(record),
+                    Err(err) => fail(&mut failed, format!("images/{r}"), err.into())?,
+                }
             }
         }
         if let Some(f) = &cfg.files {
             progress.start("files", None, Unit::Bytes);
             let root = cfg.files_root();
             let (items0, bytes0) = w.totals();
-            crate::files::backup_under(w, &root, &f.paths, "files")?;
-            let (items1, bytes1) = w.totals();
-            m.files = Some(FilesSummary {
-                root: root.display().to_string(),
-                paths: f.paths.iter().map(|p| p.display().to_string()).collect(),
-                entries: items1 - items0,
-                bytes: bytes1 - bytes0,
-            });
+            match crate::files::backup_under(w, &root, &f.paths, "files") {
+                Ok(()) => {
+                    let (items1, bytes1) = w.totals();
+                    m.files = Some(FilesSummary {
+                        root: root.display().to_string(),
+                        paths: f.paths.iter().map(|p| p.display().to_string()).collect(),
+                        entries: items1 - items0,
+                        bytes: bytes1 - bytes0,
+                    });
+                }
+                Err(e) => fail(&mut failed, "files".into(), e.into())?,
+            }
         }
+        // The relic.toml itself: the snapshot restores with nothing else.
+        let s = w.store_stream(cfg.text.as_bytes())?;
+        w.add_item(&s.into_item(CONFIG_ITEM, 0o600))?;
         let root = repo.backend().root();
         m.restore_command = format!(
-            "relic -r {} restore <this snapshot> --config {}",
+            "relic -r {} restore <this snapshot>",
             crate::files::user::canonical(root).display(),
-            cfg.path.display()
         );
+        if !failed.is_empty() {
+            w.set_meta(
+                PARTIAL_KEY,
+                serde_json::to_string(&failed).expect("failures serialize"),
+            );
+            m.partial = failed;
+        }
         w.set_meta(
             MANIFEST_KEY,
             serde_json::to_string(&m).expect("manifest serializes"),
@@ -166,16 +222,31 @@ pub(super) fn present_parts(
     Some(c)
 }
 
-/// The newest immaculate stack snapshot of this stack.
-pub fn newest_baseline(repo: &Repository, cfg: &StackConfig) -> Result<(SnapshotId, Snapshot)> {
+/// The newest immaculate baseline of stack `stack`, or, with None, the
+/// newest immaculate snapshot of the repository (stack or not).
+pub fn newest_baseline(repo: &Repository, stack: Option<&str>) -> Result<(SnapshotId, Snapshot)> {
     let snaps = repo.snapshots()?;
     snaps
         .into_iter()
         .rev()
         .find(|(id, s)| {
-            s.tier == Tier::Immaculate && manifest(id, s).is_ok_and(|m| m.stack == cfg.name)
+            s.tier == Tier::Immaculate
+                && stack.is_none_or(|name| manifest(id, s).is_ok_and(|m| m.stack == name))
         })
         .ok_or_else(|| Error::NoBaseline {
-            stack: cfg.name.clone(),
+            stack: stack.unwrap_or("(any)").to_string(),
         })
+}
+
+/// The stacks that have an immaculate baseline in the repository, sorted.
+pub fn stacks_with_baselines(repo: &Repository) -> Result<Vec<String>> {
+    let mut out: Vec<String> = repo
+        .snapshots()?
+        .iter()
+        .filter(|(_, s)| s.tier == Tier::Immaculate)
+        .filter_map(|(id, s)| manifest(id, s).ok().map(|m| m.stack))
+        .collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
 }

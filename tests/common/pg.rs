@@ -63,7 +63,13 @@ pub fn pg_dump(db: &str) -> Vec<u8> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8(out.stdout).unwrap();
+    unrestricted(&out.stdout)
+}
+
+/// A plain dump (from pg_dump, or as relic stored it) without its
+/// `\restrict KEY` / `\unrestrict KEY` lines.
+pub fn unrestricted(dump: &[u8]) -> Vec<u8> {
+    let text = std::str::from_utf8(dump).unwrap();
     text.lines()
         .filter(|l| !l.starts_with("\\restrict ") && !l.starts_with("\\unrestrict "))
         .collect::<Vec<_>>()

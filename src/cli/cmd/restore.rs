@@ -8,31 +8,32 @@ use crate::cli::progress::Bar;
 use crate::cli::render;
 use crate::cli::Outcome;
 use anyhow::{anyhow, bail, Context, Result};
+use relic::contents::{Kind, Part};
 use relic::progress::{Progress, Unit};
 use relic::snapshot::ItemKind;
-use relic::{files, Repository};
+use relic::{files, Repository, Snapshot, SnapshotId};
 use std::path::Path;
 
 pub fn run(cli: &Cli, a: &RestoreArgs, bar: &Bar) -> Result<Outcome> {
-    let stack_mode = a.config.is_some()
-        || !(a.stdout || a.to.is_some() || a.into_postgres.is_some() || a.into_docker);
-    let cfg = if stack_mode {
-        load_config(a.config.as_deref(), a.config.is_some())?
-    } else {
+    let destination = a.stdout || a.to.is_some() || a.into_postgres.is_some() || a.into_docker;
+    let loaded = if destination {
         None
+    } else {
+        load_config(a.config.as_deref(), a.config.is_some())?
     };
-    let repo = open_stack(cli, cfg.as_ref())?;
+    let repo = open_stack(cli, loaded.as_ref())?;
     let _lock = repo.lock_shared(bar)?;
     repo.refresh()?;
     let (id, snap) = repo.find_snapshot(&a.snapshot)?;
-    let images = relic::docker::records(&snap)?;
-    if stack_mode && snap.meta.contains_key(relic::stack::MANIFEST_KEY) {
-        let cfg = cfg.with_context(|| {
-            format!(
-                "snapshot {} is a stack snapshot: give its relic.toml with --config (no ./relic.toml here)",
-                id.short()
-            )
-        })?;
+    if !destination {
+        let Ok(m) = relic::stack::manifest(&id, &snap) else {
+            bail!("say where to restore: --stdout, --to PATH, --into-postgres or --into-docker");
+        };
+        if a.item.is_some() {
+            bail!("say where --item goes: --to PATH, --stdout, --into-postgres or --into-docker (nothing was changed)");
+        }
+        let given = stack::given_config(a.config.is_some(), loaded, &m.stack);
+        let cfg = stack::targets(&repo, &id, &snap, given, bar)?;
         let opts = relic::stack::RestoreOptions {
             only: a.only,
             dry_run: a.dry_run,
@@ -44,42 +45,39 @@ pub fn run(cli: &Cli, a: &RestoreArgs, bar: &Bar) -> Result<Outcome> {
         return Ok(Outcome::Done);
     }
     if a.only.is_some() {
-        bail!(
-            "--only applies to stack snapshots; {} is not one",
-            id.short()
-        );
+        bail!("--only applies to a stack restore (without --to, --stdout, --into-postgres or --into-docker); to take one part out, use --item");
     }
     if a.into_postgres.is_none() && (a.dry_run || a.force || a.verify_data || a.no_safety_snapshot)
     {
         bail!("--dry-run, --force, --verify-data and --no-safety-snapshot apply to --into-postgres and stack restores");
     }
+    let part = match &a.item {
+        Some(spec) => Some(relic::contents::select(&repo, &id, &snap, spec)?),
+        None => None,
+    };
+    let what = match &a.item {
+        Some(i) => format!("item {i} of snapshot {}", id.short()),
+        None => format!("snapshot {}", id.short()),
+    };
     if a.into_docker {
+        let spec = match (&part, a.image.as_deref()) {
+            (None, spec) => spec.map(str::to_string),
+            (Some(Part::Images(r)), _) => Some(match r.as_slice() {
+                [one] => one.id.clone(),
+                _ => a
+                    .item
+                    .clone()
+                    .unwrap_or_default()
+                    .replacen("images/", "", 1),
+            }),
+            (Some(_), _) => bail!("{what} is not a Docker image"),
+        };
         let mut say = |s: relic::docker::LoadStep| bar.say(&render::load_step(&s));
-        let checks = relic::docker::restore(&repo, &snap, a.image.as_deref(), bar, &mut say)
-            .with_context(|| format!("loading snapshot {} into the Docker engine", id.short()))?;
+        let checks = relic::docker::restore(&repo, &snap, spec.as_deref(), bar, &mut say)
+            .with_context(|| format!("loading {what} into the Docker engine"))?;
         bar.finish();
         render::checks(&checks);
-        println!("loaded snapshot {} and verified its tags", id.short());
-    } else if a.stdout
-        || a.image.is_some()
-        || (!images.is_empty() && a.to.as_ref().is_some_and(|p| !p.is_dir()))
-    {
-        let item = single_stream(&repo, &id, &snap, a.image.as_deref())?;
-        bar.start("restoring", Some(item.size), Unit::Bytes);
-        if let Some(path) = a.to.as_ref().filter(|_| !a.stdout) {
-            restore_to_file(&repo, &item, path, bar).with_context(|| {
-                format!("restoring snapshot {} to {}", id.short(), path.display())
-            })?;
-            bar.finish();
-            render::wrote_file(path, item.size, &id);
-            return Ok(Outcome::Done);
-        }
-        // Whole batches go straight to the descriptor: no line
-        // buffering, no extra copy.
-        let mut out = relic::files::user::stdout_file().context("duplicating stdout")?;
-        repo.restore_item(&item, &mut out, bar)
-            .with_context(|| format!("restoring snapshot {}", id.short()))?;
-        bar.finish();
+        println!("loaded {what} and verified its tags");
     } else if let Some(conninfo) = &a.into_postgres {
         let opts = relic::postgres::RestoreOptions {
             conninfo: conninfo.clone(),
@@ -92,24 +90,112 @@ pub fn run(cli: &Cli, a: &RestoreArgs, bar: &Bar) -> Result<Outcome> {
             verify_data: a.verify_data,
         };
         let mut say = |s: relic::postgres::RestoreStep| bar.say(&render::postgres_step(&s));
-        let report = relic::postgres::restore(&repo, &id, &snap, &opts, bar, &mut say)
-            .map_err(|e| postgres_error(e, conninfo))
-            .with_context(|| format!("restoring snapshot {} into PostgreSQL", id.short()))?;
+        let report = match part {
+            None => relic::postgres::restore(&repo, &id, &snap, &opts, bar, &mut say),
+            Some(Part::Database { item, info }) => {
+                let dump = relic::postgres::Dump { item, info };
+                relic::postgres::restore_dump(&repo, &id, &snap, &dump, &opts, bar, &mut say)
+            }
+            Some(_) => bail!("{what} is not a database dump"),
+        }
+        .map_err(|e| postgres_error(e, conninfo))
+        .with_context(|| format!("restoring {what} into PostgreSQL"))?;
         bar.finish();
         render::checks(&report.checks);
         if report.restored {
-            println!("restored snapshot {} and verified it", id.short());
-        }
-    } else if let Some(dir) = &a.to {
-        let st = files::restore_to(&repo, &snap, dir, bar)
-            .with_context(|| format!("restoring snapshot {} into {}", id.short(), dir.display()))?;
-        bar.finish();
-        render::files_restored(&id, dir, &st);
-        if !st.complete() {
-            return Ok(Outcome::Partial);
+            println!("restored {what} and verified it");
         }
     } else {
-        bail!("say where to restore: --stdout, --to PATH, --into-postgres or --into-docker");
+        return to_file_or_dir(&repo, a, &id, &snap, part, &what, bar);
+    }
+    Ok(Outcome::Done)
+}
+
+/// `--stdout` and `--to`: a single stream to standard output or to a file
+/// (in an existing directory, named as its item), a tree, a stack or
+/// several images into a directory.
+fn to_file_or_dir(
+    repo: &Repository,
+    a: &RestoreArgs,
+    id: &SnapshotId,
+    snap: &Snapshot,
+    part: Option<Part>,
+    what: &str,
+    bar: &Bar,
+) -> Result<Outcome> {
+    let stream = match &part {
+        Some(Part::Database { item, .. } | Part::Stream(item)) => Some(item.clone()),
+        Some(Part::Images(r)) if r.len() == 1 => {
+            relic::docker::items_for(repo, snap, r)?.into_iter().next()
+        }
+        Some(_) => None,
+        None => match relic::contents::kind(repo, snap)? {
+            Kind::Stream | Kind::Postgres => Some(single_stream(repo, id, snap, None)?),
+            Kind::Docker
+                if a.image.is_some() || relic::docker::records(snap)?.len() == 1 || a.stdout =>
+            {
+                Some(single_stream(repo, id, snap, a.image.as_deref())?)
+            }
+            Kind::Docker | Kind::Stack | Kind::Files if a.stdout => {
+                bail!("{what} holds more than one stream: use --item (relic ls lists them), or --to DIR")
+            }
+            _ => None,
+        },
+    };
+    if let Some(item) = stream {
+        bar.start("restoring", Some(item.size), Unit::Bytes);
+        if let Some(to) = a.to.as_ref().filter(|_| !a.stdout) {
+            let path = if to.is_dir() {
+                let name = item.path_lossy();
+                to.join(name.rsplit('/').next().unwrap_or(&name))
+            } else {
+                to.clone()
+            };
+            restore_to_file(repo, &item, &path, bar)
+                .with_context(|| format!("restoring {what} to {}", path.display()))?;
+            bar.finish();
+            render::wrote_file(&path, item.size, id);
+            return Ok(Outcome::Done);
+        }
+        // Whole batches go straight to the descriptor: no line
+        // buffering, no extra copy.
+        let mut out = relic::files::user::stdout_file().context("duplicating stdout")?;
+        repo.restore_item(&item, &mut out, bar)
+            .with_context(|| format!("restoring {what}"))?;
+        bar.finish();
+        return Ok(Outcome::Done);
+    }
+    let Some(dir) = &a.to else {
+        bail!("{what} is a directory: restore it with --to DIR");
+    };
+    let st = match part {
+        Some(Part::Tree { prefix, strip }) => {
+            let under = [prefix.as_slice(), b"/"].concat();
+            files::restore_mapped(
+                repo,
+                snap,
+                dir,
+                &|p| {
+                    (p == prefix.as_slice() || p.starts_with(&under))
+                        .then(|| p.strip_prefix(strip.as_slice()).unwrap_or(p).to_vec())
+                },
+                bar,
+            )
+        }
+        Some(Part::Images(r)) => files::restore_mapped(
+            repo,
+            snap,
+            dir,
+            &|p| r.iter().any(|i| i.item.as_bytes() == p).then(|| p.to_vec()),
+            bar,
+        ),
+        _ => files::restore_to(repo, snap, dir, bar),
+    }
+    .with_context(|| format!("restoring {what} into {}", dir.display()))?;
+    bar.finish();
+    render::files_restored(id, dir, &st);
+    if !st.complete() {
+        return Ok(Outcome::Partial);
     }
     Ok(Outcome::Done)
 }
@@ -158,7 +244,7 @@ fn single_stream(
     }
     if items.len() > 1 || !matches!(items[0].kind, ItemKind::Stream | ItemKind::File) {
         bail!(
-            "snapshot {} holds more than one stream; use --image REF or --to DIR",
+            "snapshot {} holds more than one stream; use --item (relic ls lists them), --image REF or --to DIR",
             id.short()
         );
     }

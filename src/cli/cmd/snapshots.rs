@@ -51,11 +51,23 @@ pub fn ls(cli: &Cli, a: &LsArgs) -> Result<()> {
 pub fn manifest(cli: &Cli, snapshot: &str, json: bool) -> Result<()> {
     let repo = open_stack(cli, load_config(None, false)?.as_ref())?;
     let (id, snap) = repo.find_snapshot(snapshot)?;
-    let m = relic::stack::manifest(&id, &snap)?;
-    if json {
-        render::json(&m)
+    let contents = relic::contents::describe(&repo, &id, &snap)
+        .with_context(|| format!("reading what snapshot {} holds", id.short()))?;
+    let root = repo.backend().root();
+    let at = if root.exists() {
+        relic::files::user::canonical(root).display().to_string()
     } else {
-        print!("{}", render::manifest(&id, &snap, &m));
+        root.display().to_string()
+    };
+    let at = cli
+        .repo
+        .as_ref()
+        .filter(|r| r.to_string_lossy().starts_with("s3://"))
+        .map_or(at, |r| r.display().to_string());
+    if json {
+        render::json(&render::manifest_json(&at, &id, &contents)?)
+    } else {
+        print!("{}", render::manifest(&at, &id, &snap, &contents));
         Ok(())
     }
 }

@@ -4,21 +4,76 @@ use crate::cli::args::{Cli, DrillArgs, EmergencyCmd, SnapshotCmd};
 use crate::cli::open::{load_config, open_stack};
 use crate::cli::progress::Bar;
 use crate::cli::render;
+use crate::cli::Outcome;
 use anyhow::{bail, Context, Result};
 use relic::stack::{self, StackConfig};
 use relic::Progress;
 use relic::{Repository, SnapshotId};
 use std::io::{BufRead, IsTerminal, Write};
 
-pub fn snapshot(cli: &Cli, cmd: &SnapshotCmd, bar: &Bar) -> Result<()> {
+pub fn snapshot(cli: &Cli, cmd: &SnapshotCmd, bar: &Bar) -> Result<Outcome> {
     let cfg = StackConfig::load(&cmd.config).map_err(render::stack_hint)?;
     let name = cmd.name.clone().unwrap_or_else(|| cfg.name.clone());
     let opts = cmd.snapshot.options(&name)?;
+    // relic.toml's allow_partial is for routine snapshots: a baseline
+    // stays whole or nothing unless the flag asks otherwise (and then the
+    // library refuses).
+    let baseline = matches!(opts.tier, relic::Tier::Immaculate | relic::Tier::Sacred);
+    let allow_partial = cmd.allow_partial || (cfg.allow_partial && !baseline);
     let repo = open_stack(cli, Some(&cfg))?;
-    let (id, snap) = stack::snapshot(&repo, &cfg, &opts, bar)
+    let (id, snap) = stack::snapshot(&repo, &cfg, &opts, allow_partial, bar)
+        .map_err(render::stack_hint)
         .with_context(|| format!("stack snapshot '{name}' failed; no snapshot was written"))?;
     bar.finish();
-    render::backup(&id, &snap, cmd.snapshot.json)
+    render::backup(&id, &snap, cmd.snapshot.json)?;
+    let partial = snap.partial();
+    if partial.is_empty() {
+        return Ok(Outcome::Done);
+    }
+    eprintln!(
+        "snapshot {} is PARTIAL: it holds the parts that succeeded, not these:",
+        id.short()
+    );
+    for f in &partial {
+        eprintln!("    {}: {}", f.part, f.error);
+    }
+    Ok(Outcome::Partial)
+}
+
+/// The relic.toml that sets a stack command's targets: `--config`, or
+/// ./relic.toml when it describes `stack` (the one loaded to open the
+/// repository, `loaded`).
+pub fn given_config(
+    explicit: bool,
+    loaded: Option<StackConfig>,
+    stack: &str,
+) -> Option<StackConfig> {
+    loaded.filter(|c| explicit || c.name == stack)
+}
+
+/// The configuration stack snapshot `id` restores or drills with: the one
+/// it stores, with `given`'s targets (each change said first).
+pub fn targets(
+    repo: &Repository,
+    id: &SnapshotId,
+    snap: &relic::Snapshot,
+    given: Option<StackConfig>,
+    bar: &Bar,
+) -> Result<StackConfig> {
+    let from = given.as_ref().map(|g| g.path.clone());
+    let (cfg, changes) =
+        StackConfig::for_snapshot(repo, id, snap, given).map_err(render::drill_error)?;
+    if let Some(from) = from.filter(|_| !changes.is_empty()) {
+        bar.say(&format!(
+            "{} changes where stack snapshot {} restores to:",
+            from.display(),
+            id.short()
+        ));
+        for c in &changes {
+            bar.say(&render::target_change(c));
+        }
+    }
+    Ok(cfg)
 }
 
 pub fn restore(
@@ -31,7 +86,7 @@ pub fn restore(
 ) -> Result<()> {
     let mut say = |s: stack::RestoreStep| bar.say(&render::stack_step(&s));
     let report = stack::restore(repo, id, snap, cfg, opts, bar, &mut say)
-        .map_err(|e| render::stack_error(e, repo.backend().root(), &cfg.path))
+        .map_err(|e| render::stack_error(e, repo.backend().root()))
         .with_context(|| format!("restoring stack snapshot {}", id.short()))?;
     bar.finish();
     render::checks(&report.checks);
@@ -45,18 +100,32 @@ pub fn restore(
 }
 
 pub fn emergency(cli: &Cli, cmd: &EmergencyCmd, bar: &Bar) -> Result<()> {
-    let cfg = StackConfig::load(&cmd.config).map_err(render::stack_hint)?;
-    let repo = open_stack(cli, Some(&cfg))?;
+    let loaded = load_config(cmd.config.as_deref(), cmd.config.is_some())?;
+    let repo = open_stack(cli, loaded.as_ref())?;
     let _lock = repo.lock_shared(bar)?;
     repo.refresh()?;
-    let (id, snap) = stack::newest_baseline(&repo, &cfg).map_err(render::stack_hint)?;
+    let name = match (&cmd.stack, &loaded) {
+        (Some(n), _) => n.clone(),
+        (None, Some(c)) => c.name.clone(),
+        (None, None) => match stack::stacks_with_baselines(&repo)?.as_slice() {
+            [one] => one.clone(),
+            many => return Err(render::stack_hint(stack::Error::WhichStack(many.to_vec()))),
+        },
+    };
+    let (id, snap) = stack::newest_baseline(&repo, Some(&name)).map_err(render::stack_hint)?;
     eprintln!(
-        "emergency restore of stack '{}' from immaculate baseline '{}' ({}, {})",
-        cfg.name,
+        "emergency restore of stack '{name}' from immaculate baseline '{}' ({}, {})",
         snap.name,
         id.short(),
         snap.time().strftime("%Y-%m-%d %H:%M:%S UTC")
     );
+    let cfg = targets(
+        &repo,
+        &id,
+        &snap,
+        given_config(cmd.config.is_some(), loaded, &name),
+        bar,
+    )?;
     let opts = stack::RestoreOptions {
         dry_run: cmd.dry_run,
         safety_snapshot: true,
@@ -94,17 +163,25 @@ pub fn emergency(cli: &Cli, cmd: &EmergencyCmd, bar: &Bar) -> Result<()> {
 
 pub fn drill(cli: &Cli, a: &DrillArgs, bar: &Bar) -> Result<()> {
     let (snapshot, config) = (a.snapshot.as_deref(), a.config.as_deref());
-    let cfg = load_config(config, config.is_some())?;
-    let repo = open_stack(cli, cfg.as_ref())?;
+    let loaded = load_config(config, config.is_some())?;
+    let repo = open_stack(cli, loaded.as_ref())?;
     let _lock = repo.lock_shared(bar)?;
     repo.refresh()?;
-    let (id, snap) = match (snapshot, &cfg) {
+    let (id, snap) = match (snapshot, &loaded) {
         (Some(s), _) => repo.find_snapshot(s)?,
-        (None, Some(c)) => stack::newest_baseline(&repo, c).map_err(render::stack_hint)?,
-        (None, None) => bail!("say which snapshot to drill, or give the stack's relic.toml (--config) to drill its newest immaculate baseline"),
+        (None, Some(c)) => {
+            stack::newest_baseline(&repo, Some(&c.name)).map_err(render::stack_hint)?
+        }
+        (None, None) => stack::newest_baseline(&repo, None).map_err(render::stack_hint)?,
+    };
+    // A stack's drill creates its scratch databases on the servers of its
+    // stored relic.toml, or of the one given.
+    let given = match stack::manifest(&id, &snap) {
+        Ok(m) => given_config(config.is_some(), loaded, &m.stack),
+        Err(_) => None,
     };
     let mut say = |s: stack::DrillStep| bar.say(&render::drill_step(&s));
-    let checks = stack::drill(&repo, &id, &snap, cfg.as_ref(), bar, &mut say)
+    let checks = stack::drill(&repo, &id, &snap, given.as_ref(), bar, &mut say)
         .map_err(render::drill_error)
         .with_context(|| format!("drill of snapshot {} ({}) FAILED", id.short(), snap.name))?;
     bar.finish();

@@ -19,6 +19,8 @@ struct Lines {
     databases: Vec<String>,
     images: Vec<String>,
     git: Option<String>,
+    /// Parts a partial snapshot lacks, as `ID lacks PART: why`.
+    partial: Vec<String>,
     new_bytes: u64,
     stored_bytes: u64,
 }
@@ -56,6 +58,13 @@ impl Lines {
             databases: d.databases.iter().map(db_line).collect(),
             images: d.images.iter().map(image_line).collect(),
             git: d.git.as_ref().map(git_line),
+            partial: [(d.from, &d.from_partial), (d.to, &d.to_partial)]
+                .iter()
+                .flat_map(|(id, fs)| {
+                    fs.iter()
+                        .map(move |f| format!("{} lacks {}: {}", id.short(), f.part, f.error))
+                })
+                .collect(),
             new_bytes: d.new_bytes,
             stored_bytes: d.stored_bytes,
         }
@@ -121,6 +130,7 @@ pub fn diff(d: &Diff, json: bool) -> Result<()> {
         ("added", &l.added),
         ("removed", &l.removed),
         ("changed", &l.changed),
+        ("partial", &l.partial),
     ] {
         if !lines.is_empty() {
             println!("{title}:");

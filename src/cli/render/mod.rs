@@ -2,19 +2,21 @@
 //! text reports and tables of each command (sizes through
 //! `indicatif::HumanBytes`, times, rates). Commands gather the data; the
 //! words and columns are here: in this file for most commands, in `diff`
-//! for `relic diff`, in `stack` for manifests and the stack restore and
-//! drill steps, in `postgres` for the database restore's steps.
+//! for `relic diff`, in `manifest` for `relic manifest`, in `stack` for the
+//! stack restore and drill steps, in `postgres` for the database restore's steps.
 
 mod diff;
 mod ls;
+mod manifest;
 mod postgres;
 mod stack;
 
 pub use diff::diff;
 pub use ls::ls;
+pub use manifest::{manifest, manifest_json};
 pub use postgres::postgres_step;
 pub use stack::{
-    drill_error, drill_step, load_step, manifest, stack_error, stack_hint, stack_step,
+    drill_error, drill_step, load_step, stack_error, stack_hint, stack_step, target_change,
 };
 
 use anyhow::Result;
@@ -125,6 +127,7 @@ pub fn snapshots(
                     "size": s.summary.size, "stored_size": s.summary.stored_bytes,
                     "items": s.summary.items, "meta": s.meta,
                     "damaged": damaged.contains_key(&id.to_hex()),
+                    "partial": s.partial(),
                 })
             })
             .collect();
@@ -148,10 +151,10 @@ pub fn snapshots(
             s.tier.as_str(),
             HumanBytes(s.summary.size).to_string(),
             HumanBytes(s.summary.stored_bytes).to_string(),
-            if damaged.contains_key(&id.to_hex()) {
-                "  DAMAGED (relic repair)"
-            } else {
-                ""
+            match (damaged.contains_key(&id.to_hex()), s.partial().is_empty()) {
+                (true, _) => "  DAMAGED (relic repair)",
+                (false, false) => "  PARTIAL (relic manifest says what it lacks)",
+                (false, true) => "",
             }
         )?;
     }

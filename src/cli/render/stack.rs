@@ -5,11 +5,8 @@
 
 use relic::docker::LoadStep;
 use relic::stack::{
-    Absent, DrillStep, Manifest, RestoreStep, Room, SafetySkip, SpacePart, DRILL_STEPS,
-    RESTORE_STEPS,
+    Absent, DrillStep, RestoreStep, Room, SafetySkip, SpacePart, DRILL_STEPS, RESTORE_STEPS,
 };
-use relic::{Snapshot, SnapshotId};
-use std::fmt::Write;
 use std::path::Path;
 
 /// The first `n` characters (ids and commits are ASCII hex).
@@ -31,92 +28,6 @@ pub(super) fn human(n: u64) -> String {
     } else {
         format!("{v:.1} {}", U[i])
     }
-}
-
-/// A stack snapshot's manifest as Markdown.
-pub fn manifest(id: &SnapshotId, snap: &Snapshot, m: &Manifest) -> String {
-    let mut s = String::new();
-    let _ = writeln!(s, "# Stack snapshot {} ({})\n", id.short(), m.stack);
-    let _ = writeln!(s, "- name: {}", snap.name);
-    let _ = writeln!(s, "- tier: {}", snap.tier);
-    let _ = writeln!(
-        s,
-        "- time: {}",
-        snap.time().strftime("%Y-%m-%d %H:%M:%S UTC")
-    );
-    let _ = writeln!(s, "- host: {}", snap.host);
-    for (k, v) in &snap.labels {
-        let _ = writeln!(s, "- label {k}: {v}");
-    }
-    if let Some(g) = &m.git {
-        let _ = writeln!(
-            s,
-            "- git: {} at {}{}",
-            g.path,
-            g.commit,
-            if g.dirty {
-                " (uncommitted changes)"
-            } else {
-                ""
-            }
-        );
-    }
-    let _ = writeln!(s, "- config: {}", m.config);
-    if !m.databases.is_empty() {
-        let _ = writeln!(s, "\n## Databases\n");
-        let _ = writeln!(
-            s,
-            "| part | database | server | alembic | tables | rows | dump | blake3 |"
-        );
-        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
-        for d in &m.databases {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {} | {} | {} | {} |",
-                d.name,
-                d.database,
-                d.server_version,
-                d.alembic_revision.as_deref().unwrap_or("-"),
-                d.tables.len(),
-                d.tables.iter().map(|t| t.rows).sum::<i64>(),
-                human(d.size),
-                head(&d.blake3, 16)
-            );
-        }
-    }
-    if !m.images.is_empty() {
-        let _ = writeln!(s, "\n## Images\n");
-        let _ = writeln!(s, "| reference | image id | layers | size | created |");
-        let _ = writeln!(s, "|---|---|---|---|---|");
-        for i in &m.images {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {} |",
-                i.reference,
-                head(&i.id, 19),
-                i.layers.len(),
-                human(i.size),
-                i.created.as_deref().unwrap_or("-")
-            );
-        }
-    }
-    if let Some(f) = &m.files {
-        let _ = writeln!(s, "\n## Files\n");
-        let _ = writeln!(
-            s,
-            "{} entries, {} under {}: {}",
-            f.entries,
-            human(f.bytes),
-            f.root,
-            f.paths.join(", ")
-        );
-    }
-    let _ = writeln!(
-        s,
-        "\n## Restore\n\n```sh\n{}\n```",
-        m.restore_command.replace("<this snapshot>", &id.short())
-    );
-    s
 }
 
 /// A part that takes room: `database main`, `files`.
@@ -241,7 +152,7 @@ pub fn drill_step(step: &DrillStep) -> String {
 /// that allows what was refused, and the command that restores the safety
 /// snapshot after a failure (`repo`: the repository's directory, `config`:
 /// the stack's relic.toml).
-pub fn stack_error(e: relic::stack::Error, repo: &Path, config: &Path) -> anyhow::Error {
+pub fn stack_error(e: relic::stack::Error, repo: &Path) -> anyhow::Error {
     use relic::stack::Error as E;
     match e {
         E::NoRoom(r) => anyhow::anyhow!(
@@ -269,10 +180,9 @@ pub fn stack_error(e: relic::stack::Error, repo: &Path, config: &Path) -> anyhow
             };
             let back = match safety_snapshot {
                 Some(s) => format!(
-                    "To go back to the state before this restore: relic -r {} restore {} --config {}",
+                    "To go back to the state before this restore: relic -r {} restore {}",
                     repo.display(),
                     head(&s, 8),
-                    config.display()
                 ),
                 None => "No safety snapshot was taken.".to_string(),
             };
@@ -280,6 +190,20 @@ pub fn stack_error(e: relic::stack::Error, repo: &Path, config: &Path) -> anyhow
         }
         e => stack_hint(e),
     }
+}
+
+/// One target a given relic.toml changes, for the lines before a restore.
+pub fn target_change(c: &relic::stack::TargetChange) -> String {
+    format!(
+        "    {}: {} (stored) -> {}",
+        c.what,
+        if c.stored.is_empty() {
+            "none"
+        } else {
+            &c.stored
+        },
+        if c.given.is_empty() { "none" } else { &c.given }
+    )
 }
 
 /// A stack error with what this CLI adds: the flag or the command that
@@ -290,6 +214,10 @@ pub fn stack_hint(e: relic::stack::Error) -> anyhow::Error {
         e @ E::ConfigUnreadable { .. } => {
             anyhow::anyhow!("{e} (a stack is described by relic.toml; --config names it)")
         }
+        e @ E::PartialBaseline { .. } => {
+            anyhow::anyhow!("{e}: drop --allow-partial, or take a daily or named snapshot")
+        }
+        e @ E::WhichStack(_) => anyhow::anyhow!("{e} with --stack NAME or --config"),
         e @ E::NoBaseline { .. } => {
             anyhow::anyhow!("{e}; make one with `relic snapshot --tier immaculate --name NAME`")
         }
@@ -301,9 +229,7 @@ pub fn stack_hint(e: relic::stack::Error) -> anyhow::Error {
 /// lacked.
 pub fn drill_error(e: relic::stack::Error) -> anyhow::Error {
     match e {
-        relic::stack::Error::DrillNeedsConfig => anyhow::anyhow!(
-            "refusing to restore: a drill of a database needs the stack's relic.toml (--config) to know its server"
-        ),
+        e @ relic::stack::Error::NoConfig(_) => anyhow::anyhow!("{e}: give it with --config"),
         e => stack_hint(e),
     }
 }
@@ -513,7 +439,7 @@ mod tests {
                     done: vec!["database main".into(), "files".into()],
                     safety_snapshot: Some("0123456789abcdef".into()),
                 },
-                "post-restore hook failed: false exited with exit status: 1\nAlready restored: database main, files; nothing after it was touched.\nTo go back to the state before this restore: relic -r /r restore 01234567 --config /s/relic.toml",
+                "post-restore hook failed: false exited with exit status: 1\nAlready restored: database main, files; nothing after it was touched.\nTo go back to the state before this restore: relic -r /r restore 01234567",
             ),
             (
                 E::Failed {
@@ -539,11 +465,11 @@ mod tests {
             ),
         ];
         for (e, text) in cases {
-            assert_eq!(stack_error(e, repo, cfg).to_string(), text);
+            assert_eq!(stack_error(e, repo).to_string(), text);
         }
         assert_eq!(
-            drill_error(E::DrillNeedsConfig).to_string(),
-            "refusing to restore: a drill of a database needs the stack's relic.toml (--config) to know its server"
+            drill_error(E::NoConfig("0123abcd".into())).to_string(),
+            "stack snapshot 0123abcd was taken before relic stored its relic.toml in it: the stack's relic.toml must say where its parts go: give it with --config"
         );
     }
 
