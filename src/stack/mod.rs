@@ -82,7 +82,7 @@ pub enum Error {
     },
     /// A stack snapshot taken before relic stored its relic.toml, and no
     /// relic.toml given: its targets are unknown.
-    #[error("stack snapshot {0} was taken before relic stored its relic.toml in it: the stack's relic.toml must say where its parts go")]
+    #[error("stack snapshot {0} is older than stack snapshots that store their relic.toml: the stack's relic.toml must say where its parts go")]
     NoConfig(String),
     /// `step` failed with `what` after the restore began changing things:
     /// `done` lists the parts already restored, `safety_snapshot` (hex id)

@@ -228,6 +228,11 @@ mod tests {
                 old_commit: s("0123456789abcdef"),
                 new_commit: s("fedcba9876543210"),
             }),
+            from_partial: Vec::new(),
+            to_partial: vec![relic::snapshot::PartFailure {
+                part: s("images/c:1"),
+                error: s("no such image"),
+            }],
             new_bytes: 251_085,
             stored_bytes: 201_865,
         };
@@ -260,6 +265,9 @@ mod tests {
     "c:1: removed"
   ],
   "git": "0123456789ab -> fedcba987654",
+  "partial": [
+    "22222222 lacks images/c:1: no such image"
+  ],
   "new_bytes": 251085,
   "stored_bytes": 201865
 }"#

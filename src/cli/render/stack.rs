@@ -237,6 +237,7 @@ pub fn drill_error(e: relic::stack::Error) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use relic::SnapshotId;
     use std::path::PathBuf;
 
     /// Every step's line, as the library printed it before the steps were
@@ -414,7 +415,7 @@ mod tests {
     #[test]
     fn errors_name_the_flags() {
         use relic::stack::Error as E;
-        let (repo, cfg) = (Path::new("/r"), Path::new("/s/relic.toml"));
+        let repo = Path::new("/r");
         let cases = [
             (
                 E::NoRoom(Room {
@@ -469,7 +470,7 @@ mod tests {
         }
         assert_eq!(
             drill_error(E::NoConfig("0123abcd".into())).to_string(),
-            "stack snapshot 0123abcd was taken before relic stored its relic.toml in it: the stack's relic.toml must say where its parts go: give it with --config"
+            "stack snapshot 0123abcd is older than stack snapshots that store their relic.toml: the stack's relic.toml must say where its parts go: give it with --config"
         );
     }
 
