@@ -329,3 +329,88 @@ fn a_failing_psql_rolls_back_and_names_the_safety_snapshot() {
     assert_eq!(psql(&db, "SELECT count(*) FROM people"), "3000");
     dropdb(&db);
 }
+
+/// The scratch database a drill's output names (`relic_drill_…`).
+fn scratch_named(text: &str) -> String {
+    let at = text
+        .find("scratch database relic_drill_")
+        .unwrap_or_else(|| panic!("no scratch database named in: {text}"));
+    text[at + "scratch database ".len()..]
+        .split(['@', ' ', '\n'])
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_drill_of_a_database_backup_restores_into_a_scratch_database_and_checks_counts() {
+    let (_d, repo) = new_repo();
+    let db = backed_up_db(&repo, "drill", "rev-drill");
+    let snaps = snapshots(&repo);
+    let meta = &snaps[0]["meta"];
+    assert!(
+        meta["pg.host"].as_str().is_some_and(|h| !h.is_empty()),
+        "{meta}"
+    );
+    assert_eq!(meta["pg.port"], "5432", "{meta}");
+    assert!(meta["pg.user"].as_str().is_some(), "{meta}");
+    assert!(!meta.to_string().contains("password"), "{meta}");
+    let leftovers = || {
+        psql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_database WHERE datname LIKE 'relic_drill_{db}%'"),
+        )
+    };
+
+    // On the server the backup recorded: restored, checked, dropped.
+    let text = ok_pg(&repo, &["drill", "app"]);
+    let scratch = scratch_named(&text);
+    assert!(scratch.starts_with(&format!("relic_drill_{db}_")), "{text}");
+    assert!(
+        text.contains(&format!("dropped scratch database {scratch}")),
+        "{text}"
+    );
+    assert!(
+        text.contains("rows public.people") && text.contains("passed"),
+        "{text}"
+    );
+    assert!(text.contains("alembic revision"), "{text}");
+    assert_eq!(leftovers(), "0", "the scratch database is gone");
+
+    // A copy of the snapshot whose recorded count of `people` is one short.
+    {
+        let r = relic::Repository::open(&repo, Some(PASSWORD.as_bytes())).unwrap();
+        let (_, mut snap) = r.find_snapshot("app").unwrap();
+        let mut tables: Vec<serde_json::Value> =
+            serde_json::from_str(&snap.meta["pg.tables"]).unwrap();
+        let people = tables
+            .iter_mut()
+            .find(|t| t["table"] == "public.people")
+            .unwrap();
+        assert_eq!(people["rows"], 3000);
+        people["rows"] = 2999.into();
+        snap.meta
+            .insert("pg.tables".into(), serde_json::to_string(&tables).unwrap());
+        snap.name = "tampered".into();
+        r.save_snapshot(&snap).unwrap();
+    }
+    // On a server named with --postgres (its database is not used).
+    let out = relic_pg(
+        &repo,
+        &["drill", "tampered", "--postgres", "dbname=postgres"],
+    );
+    assert!(!out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("FAILED") && err.contains("rows public.people: expected 2999, found 3000"),
+        "{err}"
+    );
+    let scratch = scratch_named(&err);
+    assert!(
+        err.contains(&format!("dropped scratch database {scratch}")),
+        "{err}"
+    );
+    assert_eq!(leftovers(), "0", "dropped after a failed drill too");
+    assert_eq!(psql(&db, "SELECT count(*) FROM people"), "3000");
+    dropdb(&db);
+}

@@ -213,6 +213,11 @@ pub struct DrillArgs {
     /// The stack's relic.toml (default ./relic.toml).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// The PostgreSQL server to make the scratch databases on (a conninfo;
+    /// its database is ignored). Default: the stack's relic.toml, or for a
+    /// `backup pg` snapshot the server it recorded, else libpq's defaults.
+    #[arg(long, value_name = "CONNINFO")]
+    pub postgres: Option<String>,
 }
 
 // `relic diff`.

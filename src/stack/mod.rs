@@ -73,9 +73,9 @@ pub enum Error {
         running: String,
         snapshot: Option<String>,
     },
-    /// A drill of a snapshot holding databases was given no stack config to
-    /// find their servers in.
-    #[error("refusing to restore: a drill of a database needs the stack's relic.toml to know its server")]
+    /// A drill of a snapshot holding databases was given neither a stack
+    /// config to find their servers in nor a server.
+    #[error("refusing to restore: a drill of a database needs the stack's relic.toml or a server to know where to restore it")]
     DrillNeedsConfig,
     /// `step` failed with `what` after the restore began changing things:
     /// `done` lists the parts already restored, `safety_snapshot` (hex id)
@@ -241,12 +241,15 @@ impl RestoreStep {
 pub enum DrillStep {
     /// Step 1: every chunk of the snapshot is read and verified.
     Verify { snapshot: SnapshotId },
-    /// Step 2, for a snapshot that is not a stack snapshot: every item is
-    /// read back and checked instead.
+    /// Step 2, for a snapshot that is neither a stack snapshot nor a
+    /// database, image or files backup (a stream): every item is read back
+    /// and checked instead.
     NotAStack,
     /// Step 2: a database is restored into a scratch database (`scratch`:
     /// its name and host, no password).
     RestoringDatabase { part: String, scratch: String },
+    /// Step 2: the scratch database was dropped (`scratch` as above).
+    DroppedDatabase { scratch: String },
     /// Step 3: the images are loaded under scratch tags.
     LoadingImages,
     /// Step 4: the files are restored into the scratch directory `dir`.
@@ -261,7 +264,9 @@ impl DrillStep {
     pub fn number(&self) -> u8 {
         match self {
             DrillStep::Verify { .. } => 1,
-            DrillStep::NotAStack | DrillStep::RestoringDatabase { .. } => 2,
+            DrillStep::NotAStack
+            | DrillStep::RestoringDatabase { .. }
+            | DrillStep::DroppedDatabase { .. } => 2,
             DrillStep::LoadingImages => 3,
             DrillStep::RestoringFiles { .. } => 4,
         }
@@ -295,10 +300,16 @@ fn stack_items(repo: &Repository, snap: &Snapshot) -> Result<Vec<Item>> {
 
 /// Re-reads every restored file and compares size and BLAKE3.
 fn verify_files(items: &[Item], root: &Path) -> Result<Vec<Check>> {
+    verify_under(items, root, b"files/")
+}
+
+/// Re-reads every file item whose path starts with `prefix`, restored
+/// under `root` without that prefix, and compares size and BLAKE3.
+fn verify_under(items: &[Item], root: &Path, prefix: &[u8]) -> Result<Vec<Check>> {
     let mut checked = 0u64;
     let mut bad = Vec::new();
     for it in items.iter().filter(|i| i.kind == ItemKind::File) {
-        let Some(rel) = it.path.strip_prefix(b"files/") else {
+        let Some(rel) = it.path.strip_prefix(prefix) else {
             continue;
         };
         let path = crate::files::target_path(root, rel)?;

@@ -104,9 +104,17 @@ pub fn drill(cli: &Cli, a: &DrillArgs, bar: &Bar) -> Result<()> {
         (None, None) => bail!("say which snapshot to drill, or give the stack's relic.toml (--config) to drill its newest immaculate baseline"),
     };
     let mut say = |s: stack::DrillStep| bar.say(&render::drill_step(&s));
-    let checks = stack::drill(&repo, &id, &snap, cfg.as_ref(), bar, &mut say)
-        .map_err(render::drill_error)
-        .with_context(|| format!("drill of snapshot {} ({}) FAILED", id.short(), snap.name))?;
+    let checks = stack::drill(
+        &repo,
+        &id,
+        &snap,
+        cfg.as_ref(),
+        a.postgres.as_deref(),
+        bar,
+        &mut say,
+    )
+    .map_err(render::drill_error)
+    .with_context(|| format!("drill of snapshot {} ({}) FAILED", id.short(), snap.name))?;
     bar.finish();
     render::checks(&checks);
     if let Some(c) = checks.iter().find(|c| !c.ok) {

@@ -230,6 +230,9 @@ pub fn drill_step(step: &DrillStep) -> String {
         DrillStep::RestoringDatabase { part, scratch } => {
             format!("{n} restoring database '{part}' into scratch database {scratch}")
         }
+        DrillStep::DroppedDatabase { scratch } => {
+            format!("{n} dropped scratch database {scratch}")
+        }
         DrillStep::LoadingImages => format!("{n} loading the images under scratch tags"),
         DrillStep::RestoringFiles { dir } => {
             format!("{n} restoring the files into {}", dir.display())
@@ -302,7 +305,7 @@ pub fn stack_hint(e: relic::stack::Error) -> anyhow::Error {
 pub fn drill_error(e: relic::stack::Error) -> anyhow::Error {
     match e {
         relic::stack::Error::DrillNeedsConfig => anyhow::anyhow!(
-            "refusing to restore: a drill of a database needs the stack's relic.toml (--config) to know its server"
+            "refusing to restore: a drill of a database needs the stack's relic.toml (--config) or a server (--postgres CONNINFO) to know where to restore it"
         ),
         e => stack_hint(e),
     }
@@ -468,6 +471,12 @@ mod tests {
                 "2/4 restoring database 'main' into scratch database relic_drill_main_1@/run",
             ),
             (
+                DrillStep::DroppedDatabase {
+                    scratch: "relic_drill_main_1@/run".into(),
+                },
+                "2/4 dropped scratch database relic_drill_main_1@/run",
+            ),
+            (
                 DrillStep::LoadingImages,
                 "3/4 loading the images under scratch tags",
             ),
@@ -543,7 +552,7 @@ mod tests {
         }
         assert_eq!(
             drill_error(E::DrillNeedsConfig).to_string(),
-            "refusing to restore: a drill of a database needs the stack's relic.toml (--config) to know its server"
+            "refusing to restore: a drill of a database needs the stack's relic.toml (--config) or a server (--postgres CONNINFO) to know where to restore it"
         );
     }
 
