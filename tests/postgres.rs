@@ -414,3 +414,52 @@ fn a_drill_of_a_database_backup_restores_into_a_scratch_database_and_checks_coun
     assert_eq!(psql(&db, "SELECT count(*) FROM people"), "3000");
     dropdb(&db);
 }
+
+#[test]
+fn a_clean_restore_says_it_terminates_the_open_sessions_first() {
+    let (_d, repo) = new_repo();
+    let db = backed_up_db(&repo, "sessions", "r1");
+    let psql_sessions = || {
+        psql(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' AND application_name = 'psql'"
+            ),
+        )
+    };
+    // An idle psql session on the target, held open by its stdin.
+    let mut session = Command::new("psql")
+        .args(["-X", "-q", "-d", &db])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while psql_sessions() != "1" {
+        assert!(
+            t0.elapsed().as_secs() < 20,
+            "the psql session never showed up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let conn = format!("dbname={db}");
+    let said = format!("database '{db}' has 1 open connection: it will be terminated");
+
+    let text = ok_restore(&repo, "app", &conn, &["--clean", "--dry-run"]);
+    assert!(text.contains(&said), "{text}");
+    assert_eq!(psql_sessions(), "1", "a dry run terminates nothing");
+
+    let text = ok_restore(&repo, "app", &conn, &["--clean"]);
+    let (told, restored) = (text.find(&said), text.find("4/5 restoring into"));
+    assert!(
+        told.is_some() && restored.is_some() && told < restored,
+        "the session is reported before the restore acts: {text}"
+    );
+    assert!(text.contains("5/5 verified"), "{text}");
+    assert_eq!(psql_sessions(), "0", "the session was terminated");
+    assert_eq!(psql(&db, "SELECT count(*) FROM people"), "3000");
+    drop(session.stdin.take());
+    let _ = session.wait();
+    dropdb(&db);
+}

@@ -163,6 +163,10 @@ fn a_damaged_stack_comes_back_whole_with_a_safety_snapshot() {
         plan.contains("would drop, recreate and restore database 'main'"),
         "{plan}"
     );
+    assert!(
+        plan.contains(&format!("database 'main' ({db}) has no open connection")),
+        "{plan}"
+    );
     assert_eq!(
         std::fs::read(st.app.join(".env")).unwrap(),
         b"DATABASE_URL=wrong\n"

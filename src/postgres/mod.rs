@@ -24,7 +24,7 @@ pub use load::{drop_database, load_dump, with_dbname, LoadMode, SingleTransactio
 pub use restore::{
     restore, RestoreOptions, RestoreReport, RestoreStep, SafetySkip, TargetSchema, RESTORE_STEPS,
 };
-pub use state::{data_directory, revision, verify_db, Check};
+pub use state::{data_directory, open_connections, revision, verify_db, Check};
 
 use crate::repo;
 use crate::snapshot::Snapshot;

@@ -178,6 +178,13 @@ pub enum RestoreStep {
         target: String,
         dump_size: u64,
     },
+    /// Step 4 (and a dry run's): `count` sessions are connected to the
+    /// database `db` of part `part` now; replacing it will terminate them.
+    OpenConnections {
+        part: String,
+        db: String,
+        count: i64,
+    },
     /// A dry run, step 4: an image would be loaded.
     WouldLoadImage { reference: String, id: String },
     /// A dry run, step 4: `entries` file entries of `bytes` would be
@@ -227,6 +234,7 @@ impl RestoreStep {
             | S::WouldLoadImage { .. }
             | S::WouldRestoreFiles { .. }
             | S::RestoringDatabase { .. }
+            | S::OpenConnections { .. }
             | S::Images(_)
             | S::RestoringFiles { .. } => 4,
             S::WouldRunHook { .. } | S::RunningHook { .. } => 5,
@@ -290,6 +298,26 @@ fn redact(conninfo: &str) -> String {
             )
         })
         .unwrap_or_else(|_| "?".into())
+}
+
+/// Reports the sessions connected to the database `conninfo` names, which
+/// replacing it terminates; an error when the server cannot be asked.
+fn report_open_connections(
+    part: &str,
+    conninfo: &str,
+    say: &mut dyn FnMut(RestoreStep),
+) -> postgres::Result<()> {
+    let count = postgres::open_connections(conninfo)?;
+    let db = postgres::config(Some(conninfo))?
+        .get_dbname()
+        .unwrap_or_default()
+        .to_string();
+    say(RestoreStep::OpenConnections {
+        part: part.to_string(),
+        db,
+        count,
+    });
+    Ok(())
 }
 
 /// Every item of a stack snapshot, read once: restore and verification

@@ -201,6 +201,11 @@ pub fn stack_step(step: &RestoreStep) -> String {
         S::RestoringDatabase { part, target } => {
             format!("{n} restoring database '{part}' into {target}")
         }
+        S::OpenConnections { part, db, count } => super::open_connections(&n, db, *count).replacen(
+            &format!("database '{db}'"),
+            &format!("database '{part}' ({db})"),
+            1,
+        ),
         S::Images(l) => load_step(l),
         S::RestoringFiles { root } => format!("{n} restoring files under {}", root.display()),
         S::RunningHook { command } => format!("{n} running: {command}"),
@@ -421,6 +426,14 @@ mod tests {
                     target: "app@/run".into(),
                 },
                 "4/6 restoring database 'main' into app@/run",
+            ),
+            (
+                S::OpenConnections {
+                    part: "main".into(),
+                    db: "app".into(),
+                    count: 2,
+                },
+                "4/6 database 'main' (app) has 2 open connections: they will be terminated",
             ),
             (
                 S::Images(LoadStep::Loading {
