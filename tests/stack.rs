@@ -459,3 +459,30 @@ fn diff_names_what_changed_between_two_stack_snapshots() {
     assert!(d["new_bytes"].as_u64().unwrap() > 0);
     dropdb(&db);
 }
+
+#[test]
+fn a_stack_restore_records_the_tags_it_moves_in_its_safety_snapshot() {
+    let imgs = Images::build(&prefix("moved"), 1 << 20, 200 << 10, 43);
+    let (base_id, app_id) = (image_id(&imgs.base), image_id(&imgs.app));
+    let st = Stack::new("moved", None, &[&imgs.app]);
+    st.snapshot("named", "before");
+    // The app's tag moves to another image (a rebuild gone wrong).
+    docker_ok(&["tag", &imgs.base, &imgs.app]);
+    let out = st.ok(&["restore", "before", "--config", st.cfg()]);
+    assert_eq!(image_id(&imgs.app), app_id);
+    let snaps = snapshots(&st.repo);
+    let safety = snaps
+        .iter()
+        .find(|s| s["tier"] == "safety")
+        .expect("a safety snapshot");
+    let replaced: serde_json::Value =
+        serde_json::from_str(safety["meta"]["stack.replaced_tags"].as_str().unwrap()).unwrap();
+    assert_eq!(replaced.as_array().unwrap().len(), 1, "{replaced}");
+    assert_eq!(replaced[0]["tag"], imgs.app.as_str());
+    assert_eq!(replaced[0]["old_id"], base_id.as_str());
+    let kept = replaced[0]["kept_as"].as_str().unwrap();
+    assert!(kept.starts_with("relic-replaced/"), "{kept}");
+    assert!(out.contains(&format!("tagged {kept} to keep it")), "{out}");
+    assert_eq!(image_id(kept), base_id, "the recorded tag is the one made");
+    docker_ok(&["rmi", kept]);
+}

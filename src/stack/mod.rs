@@ -320,6 +320,38 @@ fn report_open_connections(
     Ok(())
 }
 
+/// The snapshot metadata key in which a stack restore's safety snapshot
+/// records the tags the restore moves off other images, and the tags that
+/// keep those images (JSON: [`docker::Replaced`]s).
+pub const REPLACED_TAGS_KEY: &str = "stack.replaced_tags";
+
+/// The metadata a restore's safety snapshot records besides its parts:
+/// the tags loading the images of snapshot `id` will move off other images
+/// ([`REPLACED_TAGS_KEY`]), when `engine` is given (images are restored)
+/// and there are any.
+fn safety_meta(
+    repo: &Repository,
+    id: &SnapshotId,
+    engine: Option<&docker::Engine>,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut meta = std::collections::BTreeMap::new();
+    let Some(engine) = engine else {
+        return Ok(meta);
+    };
+    let snaps = repo.snapshots()?;
+    let Some((_, snap)) = snaps.iter().find(|(i, _)| i == id) else {
+        return Ok(meta);
+    };
+    let replaced = docker::replacements(engine, &manifest(id, snap)?.images)?;
+    if !replaced.is_empty() {
+        meta.insert(
+            REPLACED_TAGS_KEY.to_string(),
+            serde_json::to_string(&replaced).expect("tags serialize"),
+        );
+    }
+    Ok(meta)
+}
+
 /// Every item of a stack snapshot, read once: restore and verification
 /// both look items up by path (items are small; content stays in packs).
 fn stack_items(repo: &Repository, snap: &Snapshot) -> Result<Vec<Item>> {

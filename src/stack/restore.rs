@@ -315,7 +315,7 @@ fn take_safety_snapshot(
         labels: [("restoring".to_string(), id.to_hex())]
             .into_iter()
             .collect(),
-        meta: Default::default(),
+        meta: super::safety_meta(repo, id, engine)?,
     };
     let (sid, _) = snapshot(repo, &current, &safety, progress)?;
     say(RestoreStep::SafetySnapshotTaken { id: sid });

@@ -218,6 +218,12 @@ pub fn load_step(step: &LoadStep) -> String {
     match step {
         LoadStep::Loading { item, host } => format!("loading {item} into {host}"),
         LoadStep::Engine(line) => line.clone(),
+        LoadStep::Kept(r) => format!(
+            "{} points at {} now: tagged {} to keep it",
+            r.tag,
+            head(&r.old_id, 19),
+            r.kept_as
+        ),
     }
 }
 
@@ -441,6 +447,14 @@ mod tests {
                     host: "unix:///d.sock".into(),
                 }),
                 "loading images/a.tar into unix:///d.sock",
+            ),
+            (
+                S::Images(LoadStep::Kept(relic::docker::Replaced {
+                    tag: "a:1".into(),
+                    old_id: "sha256:0123456789abcdef0123".into(),
+                    kept_as: "relic-replaced/a-1:20260101-120000".into(),
+                })),
+                "a:1 points at sha256:0123456789ab now: tagged relic-replaced/a-1:20260101-120000 to keep it",
             ),
             (
                 S::Images(LoadStep::Engine("Loaded image: a:1".into())),
