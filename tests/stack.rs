@@ -297,6 +297,7 @@ fn an_immaculate_baseline_never_changes_until_retired() {
         "gold",
         "--reason",
         "superseded",
+        "--last",
     ]);
     assert!(!snapshots(&st.repo).iter().any(|s| s["id"] == gold.as_str()));
     let audit = st.ok(&["baseline", "audit"]);
@@ -485,4 +486,33 @@ fn a_stack_restore_records_the_tags_it_moves_in_its_safety_snapshot() {
     assert!(out.contains(&format!("tagged {kept} to keep it")), "{out}");
     assert_eq!(image_id(kept), base_id, "the recorded tag is the one made");
     docker_ok(&["rmi", kept]);
+}
+
+#[test]
+fn retiring_a_stacks_last_immaculate_baseline_asks_again() {
+    let st = Stack::new("lonely", None, &[]);
+    st.snapshot("immaculate", "one");
+    st.snapshot("immaculate", "two");
+    // Not the last: no warning, no extra flag.
+    let out = st.ok(&["baseline", "retire", "one", "--confirm", "one"]);
+    assert!(!out.contains("last immaculate baseline"), "{out}");
+
+    // The last: a warning, and without a terminal, a refusal without --last.
+    let count = snapshots(&st.repo).len();
+    let err = st.fails(&["baseline", "retire", "two", "--confirm", "two"]);
+    assert!(
+        err.contains("'two' is the last immaculate baseline of stack 'lonely'")
+            && err.contains("emergency restore")
+            && err.contains("add --last")
+            && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(snapshots(&st.repo).len(), count, "nothing was retired");
+    st.ok(&["emergency", "--config", st.cfg(), "--dry-run"]);
+
+    let out = st.ok(&["baseline", "retire", "two", "--confirm", "two", "--last"]);
+    assert!(out.contains("last immaculate baseline"), "{out}");
+    assert_eq!(snapshots(&st.repo).len(), count - 1);
+    let err = st.fails(&["emergency", "--config", st.cfg(), "--dry-run"]);
+    assert!(err.contains("no immaculate baseline"), "{err}");
 }

@@ -453,6 +453,10 @@ pub enum BaselineCmd {
         /// Why, for the audit record.
         #[arg(long, default_value = "")]
         reason: String,
+        /// Go on even though NAME is a stack's last immaculate baseline
+        /// (without a terminal to type RETIRE-LAST at).
+        #[arg(long)]
+        last: bool,
     },
     /// The audit records of retired baselines.
     Audit {

@@ -300,6 +300,32 @@ fn redact(conninfo: &str) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
+/// The stacks whose every immaculate baseline is named `name`: retiring
+/// `name` leaves them none, and an emergency restore of them nothing to
+/// restore. Sorted, each once.
+pub fn last_baseline_of(repo: &Repository, name: &str) -> Result<Vec<String>> {
+    // Per stack: whether it has a baseline named `name`, and another.
+    let mut stacks: std::collections::BTreeMap<String, (bool, bool)> = Default::default();
+    for (id, s) in repo.snapshots()? {
+        if s.tier != crate::snapshot::Tier::Immaculate {
+            continue;
+        }
+        if let Ok(m) = manifest(&id, &s) {
+            let e = stacks.entry(m.stack).or_default();
+            if s.name == name {
+                e.0 = true;
+            } else {
+                e.1 = true;
+            }
+        }
+    }
+    Ok(stacks
+        .into_iter()
+        .filter(|(_, (named, other))| *named && !*other)
+        .map(|(stack, _)| stack)
+        .collect())
+}
+
 /// Reports the sessions connected to the database `conninfo` names, which
 /// replacing it terminates; an error when the server cannot be asked.
 fn report_open_connections(
