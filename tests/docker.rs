@@ -173,3 +173,60 @@ fn engine_down_unknown_image_and_bad_archives_write_nothing() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_restore_over_a_moved_tag_keeps_the_old_image_reachable() {
+    let imgs = Images::build(&prefix("kept"), 1 << 20, 200 << 10, 17);
+    let (base_id, app_id) = (image_id(&imgs.base), image_id(&imgs.app));
+    let (_d, repo) = new_repo();
+    ok_docker(&repo, &["backup", "image", &imgs.app, "--name", "app"]);
+
+    // A drill of the image backup loads it under scratch tags only.
+    let out = relic_docker(&repo, &["drill", "app"], host());
+    let text = stderr(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("loading the images under scratch tags"),
+        "{text}"
+    );
+    let listed = String::from_utf8(docker_ok(&["images", "--format", "{{.Repository}}"])).unwrap();
+    assert!(!listed.contains("relic-drill"), "{listed}");
+    assert_eq!(image_id(&imgs.app), app_id, "the drill moved no tag");
+
+    // The app's tag now points at the base image, its only tag.
+    docker_ok(&["tag", &imgs.base, &imgs.app]);
+    docker_ok(&["rmi", &imgs.base]);
+    assert_eq!(image_id(&imgs.app), base_id);
+    let out = relic_docker(&repo, &["restore", "app", "--into-docker"], host());
+    let text = stderr(&out);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(image_id(&imgs.app), app_id);
+    let kept: Vec<String> = String::from_utf8(docker_ok(&[
+        "images",
+        "--no-trunc",
+        "--format",
+        "{{.Repository}}:{{.Tag}} {{.ID}}",
+    ]))
+    .unwrap()
+    .lines()
+    .filter(|l| l.starts_with("relic-replaced/") && l.ends_with(&base_id))
+    .map(|l| l.split(' ').next().unwrap().to_string())
+    .collect();
+    assert_eq!(
+        kept.len(),
+        1,
+        "the old image is kept under one tag: {kept:?}"
+    );
+    let kept = &kept[0];
+    let sanitized = imgs.app.replace(['/', ':'], "-");
+    assert!(
+        kept.starts_with(&format!("relic-replaced/{sanitized}:")),
+        "{kept}"
+    );
+    assert!(
+        text.contains(&format!("tagged {kept} to keep it")),
+        "the restore said so: {text}"
+    );
+    assert_eq!(image_id(kept), base_id);
+    docker_ok(&["rmi", kept]);
+}

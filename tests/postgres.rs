@@ -329,3 +329,137 @@ fn a_failing_psql_rolls_back_and_names_the_safety_snapshot() {
     assert_eq!(psql(&db, "SELECT count(*) FROM people"), "3000");
     dropdb(&db);
 }
+
+/// The scratch database a drill's output names (`relic_drill_…`).
+fn scratch_named(text: &str) -> String {
+    let at = text
+        .find("scratch database relic_drill_")
+        .unwrap_or_else(|| panic!("no scratch database named in: {text}"));
+    text[at + "scratch database ".len()..]
+        .split(['@', ' ', '\n'])
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_drill_of_a_database_backup_restores_into_a_scratch_database_and_checks_counts() {
+    let (_d, repo) = new_repo();
+    let db = backed_up_db(&repo, "drill", "rev-drill");
+    let snaps = snapshots(&repo);
+    let meta = &snaps[0]["meta"];
+    assert!(
+        meta["pg.host"].as_str().is_some_and(|h| !h.is_empty()),
+        "{meta}"
+    );
+    assert_eq!(meta["pg.port"], "5432", "{meta}");
+    assert!(meta["pg.user"].as_str().is_some(), "{meta}");
+    assert!(!meta.to_string().contains("password"), "{meta}");
+    let leftovers = || {
+        psql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_database WHERE datname LIKE 'relic_drill_{db}%'"),
+        )
+    };
+
+    // On the server the backup recorded: restored, checked, dropped.
+    let text = ok_pg(&repo, &["drill", "app"]);
+    let scratch = scratch_named(&text);
+    assert!(scratch.starts_with(&format!("relic_drill_{db}_")), "{text}");
+    assert!(
+        text.contains(&format!("dropped scratch database {scratch}")),
+        "{text}"
+    );
+    assert!(
+        text.contains("rows public.people") && text.contains("passed"),
+        "{text}"
+    );
+    assert!(text.contains("alembic revision"), "{text}");
+    assert_eq!(leftovers(), "0", "the scratch database is gone");
+
+    // A copy of the snapshot whose recorded count of `people` is one short.
+    {
+        let r = relic::Repository::open(&repo, Some(PASSWORD.as_bytes())).unwrap();
+        let (_, mut snap) = r.find_snapshot("app").unwrap();
+        let mut tables: Vec<serde_json::Value> =
+            serde_json::from_str(&snap.meta["pg.tables"]).unwrap();
+        let people = tables
+            .iter_mut()
+            .find(|t| t["table"] == "public.people")
+            .unwrap();
+        assert_eq!(people["rows"], 3000);
+        people["rows"] = 2999.into();
+        snap.meta
+            .insert("pg.tables".into(), serde_json::to_string(&tables).unwrap());
+        snap.name = "tampered".into();
+        r.save_snapshot(&snap).unwrap();
+    }
+    // On a server named with --postgres (its database is not used).
+    let out = relic_pg(
+        &repo,
+        &["drill", "tampered", "--postgres", "dbname=postgres"],
+    );
+    assert!(!out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("FAILED") && err.contains("rows public.people: expected 2999, found 3000"),
+        "{err}"
+    );
+    let scratch = scratch_named(&err);
+    assert!(
+        err.contains(&format!("dropped scratch database {scratch}")),
+        "{err}"
+    );
+    assert_eq!(leftovers(), "0", "dropped after a failed drill too");
+    assert_eq!(psql(&db, "SELECT count(*) FROM people"), "3000");
+    dropdb(&db);
+}
+
+#[test]
+fn a_clean_restore_says_it_terminates_the_open_sessions_first() {
+    let (_d, repo) = new_repo();
+    let db = backed_up_db(&repo, "sessions", "r1");
+    let psql_sessions = || {
+        psql(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' AND application_name = 'psql'"
+            ),
+        )
+    };
+    // An idle psql session on the target, held open by its stdin.
+    let mut session = Command::new("psql")
+        .args(["-X", "-q", "-d", &db])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while psql_sessions() != "1" {
+        assert!(
+            t0.elapsed().as_secs() < 20,
+            "the psql session never showed up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let conn = format!("dbname={db}");
+    let said = format!("database '{db}' has 1 open connection: it will be terminated");
+
+    let text = ok_restore(&repo, "app", &conn, &["--clean", "--dry-run"]);
+    assert!(text.contains(&said), "{text}");
+    assert_eq!(psql_sessions(), "1", "a dry run terminates nothing");
+
+    let text = ok_restore(&repo, "app", &conn, &["--clean"]);
+    let (told, restored) = (text.find(&said), text.find("4/5 restoring into"));
+    assert!(
+        told.is_some() && restored.is_some() && told < restored,
+        "the session is reported before the restore acts: {text}"
+    );
+    assert!(text.contains("5/5 verified"), "{text}");
+    assert_eq!(psql_sessions(), "0", "the session was terminated");
+    assert_eq!(psql(&db, "SELECT count(*) FROM people"), "3000");
+    drop(session.stdin.take());
+    let _ = session.wait();
+    dropdb(&db);
+}

@@ -163,6 +163,10 @@ fn a_damaged_stack_comes_back_whole_with_a_safety_snapshot() {
         plan.contains("would drop, recreate and restore database 'main'"),
         "{plan}"
     );
+    assert!(
+        plan.contains(&format!("database 'main' ({db}) has no open connection")),
+        "{plan}"
+    );
     assert_eq!(
         std::fs::read(st.app.join(".env")).unwrap(),
         b"DATABASE_URL=wrong\n"
@@ -293,6 +297,7 @@ fn an_immaculate_baseline_never_changes_until_retired() {
         "gold",
         "--reason",
         "superseded",
+        "--last",
     ]);
     assert!(!snapshots(&st.repo).iter().any(|s| s["id"] == gold.as_str()));
     let audit = st.ok(&["baseline", "audit"]);
@@ -454,4 +459,60 @@ fn diff_names_what_changed_between_two_stack_snapshots() {
     assert!(d["git"].as_str().is_some(), "{d}");
     assert!(d["new_bytes"].as_u64().unwrap() > 0);
     dropdb(&db);
+}
+
+#[test]
+fn a_stack_restore_records_the_tags_it_moves_in_its_safety_snapshot() {
+    let imgs = Images::build(&prefix("moved"), 1 << 20, 200 << 10, 43);
+    let (base_id, app_id) = (image_id(&imgs.base), image_id(&imgs.app));
+    let st = Stack::new("moved", None, &[&imgs.app]);
+    st.snapshot("named", "before");
+    // The app's tag moves to another image (a rebuild gone wrong).
+    docker_ok(&["tag", &imgs.base, &imgs.app]);
+    let out = st.ok(&["restore", "before", "--config", st.cfg()]);
+    assert_eq!(image_id(&imgs.app), app_id);
+    let snaps = snapshots(&st.repo);
+    let safety = snaps
+        .iter()
+        .find(|s| s["tier"] == "safety")
+        .expect("a safety snapshot");
+    let replaced: serde_json::Value =
+        serde_json::from_str(safety["meta"]["stack.replaced_tags"].as_str().unwrap()).unwrap();
+    assert_eq!(replaced.as_array().unwrap().len(), 1, "{replaced}");
+    assert_eq!(replaced[0]["tag"], imgs.app.as_str());
+    assert_eq!(replaced[0]["old_id"], base_id.as_str());
+    let kept = replaced[0]["kept_as"].as_str().unwrap();
+    assert!(kept.starts_with("relic-replaced/"), "{kept}");
+    assert!(out.contains(&format!("tagged {kept} to keep it")), "{out}");
+    assert_eq!(image_id(kept), base_id, "the recorded tag is the one made");
+    docker_ok(&["rmi", kept]);
+}
+
+#[test]
+fn retiring_a_stacks_last_immaculate_baseline_asks_again() {
+    let st = Stack::new("lonely", None, &[]);
+    st.snapshot("immaculate", "one");
+    st.snapshot("immaculate", "two");
+    // Not the last: no warning, no extra flag.
+    let out = st.ok(&["baseline", "retire", "one", "--confirm", "one"]);
+    assert!(!out.contains("last immaculate baseline"), "{out}");
+
+    // The last: a warning, and without a terminal, a refusal without --last.
+    let count = snapshots(&st.repo).len();
+    let err = st.fails(&["baseline", "retire", "two", "--confirm", "two"]);
+    assert!(
+        err.contains("'two' is the last immaculate baseline of stack 'lonely'")
+            && err.contains("emergency restore")
+            && err.contains("add --last")
+            && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(snapshots(&st.repo).len(), count, "nothing was retired");
+    st.ok(&["emergency", "--config", st.cfg(), "--dry-run"]);
+
+    let out = st.ok(&["baseline", "retire", "two", "--confirm", "two", "--last"]);
+    assert!(out.contains("last immaculate baseline"), "{out}");
+    assert_eq!(snapshots(&st.repo).len(), count - 1);
+    let err = st.fails(&["emergency", "--config", st.cfg(), "--dry-run"]);
+    assert!(err.contains("no immaculate baseline"), "{err}");
 }

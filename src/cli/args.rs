@@ -224,6 +224,11 @@ pub struct DrillArgs {
     /// stack snapshot stores (default ./relic.toml when there is one).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// The PostgreSQL server to make the scratch databases on (a conninfo;
+    /// its database is ignored). Default: the stack's relic.toml, or for a
+    /// `backup pg` snapshot the server it recorded, else libpq's defaults.
+    #[arg(long, value_name = "CONNINFO")]
+    pub postgres: Option<String>,
 }
 
 // `relic diff`.
@@ -470,6 +475,10 @@ pub enum BaselineCmd {
         /// Why, for the audit record.
         #[arg(long, default_value = "")]
         reason: String,
+        /// Go on even though NAME is a stack's last immaculate baseline
+        /// (without a terminal to type RETIRE-LAST at).
+        #[arg(long)]
+        last: bool,
     },
     /// The audit records of retired baselines.
     Audit {

@@ -173,6 +173,17 @@ impl Engine {
         })
     }
 
+    /// Tags `image` (a reference or an id) as `repo:tag`.
+    pub fn tag(&self, image: &str, repo: &str, tag: &str) -> Result<()> {
+        let opts = bollard::query_parameters::TagImageOptions {
+            repo: Some(repo.to_string()),
+            tag: Some(tag.to_string()),
+        };
+        self.rt
+            .block_on(self.docker.tag_image(image, Some(opts)))
+            .map_err(|e| self.engine_error(e))
+    }
+
     /// Removes a tag (the image goes too when nothing else uses it).
     pub fn untag(&self, name: &str) -> Result<()> {
         let opts = bollard::query_parameters::RemoveImageOptions {

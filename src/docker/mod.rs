@@ -12,10 +12,12 @@
 //! This module owns the image records a snapshot keeps, image backup and
 //! restore; its children own the tar splitter (`tar.rs`), what an archive
 //! says about its images (`archive.rs`), the engine client (`engine.rs`)
-//! and retagging for drills (`retag.rs`).
+//! retagging for drills (`retag.rs`) and the tags that keep images a load
+//! replaces reachable (`replaced.rs`).
 
 mod archive;
 mod engine;
+mod replaced;
 mod retag;
 mod tar;
 #[cfg(test)]
@@ -23,6 +25,7 @@ mod testing;
 
 pub use archive::ArchiveImage;
 pub use engine::{Engine, EngineImage};
+pub use replaced::{replacements, Replaced, REPLACED_REPO};
 pub use retag::{load_scratch, Retag};
 pub use tar::{Entry, TarSplitter};
 
@@ -310,11 +313,16 @@ pub enum LoadStep {
     Loading { item: String, host: String },
     /// A line the engine answered a load with, as it said it.
     Engine(String),
+    /// Before loading: `tag` points at another image now; it was tagged
+    /// `kept_as`, so it stays reachable once the load moves `tag`.
+    Kept(Replaced),
 }
 
 /// Loads the selected images of a snapshot into the engine, then checks that
 /// every recorded tag points at the recorded image id; `step` hears each
-/// load as it happens.
+/// load as it happens. An image a recorded tag points at now, other than
+/// the recorded one, is first tagged `relic-replaced/<tag>:<time>` (see
+/// [`replacements`]), so the load leaves nothing dangling.
 pub fn restore(
     repo: &Repository,
     snap: &Snapshot,
@@ -325,6 +333,10 @@ pub fn restore(
     let selected = select(&records(snap)?, image)?;
     let items = items_for(repo, snap, &selected)?;
     let engine = Engine::connect()?;
+    for r in replacements(&engine, &selected)? {
+        replaced::keep(&engine, &r)?;
+        step(LoadStep::Kept(r));
+    }
     for item in &items {
         step(LoadStep::Loading {
             item: item.path_lossy(),

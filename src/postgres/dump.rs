@@ -9,6 +9,7 @@ use crate::repo::{self, Repository, SnapshotOptions};
 use crate::snapshot::Snapshot;
 use crate::SnapshotId;
 use std::process::{Command, Stdio};
+use tokio_postgres::config::Host;
 use tokio_postgres::Config;
 
 /// Backs up a database: pg_dump's plain output streamed into one snapshot,
@@ -26,8 +27,31 @@ pub fn backup(
         info.to_meta(w);
         w.set_meta("pg.dump_size", s.size.to_string());
         w.set_meta("pg.dump_blake3", hex::encode(s.hash));
+        for (k, v) in server_of(&cfg) {
+            w.set_meta(k, v);
+        }
         Ok(w.add_item(&s.into_item(DUMP_ITEM, 0o600))?)
     })
+}
+
+/// Where the database was: `pg.host` (a host name, or the socket
+/// directory), `pg.port` and `pg.user`, as the connection resolved them.
+/// Never the password.
+fn server_of(cfg: &Config) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    match cfg.get_hosts().first() {
+        Some(Host::Tcp(h)) => out.push(("pg.host", h.clone())),
+        Some(Host::Unix(p)) => out.push(("pg.host", p.display().to_string())),
+        None => {}
+    }
+    out.push((
+        "pg.port",
+        cfg.get_ports().first().copied().unwrap_or(5432).to_string(),
+    ));
+    if let Some(u) = cfg.get_user() {
+        out.push(("pg.user", u.to_string()));
+    }
+    out
 }
 
 /// Dumps one database into the write session: the stream is stored (the

@@ -25,7 +25,7 @@ pub use restore::{
     restore, restore_dump, Dump, RestoreOptions, RestoreReport, RestoreStep, SafetySkip,
     TargetSchema, RESTORE_STEPS,
 };
-pub use state::{data_directory, revision, verify_db, Check};
+pub use state::{data_directory, open_connections, revision, verify_db, Check};
 
 use crate::repo;
 use crate::snapshot::Snapshot;
@@ -185,6 +185,22 @@ impl DbInfo {
     }
 }
 
+/// The server a backup recorded in its metadata `meta` (`pg.host`,
+/// `pg.port`, `pg.user`) as a conninfo without a database, or None when it
+/// recorded none (backups made before relic recorded them).
+pub fn recorded_server(meta: &std::collections::BTreeMap<String, String>) -> Option<String> {
+    let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
+    let parts: Vec<String> = [
+        ("host", "pg.host"),
+        ("port", "pg.port"),
+        ("user", "pg.user"),
+    ]
+    .iter()
+    .filter_map(|(k, key)| meta.get(*key).map(|v| format!("{k}={}", quote(v))))
+    .collect();
+    (!parts.is_empty()).then(|| parts.join(" "))
+}
+
 /// The last 64 KiB of a stream (a child's stderr).
 pub(super) fn tail_of(mut r: impl Read) -> String {
     let mut all = Vec::new();
@@ -258,6 +274,26 @@ mod tests {
             error.with_hint("Go back.").to_string(),
             "verification failed after the restore:\n  rows t: expected 1, found 0\nGo back."
         );
+    }
+
+    #[test]
+    fn the_recorded_server_parses_back_without_a_password() {
+        let mut meta = std::collections::BTreeMap::new();
+        assert_eq!(recorded_server(&meta), None);
+        for (k, v) in [
+            ("pg.host", "/run/pg's dir"),
+            ("pg.port", "6543"),
+            ("pg.user", "app"),
+        ] {
+            meta.insert(k.to_string(), v.to_string());
+        }
+        let c = config(Some(&with_dbname(&recorded_server(&meta).unwrap(), "x"))).unwrap();
+        assert_eq!(
+            c.get_hosts(),
+            [tokio_postgres::config::Host::Unix("/run/pg's dir".into())]
+        );
+        assert_eq!((c.get_ports(), c.get_user()), (&[6543][..], Some("app")));
+        assert_eq!(c.get_dbname(), Some("x"));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use super::conn::{config, connect, describe, runtime};
 use super::dump::backup;
 use super::load::{load_dump, LoadMode};
-use super::state::{collect_info, verify_db, Check};
+use super::state::{collect_info, open_sessions, verify_db, Check};
 use super::{DbInfo, Error, Result, DUMP_ITEM};
 use crate::progress::Progress;
 use crate::repo::{Repository, SnapshotOptions};
@@ -52,6 +52,9 @@ pub enum RestoreStep {
         db: String,
         target: TargetSchema,
     },
+    /// Step 2, when told to clean an existing database: `count` sessions
+    /// are connected to it now, and recreating it will terminate them.
+    OpenConnections { db: String, count: i64 },
     /// A dry run, step 3: whether a safety snapshot would be taken (None)
     /// or not, and why.
     WouldTakeSafetySnapshot {
@@ -89,7 +92,7 @@ impl RestoreStep {
         use RestoreStep as S;
         match self {
             S::Verify { .. } => 1,
-            S::Schema { .. } => 2,
+            S::Schema { .. } | S::OpenConnections { .. } => 2,
             S::WouldTakeSafetySnapshot { .. }
             | S::SafetySnapshotTaken { .. }
             | S::SafetySnapshotSkipped(_) => 3,
@@ -273,6 +276,14 @@ pub fn restore_dump(
                 wanted: want.cloned(),
             });
         }
+    }
+
+    if opts.clean && state.exists {
+        let count = rt.block_on(open_sessions(&maint, &db))?;
+        say(RestoreStep::OpenConnections {
+            db: db.clone(),
+            count,
+        });
     }
 
     if opts.dry_run {

@@ -124,3 +124,29 @@ pub fn verify_db(conninfo: &str, info: &DbInfo) -> Result<Vec<Check>> {
     }
     Ok(checks)
 }
+
+/// How many sessions other than the caller's are connected to database
+/// `db` (as `maint`, a connection to another database of the server, sees
+/// them in `pg_stat_activity`).
+pub(super) async fn open_sessions(maint: &Client, db: &str) -> Result<i64> {
+    Ok(maint
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&db],
+        )
+        .await?
+        .get(0))
+}
+
+/// How many sessions are connected to the database `conninfo` names now
+/// (0 when it does not exist): what dropping it would terminate.
+pub fn open_connections(conninfo: &str) -> Result<i64> {
+    let target = config(Some(conninfo))?;
+    let db = target.get_dbname().unwrap_or_default().to_string();
+    let mut maint_cfg = target;
+    maint_cfg.dbname("postgres");
+    let rt = runtime()?;
+    let maint = connect(rt, &maint_cfg)?;
+    rt.block_on(open_sessions(&maint, &db))
+}

@@ -185,6 +185,13 @@ pub enum RestoreStep {
         target: String,
         dump_size: u64,
     },
+    /// Step 4 (and a dry run's): `count` sessions are connected to the
+    /// database `db` of part `part` now; replacing it will terminate them.
+    OpenConnections {
+        part: String,
+        db: String,
+        count: i64,
+    },
     /// A dry run, step 4: an image would be loaded.
     WouldLoadImage { reference: String, id: String },
     /// A dry run, step 4: `entries` file entries of `bytes` would be
@@ -234,6 +241,7 @@ impl RestoreStep {
             | S::WouldLoadImage { .. }
             | S::WouldRestoreFiles { .. }
             | S::RestoringDatabase { .. }
+            | S::OpenConnections { .. }
             | S::Images(_)
             | S::RestoringFiles { .. } => 4,
             S::WouldRunHook { .. } | S::RunningHook { .. } => 5,
@@ -248,12 +256,15 @@ impl RestoreStep {
 pub enum DrillStep {
     /// Step 1: every chunk of the snapshot is read and verified.
     Verify { snapshot: SnapshotId },
-    /// Step 2, for a snapshot that is not a stack snapshot: every item is
-    /// read back and checked instead.
+    /// Step 2, for a snapshot that is neither a stack snapshot nor a
+    /// database, image or files backup (a stream): every item is read back
+    /// and checked instead.
     NotAStack,
     /// Step 2: a database is restored into a scratch database (`scratch`:
     /// its name and host, no password).
     RestoringDatabase { part: String, scratch: String },
+    /// Step 2: the scratch database was dropped (`scratch` as above).
+    DroppedDatabase { scratch: String },
     /// Step 3: the images are loaded under scratch tags.
     LoadingImages,
     /// Step 4: the files are restored into the scratch directory `dir`.
@@ -268,7 +279,9 @@ impl DrillStep {
     pub fn number(&self) -> u8 {
         match self {
             DrillStep::Verify { .. } => 1,
-            DrillStep::NotAStack | DrillStep::RestoringDatabase { .. } => 2,
+            DrillStep::NotAStack
+            | DrillStep::RestoringDatabase { .. }
+            | DrillStep::DroppedDatabase { .. } => 2,
             DrillStep::LoadingImages => 3,
             DrillStep::RestoringFiles { .. } => 4,
         }
@@ -294,6 +307,84 @@ fn redact(conninfo: &str) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
+/// The stacks whose every immaculate baseline is named `name`: retiring
+/// `name` leaves them none, and an emergency restore of them nothing to
+/// restore. Sorted, each once.
+pub fn last_baseline_of(repo: &Repository, name: &str) -> Result<Vec<String>> {
+    // Per stack: whether it has a baseline named `name`, and another.
+    let mut stacks: std::collections::BTreeMap<String, (bool, bool)> = Default::default();
+    for (id, s) in repo.snapshots()? {
+        if s.tier != crate::snapshot::Tier::Immaculate {
+            continue;
+        }
+        if let Ok(m) = manifest(&id, &s) {
+            let e = stacks.entry(m.stack).or_default();
+            if s.name == name {
+                e.0 = true;
+            } else {
+                e.1 = true;
+            }
+        }
+    }
+    Ok(stacks
+        .into_iter()
+        .filter(|(_, (named, other))| *named && !*other)
+        .map(|(stack, _)| stack)
+        .collect())
+}
+
+/// Reports the sessions connected to the database `conninfo` names, which
+/// replacing it terminates; an error when the server cannot be asked.
+fn report_open_connections(
+    part: &str,
+    conninfo: &str,
+    say: &mut dyn FnMut(RestoreStep),
+) -> postgres::Result<()> {
+    let count = postgres::open_connections(conninfo)?;
+    let db = postgres::config(Some(conninfo))?
+        .get_dbname()
+        .unwrap_or_default()
+        .to_string();
+    say(RestoreStep::OpenConnections {
+        part: part.to_string(),
+        db,
+        count,
+    });
+    Ok(())
+}
+
+/// The snapshot metadata key in which a stack restore's safety snapshot
+/// records the tags the restore moves off other images, and the tags that
+/// keep those images (JSON: [`docker::Replaced`]s).
+pub const REPLACED_TAGS_KEY: &str = "stack.replaced_tags";
+
+/// The metadata a restore's safety snapshot records besides its parts:
+/// the tags loading the images of snapshot `id` will move off other images
+/// ([`REPLACED_TAGS_KEY`]), when `engine` is given (images are restored)
+/// and there are any.
+fn safety_meta(
+    repo: &Repository,
+    id: &SnapshotId,
+    engine: Option<&docker::Engine>,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut meta = std::collections::BTreeMap::new();
+    let Some(engine) = engine else {
+        return Ok(meta);
+    };
+    let snaps = repo.snapshots()?;
+    let Some((_, snap)) = snaps.iter().find(|(i, _)| i == id) else {
+        return Ok(meta);
+    };
+    let replaced = docker::replacements(engine, &manifest(id, snap)?.images)?;
+    if !replaced.is_empty() {
+        meta.insert(
+            REPLACED_TAGS_KEY.to_string(),
+            serde_json::to_string(&replaced).expect("tags serialize"),
+        );
+    }
+    Ok(meta)
+}
+
 /// Every item of a stack snapshot, read once: restore and verification
 /// both look items up by path (items are small; content stays in packs).
 fn stack_items(repo: &Repository, snap: &Snapshot) -> Result<Vec<Item>> {
@@ -302,10 +393,16 @@ fn stack_items(repo: &Repository, snap: &Snapshot) -> Result<Vec<Item>> {
 
 /// Re-reads every restored file and compares size and BLAKE3.
 fn verify_files(items: &[Item], root: &Path) -> Result<Vec<Check>> {
+    verify_under(items, root, b"files/")
+}
+
+/// Re-reads every file item whose path starts with `prefix`, restored
+/// under `root` without that prefix, and compares size and BLAKE3.
+fn verify_under(items: &[Item], root: &Path, prefix: &[u8]) -> Result<Vec<Check>> {
     let mut checked = 0u64;
     let mut bad = Vec::new();
     for it in items.iter().filter(|i| i.kind == ItemKind::File) {
-        let Some(rel) = it.path.strip_prefix(b"files/") else {
+        let Some(rel) = it.path.strip_prefix(prefix) else {
             continue;
         };
         let path = crate::files::target_path(root, rel)?;

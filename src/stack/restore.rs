@@ -257,6 +257,8 @@ fn describe_dry_run(plan: &Plan, cfg: &StackConfig, say: &mut dyn FnMut(RestoreS
             target: redact(conninfo),
             dump_size: d.size,
         });
+        // A server that cannot be asked now is the restore's to report.
+        let _ = super::report_open_connections(&d.name, conninfo, say);
     }
     for i in plan.images {
         say(RestoreStep::WouldLoadImage {
@@ -313,7 +315,7 @@ fn take_safety_snapshot(
         labels: [("restoring".to_string(), id.to_hex())]
             .into_iter()
             .collect(),
-        meta: Default::default(),
+        meta: super::safety_meta(repo, id, engine)?,
     };
     let (sid, _) = snapshot(repo, &current, &safety, false, progress)?;
     say(RestoreStep::SafetySnapshotTaken { id: sid });
@@ -396,6 +398,9 @@ fn restore_databases(
             .ok_or_else(|| {
                 trail.failed("database restore", format!("item {} is missing", d.item))
             })?;
+        super::report_open_connections(&d.name, conninfo, say).map_err(|e| {
+            trail.failed(&format!("restoring database '{}'", d.name), e.to_string())
+        })?;
         progress.start(
             &format!("restoring {}", d.name),
             Some(item.size),

@@ -181,9 +181,17 @@ pub fn drill(cli: &Cli, a: &DrillArgs, bar: &Bar) -> Result<()> {
         Err(_) => None,
     };
     let mut say = |s: stack::DrillStep| bar.say(&render::drill_step(&s));
-    let checks = stack::drill(&repo, &id, &snap, given.as_ref(), bar, &mut say)
-        .map_err(render::drill_error)
-        .with_context(|| format!("drill of snapshot {} ({}) FAILED", id.short(), snap.name))?;
+    let checks = stack::drill(
+        &repo,
+        &id,
+        &snap,
+        given.as_ref(),
+        a.postgres.as_deref(),
+        bar,
+        &mut say,
+    )
+    .map_err(render::drill_error)
+    .with_context(|| format!("drill of snapshot {} ({}) FAILED", id.short(), snap.name))?;
     bar.finish();
     render::checks(&checks);
     if let Some(c) = checks.iter().find(|c| !c.ok) {

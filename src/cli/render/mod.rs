@@ -39,6 +39,16 @@ fn verify_step(n: &str, snapshot: &SnapshotId, read_data: bool) -> String {
     )
 }
 
+/// The sessions connected to a database that a restore is about to drop:
+/// `2/5 database 'app' has 1 open connection: it will be terminated`.
+fn open_connections(n: &str, db: &str, count: i64) -> String {
+    match count {
+        0 => format!("{n} database '{db}' has no open connection"),
+        1 => format!("{n} database '{db}' has 1 open connection: it will be terminated"),
+        _ => format!("{n} database '{db}' has {count} open connections: they will be terminated"),
+    }
+}
+
 /// An error and its causes, on stderr.
 pub fn error(e: &anyhow::Error) {
     eprintln!("error: {e}");

@@ -33,6 +33,7 @@ pub fn postgres_step(step: &RestoreStep) -> String {
                 TargetSchema::NoAlembic => "has no alembic_version".to_string(),
             }
         ),
+        S::OpenConnections { db, count } => super::open_connections(&n, db, *count),
         S::WouldTakeSafetySnapshot { db, skip } => format!(
             "{n} would take a safety snapshot of '{db}': {}",
             match skip {
@@ -123,6 +124,27 @@ mod tests {
                     target: TargetSchema::NoAlembic,
                 },
                 "2/5 schema: snapshot at r2, target 'app' has no alembic_version",
+            ),
+            (
+                S::OpenConnections {
+                    db: db(),
+                    count: 1,
+                },
+                "2/5 database 'app' has 1 open connection: it will be terminated",
+            ),
+            (
+                S::OpenConnections {
+                    db: db(),
+                    count: 3,
+                },
+                "2/5 database 'app' has 3 open connections: they will be terminated",
+            ),
+            (
+                S::OpenConnections {
+                    db: db(),
+                    count: 0,
+                },
+                "2/5 database 'app' has no open connection",
             ),
             (
                 S::WouldTakeSafetySnapshot { db: db(), skip: None },

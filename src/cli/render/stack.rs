@@ -112,6 +112,11 @@ pub fn stack_step(step: &RestoreStep) -> String {
         S::RestoringDatabase { part, target } => {
             format!("{n} restoring database '{part}' into {target}")
         }
+        S::OpenConnections { part, db, count } => super::open_connections(&n, db, *count).replacen(
+            &format!("database '{db}'"),
+            &format!("database '{part}' ({db})"),
+            1,
+        ),
         S::Images(l) => load_step(l),
         S::RestoringFiles { root } => format!("{n} restoring files under {}", root.display()),
         S::RunningHook { command } => format!("{n} running: {command}"),
@@ -124,6 +129,12 @@ pub fn load_step(step: &LoadStep) -> String {
     match step {
         LoadStep::Loading { item, host } => format!("loading {item} into {host}"),
         LoadStep::Engine(line) => line.clone(),
+        LoadStep::Kept(r) => format!(
+            "{} points at {} now: tagged {} to keep it",
+            r.tag,
+            head(&r.old_id, 19),
+            r.kept_as
+        ),
     }
 }
 
@@ -140,6 +151,9 @@ pub fn drill_step(step: &DrillStep) -> String {
         ),
         DrillStep::RestoringDatabase { part, scratch } => {
             format!("{n} restoring database '{part}' into scratch database {scratch}")
+        }
+        DrillStep::DroppedDatabase { scratch } => {
+            format!("{n} dropped scratch database {scratch}")
         }
         DrillStep::LoadingImages => format!("{n} loading the images under scratch tags"),
         DrillStep::RestoringFiles { dir } => {
@@ -229,7 +243,9 @@ pub fn stack_hint(e: relic::stack::Error) -> anyhow::Error {
 /// lacked.
 pub fn drill_error(e: relic::stack::Error) -> anyhow::Error {
     match e {
-        e @ relic::stack::Error::NoConfig(_) => anyhow::anyhow!("{e}: give it with --config"),
+        e @ relic::stack::Error::NoConfig(_) => {
+            anyhow::anyhow!("{e}: give it with --config (a drill also takes --postgres CONNINFO)")
+        }
         e => stack_hint(e),
     }
 }
@@ -347,11 +363,27 @@ mod tests {
                 "4/6 restoring database 'main' into app@/run",
             ),
             (
+                S::OpenConnections {
+                    part: "main".into(),
+                    db: "app".into(),
+                    count: 2,
+                },
+                "4/6 database 'main' (app) has 2 open connections: they will be terminated",
+            ),
+            (
                 S::Images(LoadStep::Loading {
                     item: "images/a.tar".into(),
                     host: "unix:///d.sock".into(),
                 }),
                 "loading images/a.tar into unix:///d.sock",
+            ),
+            (
+                S::Images(LoadStep::Kept(relic::docker::Replaced {
+                    tag: "a:1".into(),
+                    old_id: "sha256:0123456789abcdef0123".into(),
+                    kept_as: "relic-replaced/a-1:20260101-120000".into(),
+                })),
+                "a:1 points at sha256:0123456789ab now: tagged relic-replaced/a-1:20260101-120000 to keep it",
             ),
             (
                 S::Images(LoadStep::Engine("Loaded image: a:1".into())),
@@ -393,6 +425,12 @@ mod tests {
                     scratch: "relic_drill_main_1@/run".into(),
                 },
                 "2/4 restoring database 'main' into scratch database relic_drill_main_1@/run",
+            ),
+            (
+                DrillStep::DroppedDatabase {
+                    scratch: "relic_drill_main_1@/run".into(),
+                },
+                "2/4 dropped scratch database relic_drill_main_1@/run",
             ),
             (
                 DrillStep::LoadingImages,
@@ -470,7 +508,7 @@ mod tests {
         }
         assert_eq!(
             drill_error(E::NoConfig("0123abcd".into())).to_string(),
-            "stack snapshot 0123abcd is older than stack snapshots that store their relic.toml: the stack's relic.toml must say where its parts go: give it with --config"
+            "stack snapshot 0123abcd is older than stack snapshots that store their relic.toml: the stack's relic.toml must say where its parts go: give it with --config (a drill also takes --postgres CONNINFO)"
         );
     }
 
