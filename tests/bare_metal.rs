@@ -110,6 +110,9 @@ fn the_server_is_gone_and_emergency_brings_the_stack_back_from_a_synced_copy() {
     let imgs = Images::build(&prefix("gone"), 1 << 20, 200 << 10, 41);
     let (base_id, app_id) = (image_id(&imgs.base), image_id(&imgs.app));
     let site = Site::new("gone", Some(&db), &[&imgs.app, &imgs.base], "");
+    let mut toml = std::fs::read_to_string(&site.config).unwrap();
+    toml += "\n[hooks]\npost_restore = [\"echo flushed > hook.log\"]\n";
+    std::fs::write(&site.config, toml).unwrap();
     let files_before = files_of(&site.app);
     site.ok(&[
         "snapshot",
@@ -122,6 +125,17 @@ fn the_server_is_gone_and_emergency_brings_the_stack_back_from_a_synced_copy() {
     ]);
     let copy = site.dir.path().join("offsite");
     site.ok(&["sync", "--to", copy.to_str().unwrap()]);
+
+    // The day before it dies, a migration moved the database on: the
+    // emergency's dry run shows the mismatch it would undo.
+    psql(&db, "UPDATE alembic_version SET version_num = 'rev-10'");
+    let o = site.relic_at(&copy, site.dir.path(), None, &["emergency", "--dry-run"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plan = stderr(&o);
+    assert!(
+        plan.contains("snapshot at rev-9, target at rev-10: REVISION MISMATCH"),
+        "{plan}"
+    );
 
     // The machine dies: the stack directory, relic.toml, the database
     // and the images are gone; a new host has the synced copy, an empty
@@ -166,6 +180,11 @@ fn the_server_is_gone_and_emergency_brings_the_stack_back_from_a_synced_copy() {
     assert_eq!(image_id(&imgs.app), app_id);
     assert_eq!(image_id(&imgs.base), base_id);
     assert_eq!(files_of(&site.app), files_before, "content and modes");
+    assert_eq!(
+        std::fs::read_to_string(site.dir.path().join("hook.log")).unwrap(),
+        "flushed\n",
+        "the stored relic.toml's hook ran"
+    );
     dropdb(&db);
 }
 

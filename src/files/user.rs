@@ -47,6 +47,11 @@ pub fn hash_file(path: &Path) -> io::Result<(u64, [u8; 32])> {
     Ok((n, *h.finalize().as_bytes()))
 }
 
+/// Creates a directory and its parents when missing.
+pub fn ensure_dir(path: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(path)
+}
+
 /// Removes a directory and all it holds; gone already is fine.
 pub fn remove_tree(path: &Path) -> io::Result<()> {
     match fs::remove_dir_all(path) {

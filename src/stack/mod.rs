@@ -143,6 +143,16 @@ pub enum SpacePart {
     Files,
 }
 
+/// A restore target's Alembic revision, as step 2 found it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TargetRevision {
+    /// The database could not be reached (missing, or its server down):
+    /// the restore creates it.
+    Unreachable,
+    /// It is at this revision (None: no `alembic_version`).
+    At(Option<String>),
+}
+
 /// Why a restore took no safety snapshot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SafetySkip {
@@ -175,6 +185,13 @@ pub enum RestoreStep {
     Verify {
         snapshot: SnapshotId,
         read_data: bool,
+    },
+    /// Step 2: a database's Alembic revision in the snapshot (None: no
+    /// `alembic_version`) beside its target's now.
+    Revision {
+        part: String,
+        snapshot: Option<String>,
+        target: TargetRevision,
     },
     /// A dry run, step 3: a safety snapshot would be taken.
     WouldTakeSafetySnapshot,
@@ -232,7 +249,7 @@ impl RestoreStep {
         use RestoreStep as S;
         match self {
             S::DiskSpace | S::FreeSpaceUnknown { .. } | S::Room(_) => 1,
-            S::Verify { .. } => 2,
+            S::Verify { .. } | S::Revision { .. } => 2,
             S::WouldTakeSafetySnapshot
             | S::NotInSafetySnapshot(_)
             | S::SafetySnapshotSkipped(_)

@@ -6,7 +6,7 @@
 use super::manifest::{manifest, DbPart, FilesSummary, Manifest};
 use super::snapshot::{present_parts, snapshot};
 use super::{redact, stack_items, verify_files, Error, Result, StackConfig};
-use super::{Absent, RestoreStep, Room, SafetySkip, SpacePart};
+use super::{Absent, RestoreStep, Room, SafetySkip, SpacePart, TargetRevision};
 use crate::docker::{self, Engine, ImageRecord};
 use crate::postgres::{self, Check};
 use crate::progress::{Progress, Unit};
@@ -79,7 +79,7 @@ pub fn restore(
     let plan = Plan::new(&m, cfg, opts)?;
     let engine = check_disk_space(&plan, say)?;
     verify_snapshot(repo, id, snap, opts, say)?;
-    check_alembic_revisions(&plan, opts)?;
+    check_alembic_revisions(&plan, opts, say)?;
     if opts.dry_run {
         describe_dry_run(&plan, cfg, say);
         return Ok(Report::default());
@@ -181,7 +181,10 @@ fn check_disk_space(plan: &Plan, say: &mut dyn FnMut(RestoreStep)) -> Result<Opt
     }
     let mut per_fs: std::collections::BTreeMap<u64, Room> = Default::default();
     for (part, dir, need) in needs {
-        match crate::sys::free_space(&dir) {
+        // A directory the restore creates (the files' root on a new host)
+        // takes its room from the nearest one there now.
+        let probe = dir.ancestors().find(|d| d.exists()).unwrap_or(&dir);
+        match crate::sys::free_space(probe) {
             Some((free, dev)) => {
                 let r = per_fs.entry(dev).or_insert(Room {
                     parts: Vec::new(),
@@ -225,16 +228,31 @@ fn verify_snapshot(
     Ok(())
 }
 
-/// Step 2, for a database restored alone ([`RestoreOptions::only`]): a
-/// database restored alone must match the code that stays, so a running
-/// database at another Alembic revision than the snapshot's is refused
-/// unless [`RestoreOptions::force`].
-fn check_alembic_revisions(plan: &Plan, opts: &RestoreOptions) -> Result<()> {
-    if opts.only != Some(Part::Db) {
-        return Ok(());
-    }
+/// Step 2: says each database's Alembic revision in the snapshot beside
+/// the target's now (a mismatch is what an emergency restore undoes, and
+/// the dry run shows it). A database restored alone
+/// ([`RestoreOptions::only`]) must match the code that stays, so a running
+/// database at another revision than the snapshot's is refused unless
+/// [`RestoreOptions::force`].
+fn check_alembic_revisions(
+    plan: &Plan,
+    opts: &RestoreOptions,
+    say: &mut dyn FnMut(RestoreStep),
+) -> Result<()> {
     for (d, conninfo) in &plan.dbs {
-        if let Some(rev) = postgres::revision(conninfo)? {
+        let target = postgres::revision(conninfo);
+        say(RestoreStep::Revision {
+            part: d.name.clone(),
+            snapshot: d.alembic_revision.clone(),
+            target: match &target {
+                Ok(r) => TargetRevision::At(r.clone()),
+                Err(_) => TargetRevision::Unreachable,
+            },
+        });
+        if opts.only != Some(Part::Db) {
+            continue;
+        }
+        if let Some(rev) = target? {
             if Some(&rev) != d.alembic_revision.as_ref() && !opts.force {
                 return Err(Error::RevisionMismatch {
                     part: d.name.clone(),
@@ -474,6 +492,12 @@ fn restore_files(
 /// Step 5: runs the config's post-restore hooks (`sh -c`, in the config's
 /// directory), in order; one failing or exiting non-zero fails the restore.
 fn run_hooks(cfg: &StackConfig, trail: &Trail, say: &mut dyn FnMut(RestoreStep)) -> Result<()> {
+    if !cfg.hooks.post_restore.is_empty() {
+        // On a new host the stack's directory may not be there yet.
+        crate::files::user::ensure_dir(cfg.dir()).map_err(|e| {
+            trail.failed("post-restore hook", format!("{}: {e}", cfg.dir().display()))
+        })?;
+    }
     for h in &cfg.hooks.post_restore {
         say(RestoreStep::RunningHook { command: h.clone() });
         let st = Command::new("sh")

@@ -5,7 +5,8 @@
 
 use relic::docker::LoadStep;
 use relic::stack::{
-    Absent, DrillStep, RestoreStep, Room, SafetySkip, SpacePart, DRILL_STEPS, RESTORE_STEPS,
+    Absent, DrillStep, RestoreStep, Room, SafetySkip, SpacePart, TargetRevision, DRILL_STEPS,
+    RESTORE_STEPS,
 };
 use std::path::Path;
 
@@ -71,6 +72,27 @@ pub fn stack_step(step: &RestoreStep) -> String {
             snapshot,
             read_data,
         } => super::verify_step(&n, snapshot, *read_data),
+        S::Revision {
+            part,
+            snapshot,
+            target,
+        } => {
+            let rev = |r: &Option<String>| r.clone().unwrap_or_else(|| "no revision".into());
+            match target {
+                TargetRevision::Unreachable => format!(
+                    "    database {part}: snapshot at {}, target not reachable now (it is created)",
+                    rev(snapshot)
+                ),
+                TargetRevision::At(t) if t == snapshot => {
+                    format!("    database {part}: snapshot and target at {}", rev(t))
+                }
+                TargetRevision::At(t) => format!(
+                    "    database {part}: snapshot at {}, target at {}: REVISION MISMATCH, the restore puts the snapshot's back",
+                    rev(snapshot),
+                    rev(t)
+                ),
+            }
+        }
         S::WouldTakeSafetySnapshot => {
             format!("{n} would take a safety snapshot of the parts present now (tier safety)")
         }
