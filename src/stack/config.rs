@@ -283,3 +283,70 @@ impl StackConfig {
         (out, changes)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STORED: &str = r#"
+name = "shop"
+images = ["shop/app:1"]
+
+[[database]]
+name = "main"
+conninfo = "host=db1 dbname=shop user=app password=secret"
+
+[[database]]
+name = "jobs"
+conninfo = "dbname=jobs"
+
+[files]
+paths = [".env"]
+
+[hooks]
+post_restore = ["redis-cli flushall"]
+"#;
+
+    /// A given relic.toml moves targets, never parts: its database of the
+    /// same name, its root and hooks replace the stored ones, what it
+    /// lacks stays stored, and the merged text parses to the same.
+    #[test]
+    fn given_targets_replace_stored_ones_and_the_merge_round_trips() {
+        let stored = StackConfig::parse(STORED, Path::new("/old/relic.toml")).unwrap();
+        let given = StackConfig::parse(
+            "name = \"shop\"\n[[database]]\nname = \"main\"\nconninfo = \"host=db2 dbname=shop_restored password=other\"\n[[database]]\nname = \"extra\"\nconninfo = \"dbname=x\"\n[files]\nroot = \"srv\"\npaths = []\n",
+            Path::new("/new/relic.toml"),
+        )
+        .unwrap();
+        let (merged, changes) = stored.with_targets_from(&given);
+        let names: Vec<&str> = merged.databases.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["main", "jobs"], "parts stay the stored ones");
+        assert!(merged.databases[0].conninfo.contains("db2"));
+        assert_eq!(merged.databases[1].conninfo, "dbname=jobs");
+        assert_eq!(merged.files_root(), Path::new("/new/srv"));
+        assert_eq!(merged.images, ["shop/app:1"]);
+        assert!(merged.hooks.post_restore.is_empty());
+        let whats: Vec<&str> = changes.iter().map(|c| c.what.as_str()).collect();
+        assert_eq!(
+            whats,
+            ["database 'main'", "files root", "post-restore hooks"]
+        );
+        assert!(
+            changes
+                .iter()
+                .all(|c| !c.stored.contains("secret") && !c.given.contains("other")),
+            "no password is shown: {changes:?}"
+        );
+        let again = StackConfig::parse(&merged.text, &merged.path).unwrap();
+        assert_eq!(again.databases[0].conninfo, merged.databases[0].conninfo);
+        assert_eq!(again.files_root(), merged.files_root());
+        assert_eq!(again.images, merged.images);
+    }
+
+    #[test]
+    fn an_unchanged_config_changes_nothing() {
+        let stored = StackConfig::parse(STORED, Path::new("/s/relic.toml")).unwrap();
+        let (_, changes) = stored.with_targets_from(&stored);
+        assert!(changes.is_empty(), "{changes:?}");
+    }
+}
