@@ -414,9 +414,20 @@ fn a_partial_snapshot_keeps_what_succeeded_and_is_never_a_baseline() {
         &site.repo,
         site.dir.path(),
         None,
+        &["baseline", "promote", "night", "--name", "gold"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("whole or nothing"), "{}", stderr(&o));
+    assert_eq!(snapshots(&site.repo).len(), count, "no baseline was made");
+    let o = site.relic_at(
+        &site.repo,
+        site.dir.path(),
+        None,
         &["baseline", "retire", "night", "--confirm", "night"],
     );
     assert!(!o.status.success(), "a partial daily is no baseline");
+    let diff = site.ok(&["diff", "night", "night"]);
+    assert!(diff.contains("partial:") && diff.contains(&missing), "{diff}");
     dropdb(&db);
 }
 

@@ -480,6 +480,19 @@ pub enum BaselineCmd {
         #[arg(long)]
         last: bool,
     },
+    /// Make a snapshot (a verified daily, a drilled stack) a write-once
+    /// baseline as it is, under a new name; the snapshot itself stays. A
+    /// partial snapshot is refused: a baseline is whole.
+    Promote {
+        /// The snapshot: id prefix, name (its newest) or `latest`.
+        snapshot: String,
+        /// The baseline's name (never used before by a baseline).
+        #[arg(long)]
+        name: String,
+        /// immaculate or sacred.
+        #[arg(long, default_value = "immaculate")]
+        tier: String,
+    },
     /// The audit records of retired baselines.
     Audit {
         #[arg(long)]

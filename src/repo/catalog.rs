@@ -187,6 +187,59 @@ impl Repository {
         Ok(new_id)
     }
 
+    /// Makes a write-once baseline (`tier`: immaculate or sacred) named
+    /// `name` of snapshot `id`, as it is: a new snapshot object with the
+    /// same tree, labelled `promoted-from`; the original stays as it was.
+    /// A baseline is whole: a partial snapshot is refused, as is a
+    /// snapshot that is a baseline already.
+    pub fn promote(&self, id: &SnapshotId, tier: snapshot::Tier, name: &str) -> Result<SnapshotId> {
+        let snaps = self.snapshots()?;
+        let (_, old) = snaps
+            .iter()
+            .find(|(i, _)| i == id)
+            .ok_or_else(|| snapshot::Error::NotFound(id.short()))?;
+        let protected = |what: String| -> Error { snapshot::Error::Protected { what }.into() };
+        if !matches!(tier, snapshot::Tier::Immaculate | snapshot::Tier::Sacred) {
+            return Err(protected(format!(
+                "a promotion makes an immaculate or sacred baseline, not {tier}"
+            )));
+        }
+        if matches!(
+            old.tier,
+            snapshot::Tier::Immaculate | snapshot::Tier::Sacred
+        ) {
+            return Err(protected(format!(
+                "snapshot {} ({}) is a {} baseline already",
+                id.short(),
+                old.name,
+                old.tier
+            )));
+        }
+        snapshot::validate_name(name)?;
+        let _lock = self.lock_shared(&crate::progress::NoProgress)?;
+        let _guard = self.name_guard(name)?;
+        let snaps = self.snapshots()?;
+        self.check_name_free(
+            &snaps,
+            &SnapshotOptions {
+                name: name.to_string(),
+                tier,
+                labels: Default::default(),
+                meta: Default::default(),
+            },
+        )?;
+        let mut baseline = old.clone();
+        baseline.name = name.to_string();
+        baseline.tier = tier;
+        baseline.labels.insert("promoted-from".into(), id.to_hex());
+        baseline.parent = snaps
+            .iter()
+            .rev()
+            .find(|(_, s)| s.name == name)
+            .map(|(i, _)| *i);
+        self.save_snapshot(&baseline)
+    }
+
     /// Retires the immaculate or sacred snapshots named `name`: writes an
     /// audit record (sealed in an encrypted repository) naming them, then
     /// deletes them. Their data goes with the next prune; the name stays
@@ -257,6 +310,20 @@ impl Repository {
 
     /// Writes a snapshot object (the last step of a backup).
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
+        // A baseline is whole: whatever asks, a partial snapshot is never
+        // written at a baseline's tier.
+        if snap.meta.contains_key(snapshot::PARTIAL_KEY)
+            && matches!(
+                snap.tier,
+                snapshot::Tier::Immaculate | snapshot::Tier::Sacred
+            )
+        {
+            return Err(snapshot::Error::PartialBaseline {
+                name: snap.name.clone(),
+                tier: snap.tier,
+            }
+            .into());
+        }
         let bytes = snap.encode(self.keys.cipher());
         let mut h = self.keys.object_hasher();
         h.update(&bytes);
@@ -358,6 +425,44 @@ mod tests {
         assert_eq!(ids(&read), vec![a]);
         assert_eq!(read.damaged.len(), 1);
         assert_eq!(read.damaged[0].0, b.to_hex());
+    }
+
+    /// A verified daily becomes a baseline as it is; a partial snapshot
+    /// never does, by promotion or by any other write.
+    #[test]
+    fn promotion_makes_whole_baselines_only() {
+        let (_d, r) = repo();
+        let daily = backup(&r, "nightly", Tier::Daily, b"day");
+        let gold = r.promote(&daily, Tier::Immaculate, "gold").unwrap();
+        let snaps = r.snapshots().unwrap();
+        let (_, g) = snaps.iter().find(|(i, _)| *i == gold).unwrap();
+        let (_, d) = snaps.iter().find(|(i, _)| *i == daily).unwrap();
+        assert_eq!((g.tier, g.tree.clone()), (Tier::Immaculate, d.tree.clone()));
+        assert_eq!(g.labels["promoted-from"], daily.to_hex());
+        assert!(r.promote(&gold, Tier::Sacred, "again").is_err(), "once");
+        assert!(
+            r.promote(&daily, Tier::Immaculate, "gold").is_err(),
+            "name taken"
+        );
+        assert!(
+            r.promote(&daily, Tier::Named, "n").is_err(),
+            "baselines only"
+        );
+
+        let mut partial = d.clone();
+        partial.name = "night".into();
+        partial
+            .meta
+            .insert(snapshot::PARTIAL_KEY.into(), "[]".into());
+        let p = r.save_snapshot(&partial).unwrap();
+        assert!(matches!(
+            r.promote(&p, Tier::Immaculate, "broken"),
+            Err(super::Error::Snapshot(
+                snapshot::Error::PartialBaseline { .. }
+            ))
+        ));
+        partial.tier = Tier::Sacred;
+        assert!(r.save_snapshot(&partial).is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use crate::cli::args::{BaselineCmd, Cli};
 use crate::cli::{open::open, render};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use std::io::{BufRead, IsTerminal, Write};
 
 pub fn run(cli: &Cli, cmd: &BaselineCmd) -> Result<()> {
@@ -62,6 +62,22 @@ pub fn run(cli: &Cli, cmd: &BaselineCmd) -> Result<()> {
                     id.short()
                 );
             }
+        }
+        BaselineCmd::Promote {
+            snapshot,
+            name,
+            tier,
+        } => {
+            let (id, snap) = repo.find_snapshot(snapshot)?;
+            let new_id = repo
+                .promote(&id, tier.parse()?, name)
+                .with_context(|| format!("promoting snapshot {} ({})", id.short(), snap.name))?;
+            println!(
+                "snapshot {} ({}) is now also {tier} baseline {name}: {}",
+                id.short(),
+                snap.name,
+                new_id.short()
+            );
         }
         BaselineCmd::Audit { json } => {
             let log = repo.audit_log()?;
