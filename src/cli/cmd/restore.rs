@@ -51,11 +51,32 @@ pub fn run(cli: &Cli, a: &RestoreArgs, bar: &Bar) -> Result<Outcome> {
     {
         bail!("--dry-run, --force, --verify-data and --no-safety-snapshot apply to --into-postgres and stack restores");
     }
-    let part = match &a.item {
+    // A stack snapshot's one database needs no --item to go into
+    // PostgreSQL; several need it.
+    let item = match (
+        &a.item,
+        &a.into_postgres,
+        relic::stack::manifest(&id, &snap),
+    ) {
+        (None, Some(_), Ok(m)) => match m.databases.as_slice() {
+            [one] => Some(format!("db/{}", one.name)),
+            dbs => bail!(
+                "stack snapshot {} holds {} databases: say which with --item ({})",
+                id.short(),
+                dbs.len(),
+                dbs.iter()
+                    .map(|d| format!("db/{}", d.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
+        (item, _, _) => item.clone(),
+    };
+    let part = match &item {
         Some(spec) => Some(relic::contents::select(&repo, &id, &snap, spec)?),
         None => None,
     };
-    let what = match &a.item {
+    let what = match &item {
         Some(i) => format!("item {i} of snapshot {}", id.short()),
         None => format!("snapshot {}", id.short()),
     };
