@@ -73,14 +73,19 @@ impl Site {
         c.output().unwrap()
     }
 
+    /// relic in the site's directory against its repository.
+    fn run(&self, args: &[&str]) -> Output {
+        self.relic_at(&self.repo, self.dir.path(), None, args)
+    }
+
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.relic_at(&self.repo, self.dir.path(), None, args);
+        let out = self.run(args);
         assert!(out.status.success(), "relic {args:?}: {}", stderr(&out));
         format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out))
     }
 
     fn raw(&self, args: &[&str]) -> Vec<u8> {
-        let out = self.relic_at(&self.repo, self.dir.path(), None, args);
+        let out = self.run(args);
         assert!(out.status.success(), "relic {args:?}: {}", stderr(&out));
         out.stdout
     }
@@ -302,12 +307,7 @@ fn every_part_of_a_stack_snapshot_comes_out_alone() {
     assert_eq!(files_of(&out.join("all/files")), files_before);
 
     // A name the snapshot does not hold is refused, naming what it holds.
-    let o = site.relic_at(
-        &site.repo,
-        site.dir.path(),
-        None,
-        &["restore", "day", "--item", "db/nope", "--to", &at("x")],
-    );
+    let o = site.run(&["restore", "day", "--item", "db/nope", "--to", &at("x")]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("db/main"), "{}", stderr(&o));
     dropdb(&db);
@@ -351,30 +351,20 @@ fn a_partial_snapshot_keeps_what_succeeded_and_is_never_a_baseline() {
     let count = snapshots(&site.repo).len();
 
     // Without the flag: all or nothing, as before.
-    let o = site.relic_at(
-        &site.repo,
-        site.dir.path(),
-        None,
-        &["snapshot", "--config", site.cfg(), "--name", "night"],
-    );
+    let o = site.run(&["snapshot", "--config", site.cfg(), "--name", "night"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert_eq!(snapshots(&site.repo).len(), count, "nothing was written");
 
     // With it: the database and files are kept, the snapshot is marked
     // partial, and the exit code says so.
-    let o = site.relic_at(
-        &site.repo,
-        site.dir.path(),
-        None,
-        &[
-            "snapshot",
-            "--config",
-            site.cfg(),
-            "--name",
-            "night",
-            "--allow-partial",
-        ],
-    );
+    let o = site.run(&[
+        "snapshot",
+        "--config",
+        site.cfg(),
+        "--name",
+        "night",
+        "--allow-partial",
+    ]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("PARTIAL"), "{}", stderr(&o));
     assert!(stderr(&o).contains(&missing), "{}", stderr(&o));
@@ -422,40 +412,25 @@ fn a_partial_snapshot_keeps_what_succeeded_and_is_never_a_baseline() {
     // nothing is written.
     let count = snapshots(&site.repo).len();
     for tier in ["immaculate", "sacred"] {
-        let o = site.relic_at(
-            &site.repo,
-            site.dir.path(),
-            None,
-            &[
-                "snapshot",
-                "--config",
-                site.cfg(),
-                "--name",
-                "gold",
-                "--tier",
-                tier,
-                "--allow-partial",
-            ],
-        );
+        let o = site.run(&[
+            "snapshot",
+            "--config",
+            site.cfg(),
+            "--name",
+            "gold",
+            "--tier",
+            tier,
+            "--allow-partial",
+        ]);
         assert_eq!(o.status.code(), Some(1));
         assert!(stderr(&o).contains("whole or nothing"), "{}", stderr(&o));
     }
     assert_eq!(snapshots(&site.repo).len(), count);
-    let o = site.relic_at(
-        &site.repo,
-        site.dir.path(),
-        None,
-        &["baseline", "promote", "night", "--name", "gold"],
-    );
+    let o = site.run(&["baseline", "promote", "night", "--name", "gold"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("whole or nothing"), "{}", stderr(&o));
     assert_eq!(snapshots(&site.repo).len(), count, "no baseline was made");
-    let o = site.relic_at(
-        &site.repo,
-        site.dir.path(),
-        None,
-        &["baseline", "retire", "night", "--confirm", "night"],
-    );
+    let o = site.run(&["baseline", "retire", "night", "--confirm", "night"]);
     assert!(!o.status.success(), "a partial daily is no baseline");
     let diff = site.ok(&["diff", "night", "night"]);
     assert!(

@@ -59,7 +59,7 @@ impl Repository {
         // chunk this backup counts as stored, nor miss the new snapshot.
         let lock = self.lock_shared(progress)?;
         let snaps = self.snapshots()?;
-        self.check_name_free(&snaps, opts)?;
+        self.check_name_free(&snaps, &opts.name, opts.tier)?;
         let parent = snaps
             .iter()
             .rev()
@@ -83,18 +83,6 @@ impl Repository {
         summary.new_bytes = stats.new_bytes;
         summary.stored_bytes = stats.stored_bytes;
         summary.duration_ms = stats.duration.as_millis() as u64;
-        if meta.contains_key(snapshot::PARTIAL_KEY)
-            && matches!(
-                opts.tier,
-                snapshot::Tier::Immaculate | snapshot::Tier::Sacred
-            )
-        {
-            return Err(snapshot::Error::PartialBaseline {
-                name: opts.name.clone(),
-                tier: opts.tier,
-            }
-            .into());
-        }
         let snap = Snapshot {
             name: opts.name.clone(),
             tier: opts.tier,
@@ -110,7 +98,7 @@ impl Repository {
         // backups of one name cannot both pass while neither is written.
         let guard = self.name_guard(&opts.name)?;
         self.refresh()?;
-        self.check_name_free(&self.snapshots()?, opts)?;
+        self.check_name_free(&self.snapshots()?, &opts.name, opts.tier)?;
         lock.check_held()?;
         let id = self.save_snapshot(&snap)?;
         drop(guard);

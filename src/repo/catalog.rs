@@ -1,7 +1,7 @@
 //! The snapshot catalog: reading, listing, naming, forgetting and retiring
 //! snapshot objects, and the audit log of retired baselines.
 
-use super::{io_at, now_ns, Error, Repository, Result, SnapshotOptions, LOCK_WAIT};
+use super::{io_at, now_ns, Error, Repository, Result, LOCK_WAIT};
 use crate::id::SnapshotId;
 use crate::lock::Lock;
 use crate::snapshot::{self, Snapshot};
@@ -156,15 +156,7 @@ impl Repository {
         let _lock = self.lock_shared(&crate::progress::NoProgress)?;
         let _guard = self.name_guard(new_name)?;
         let snaps = self.snapshots()?;
-        self.check_name_free(
-            &snaps,
-            &SnapshotOptions {
-                name: new_name.to_string(),
-                tier: old.tier,
-                labels: Default::default(),
-                meta: Default::default(),
-            },
-        )?;
+        self.check_name_free(&snaps, new_name, old.tier)?;
         let taken = snaps
             .iter()
             .any(|(_, s)| s.name == new_name && s.tier == snapshot::Tier::Immaculate)
@@ -219,15 +211,7 @@ impl Repository {
         let _lock = self.lock_shared(&crate::progress::NoProgress)?;
         let _guard = self.name_guard(name)?;
         let snaps = self.snapshots()?;
-        self.check_name_free(
-            &snaps,
-            &SnapshotOptions {
-                name: name.to_string(),
-                tier,
-                labels: Default::default(),
-                meta: Default::default(),
-            },
-        )?;
+        self.check_name_free(&snaps, name, tier)?;
         let mut baseline = old.clone();
         baseline.name = name.to_string();
         baseline.tier = tier;
@@ -354,43 +338,43 @@ impl Repository {
     pub(super) fn check_name_free(
         &self,
         snaps: &[(SnapshotId, Snapshot)],
-        opts: &SnapshotOptions,
+        name: &str,
+        tier: snapshot::Tier,
     ) -> Result<()> {
-        if let Some((id, s)) = snaps.iter().find(|(_, s)| {
-            s.name == opts.name && s.tier != opts.tier && s.tier != snapshot::Tier::Immaculate
-        }) {
+        if let Some((id, s)) = snaps
+            .iter()
+            .find(|(_, s)| s.name == name && s.tier != tier && s.tier != snapshot::Tier::Immaculate)
+        {
             return Err(snapshot::Error::Protected {
                 what: format!(
                     "the name '{}' belongs to the {} snapshots (newest {}): a name belongs to one tier, so `restore {}` always means one thing; choose another name",
-                    opts.name,
+                    name,
                     s.tier,
                     id.short(),
-                    opts.name
+                    name
                 ),
             }
             .into());
         }
         if let Some((id, s)) = snaps.iter().find(|(_, s)| {
-            s.name == opts.name
-                && (s.tier == snapshot::Tier::Immaculate || opts.tier == snapshot::Tier::Immaculate)
+            s.name == name
+                && (s.tier == snapshot::Tier::Immaculate || tier == snapshot::Tier::Immaculate)
         }) {
             return Err(snapshot::Error::Protected {
                 what: format!(
                     "the name '{}' is taken by {} snapshot {}: an immaculate baseline is never updated; make a new one under a new name",
-                    opts.name,
+                    name,
                     s.tier,
                     id.short()
                 ),
             }
             .into());
         }
-        if opts.tier == snapshot::Tier::Immaculate
-            && self.audit_log()?.iter().any(|r| r.name == opts.name)
-        {
+        if tier == snapshot::Tier::Immaculate && self.audit_log()?.iter().any(|r| r.name == name) {
             return Err(snapshot::Error::Protected {
                 what: format!(
                     "the name '{}' belonged to a retired baseline: an immaculate name is never reused; choose a new one",
-                    opts.name
+                    name
                 ),
             }
             .into());
@@ -504,7 +488,7 @@ mod tests {
         assert_eq!(log.len(), 1);
         assert_eq!(log[0].snapshots, vec![base.to_hex()]);
         assert_eq!(log[0].reason, "superseded");
-        let opts = super::SnapshotOptions {
+        let opts = crate::SnapshotOptions {
             name: "base".into(),
             tier: Tier::Immaculate,
             labels: Default::default(),
