@@ -116,9 +116,16 @@ pub fn config(conninfo: Option<&str>) -> Result<Config> {
             c.password(pw);
         }
     }
-    c.application_name("relic");
+    c.application_name(own_application_name());
     c.connect_timeout(std::time::Duration::from_secs(10));
     Ok(c)
+}
+
+/// The `application_name` of this process's own connections
+/// (`relic-<pid>`): counting the sessions a drop would terminate leaves
+/// them out, even one still closing.
+pub(super) fn own_application_name() -> String {
+    format!("relic-{}", std::process::id())
 }
 
 /// A conninfo for people, without its password: `db on host:port as

@@ -125,15 +125,16 @@ pub fn verify_db(conninfo: &str, info: &DbInfo) -> Result<Vec<Check>> {
     Ok(checks)
 }
 
-/// How many sessions other than the caller's are connected to database
-/// `db` (as `maint`, a connection to another database of the server, sees
-/// them in `pg_stat_activity`).
+/// How many sessions other than this process's own are connected to
+/// database `db` (as `maint`, a connection to another database of the
+/// server, sees them in `pg_stat_activity`).
 pub(super) async fn open_sessions(maint: &Client, db: &str) -> Result<i64> {
     Ok(maint
         .query_one(
             "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = $1 AND pid <> pg_backend_pid()",
-            &[&db],
+             WHERE datname = $1 AND pid <> pg_backend_pid()
+               AND application_name IS DISTINCT FROM $2",
+            &[&db, &super::conn::own_application_name()],
         )
         .await?
         .get(0))
