@@ -190,6 +190,14 @@ fn the_server_is_gone_and_emergency_brings_the_stack_back_from_a_synced_copy() {
         "flushed\n",
         "the stored relic.toml's hook ran"
     );
+
+    // With no snapshot named and no relic.toml, a drill takes the newest
+    // immaculate baseline of the repository, into scratch targets.
+    let out = run(&["drill"]);
+    assert!(out.status.success(), "drill: {}", stderr(&out));
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(said.contains("(known-good) passed"), "{said}");
+    assert!(pg_dump(&db) == dump_before, "production untouched");
     dropdb(&db);
 }
 
