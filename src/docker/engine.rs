@@ -65,6 +65,33 @@ impl Engine {
         &self.host
     }
 
+    pub(super) fn client(&self) -> &Docker {
+        &self.docker
+    }
+
+    pub(super) fn runtime(&self) -> &'static crate::runtime::Runtime {
+        self.rt
+    }
+
+    /// An error of a request about `container`: a container the engine
+    /// does not know, or one not running, is said so.
+    pub(super) fn container_error(&self, container: &str, e: bollard::errors::Error) -> Error {
+        match e {
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            } => Error::NoSuchContainer {
+                container: container.to_string(),
+                host: self.host.clone(),
+            },
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            } => Error::NotRunning {
+                container: container.to_string(),
+            },
+            e => self.engine_error(e),
+        }
+    }
+
     fn engine_error(&self, e: bollard::errors::Error) -> Error {
         Error::Engine {
             host: self.host.clone(),

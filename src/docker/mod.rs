@@ -17,6 +17,7 @@
 
 mod archive;
 mod engine;
+mod exec;
 mod replaced;
 mod retag;
 mod tar;
@@ -25,6 +26,7 @@ mod testing;
 
 pub use archive::ArchiveImage;
 pub use engine::{Engine, EngineImage};
+pub use exec::{Exec, ExecSpec, ExecStatus};
 pub use replaced::{replacements, Replaced, REPLACED_REPO};
 pub use retag::{load_scratch, Retag};
 pub use tar::{Entry, TarSplitter};
@@ -51,6 +53,10 @@ pub enum Error {
     NoSuchImage { image: String, host: String },
     #[error("Docker engine at {host}: {what}")]
     Engine { host: String, what: String },
+    #[error("there is no container '{container}' in the Docker engine at {host} (`docker ps -a` lists them)")]
+    NoSuchContainer { container: String, host: String },
+    #[error("container '{container}' is not running")]
+    NotRunning { container: String },
     #[error("not a docker save archive: {0}")]
     BadArchive(String),
     #[error("{0}")]

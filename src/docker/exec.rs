@@ -1,0 +1,185 @@
+//! Commands run inside a container through the engine's exec endpoint
+//! (what `docker exec` does), their standard output read as a stream: a
+//! database in a container is dumped by its own `pg_dump`, whose major
+//! version always matches its server's, with no client on the host.
+
+use super::engine::Engine;
+use super::{Error, Result};
+use bollard::container::LogOutput;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bytes::{Buf, Bytes};
+use futures_util::StreamExt;
+use std::io::{self, Read};
+use std::sync::{Arc, Mutex};
+
+/// The most of a command's standard error kept for its error message.
+const STDERR_KEPT: usize = 64 << 10;
+
+/// What to run inside a container.
+#[derive(Clone, Debug, Default)]
+pub struct ExecSpec {
+    /// The program and its arguments (no shell).
+    pub cmd: Vec<String>,
+    /// `KEY=VALUE` pairs added to the container's environment.
+    pub env: Vec<String>,
+    /// The user to run as (the image's default when None).
+    pub user: Option<String>,
+}
+
+/// A command running inside a container: [`Read`] its standard output
+/// to the end, then [`Exec::finish`] for its exit code and standard
+/// error. The transfer runs on the runtime's thread; a bounded channel
+/// keeps at most a few MiB in flight.
+pub struct Exec<'e> {
+    engine: &'e Engine,
+    id: String,
+    container: String,
+    rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+    cur: Bytes,
+    stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+/// How a command run inside a container ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecStatus {
+    /// Its exit code (None: the engine did not say, it was killed).
+    pub code: Option<i64>,
+    /// The end of its standard error.
+    pub stderr: String,
+}
+
+impl ExecStatus {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+impl Engine {
+    /// Starts `spec` inside `container` (a name or an id), which must be
+    /// running.
+    pub fn exec(&self, container: &str, spec: &ExecSpec) -> Result<Exec<'_>> {
+        let (docker, rt) = (self.client(), self.runtime());
+        let engine_error = |e: bollard::errors::Error| self.container_error(container, e);
+        let opts = CreateExecOptions {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(spec.cmd.clone()),
+            env: (!spec.env.is_empty()).then(|| spec.env.clone()),
+            user: spec.user.clone(),
+            ..Default::default()
+        };
+        let id = rt
+            .block_on(docker.create_exec(container, opts))
+            .map_err(engine_error)?
+            .id;
+        let start = StartExecOptions {
+            detach: false,
+            tty: false,
+            output_capacity: None,
+        };
+        let StartExecResults::Attached { mut output, .. } = rt
+            .block_on(docker.start_exec(&id, Some(start)))
+            .map_err(engine_error)?
+        else {
+            return Err(Error::Engine {
+                host: self.host().to_string(),
+                what: format!("exec in container '{container}' started detached"),
+            });
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let errs = stderr.clone();
+        rt.spawn(async move {
+            while let Some(part) = output.next().await {
+                let sent = match part {
+                    Ok(LogOutput::StdOut { message }) => tx.send(Ok(message)).await,
+                    Ok(LogOutput::StdErr { message }) => {
+                        let mut e = errs.lock().expect("stderr buffer");
+                        e.extend_from_slice(&message);
+                        if e.len() > 2 * STDERR_KEPT {
+                            let cut = e.len() - STDERR_KEPT;
+                            e.drain(..cut);
+                        }
+                        Ok(())
+                    }
+                    Ok(_) => Ok(()),
+                    Err(e) => {
+                        let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
+                        break;
+                    }
+                };
+                if sent.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Exec {
+            engine: self,
+            id,
+            container: container.to_string(),
+            rx,
+            cur: Bytes::new(),
+            stderr,
+        })
+    }
+
+    /// Runs `spec` inside `container` to its end; returns its standard
+    /// output and how it ended.
+    pub fn exec_output(&self, container: &str, spec: &ExecSpec) -> Result<(Vec<u8>, ExecStatus)> {
+        let mut e = self.exec(container, spec)?;
+        let mut out = Vec::new();
+        e.read_to_end(&mut out).map_err(|err| Error::Engine {
+            host: self.host().to_string(),
+            what: format!("reading from container '{container}': {err}"),
+        })?;
+        Ok((out, e.finish()?))
+    }
+}
+
+impl Exec<'_> {
+    /// Reads what is left of the output, then asks the engine how the
+    /// command ended.
+    pub fn finish(mut self) -> Result<ExecStatus> {
+        io::copy(&mut self, &mut io::sink()).map_err(|e| Error::Engine {
+            host: self.engine.host().to_string(),
+            what: format!("reading from container '{}': {e}", self.container),
+        })?;
+        let rt = self.engine.runtime();
+        let docker = self.engine.client();
+        // The stream ends as the process exits; the engine may record the
+        // exit code a moment later.
+        let mut code = None;
+        for _ in 0..100 {
+            let i = rt
+                .block_on(docker.inspect_exec(&self.id))
+                .map_err(|e| self.engine.container_error(&self.container, e))?;
+            if i.running != Some(true) {
+                code = i.exit_code;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let stderr = self.stderr.lock().expect("stderr buffer");
+        let from = stderr.len().saturating_sub(STDERR_KEPT);
+        Ok(ExecStatus {
+            code,
+            stderr: String::from_utf8_lossy(&stderr[from..]).trim().to_string(),
+        })
+    }
+}
+
+impl Read for Exec<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                None => return Ok(0),
+                Some(Ok(b)) => self.cur = b,
+                Some(Err(e)) => return Err(e),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        self.cur.advance(n);
+        Ok(n)
+    }
+}
