@@ -153,3 +153,104 @@ fn the_containers_own_pg_dump_streams_out_through_the_engine() {
     let err = engine.exec(&pg.name, &spec(&["true"])).err().unwrap();
     assert!(matches!(err, Error::NotRunning { .. }), "{err}");
 }
+
+/// relic with the engine of the tests, and a `pg_dump` first on PATH that
+/// always fails: a database in a container must never use the host's.
+fn relic_no_host_pg_dump(repo: &Path, args: &[&str]) -> std::process::Output {
+    let fake = tempfile::tempdir().unwrap();
+    let pg_dump = fake.path().join("pg_dump");
+    std::fs::write(&pg_dump, "#!/bin/sh\necho host pg_dump used >&2\nexit 99\n").unwrap();
+    std::fs::set_permissions(
+        &pg_dump,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        fake.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    Command::new(common::bin())
+        .env("RELIC_PASSWORD", common::PASSWORD)
+        .env("DOCKER_HOST", host())
+        .env("PATH", path)
+        .arg("-r")
+        .arg(repo)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn backup_pg_container_dumps_with_the_containers_own_client() {
+    let pg = PgContainer::start("backup");
+    pg.psql("postgres", "CREATE DATABASE app");
+    pg.psql(
+        "app",
+        "CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY);
+         INSERT INTO alembic_version VALUES ('c0ffee');
+         CREATE TABLE people AS SELECT g AS id, md5(g::text) AS name FROM generate_series(1, 30000) g;
+         CREATE TABLE \"Odd Name\" (a int); INSERT INTO \"Odd Name\" VALUES (1), (2);",
+    );
+    let (_d, repo) = common::new_repo();
+    let out = relic_no_host_pg_dump(
+        &repo,
+        &[
+            "backup",
+            "pg",
+            "--container",
+            &pg.name,
+            "dbname=app",
+            "--name",
+            "app",
+        ],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+
+    // What the backup recorded, read from the dump as it streamed.
+    let m: serde_json::Value =
+        serde_json::from_slice(&common::ok(&repo, &["manifest", "app", "--json"], b"")).unwrap();
+    assert_eq!(m["database"]["alembic_revision"], "c0ffee");
+    assert!(m["database"]["server_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("15."));
+    let tables = m["database"]["tables"].to_string();
+    for t in [
+        r#"{"exact":true,"rows":30000,"table":"public.people"}"#,
+        r#"{"exact":true,"rows":2,"table":"public.\"Odd Name\""}"#,
+    ] {
+        assert!(tables.contains(t), "{tables}");
+    }
+    let stored = common::ok(&repo, &["restore", "app", "--stdout"], b"");
+    let cli = docker_ok(&["exec", &pg.name, "pg_dump", "app"]);
+    assert!(unrestricted(&stored) == unrestricted(&cli), "the same dump");
+
+    // Failures leave no snapshot and say what failed, in one line each.
+    let count = common::snapshots(&repo).len();
+    for (args, says) in [
+        (
+            vec!["backup", "pg", "--container", &pg.name, "dbname=nosuch"],
+            "\"nosuch\" does not exist",
+        ),
+        (
+            vec!["backup", "pg", "--container", "relic-no-such-container"],
+            "no container 'relic-no-such-container'",
+        ),
+    ] {
+        let out = relic_no_host_pg_dump(&repo, &args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = common::stderr(&out);
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("host pg_dump used"), "{err}");
+    }
+    docker_ok(&["stop", "-t", "5", &pg.name]);
+    let out = relic_no_host_pg_dump(&repo, &["backup", "pg", "--container", &pg.name]);
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("is not running"),
+        "{}",
+        common::stderr(&out)
+    );
+    assert_eq!(common::snapshots(&repo).len(), count, "nothing was written");
+}

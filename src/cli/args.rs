@@ -340,8 +340,15 @@ pub enum IndexCommand {
 pub enum BackupSource {
     /// Back up a PostgreSQL database with pg_dump (plain SQL, streamed).
     Pg {
-        /// libpq URL or key=value string; without it the PG* variables apply.
+        /// libpq URL or key=value string; without it the PG* variables apply
+        /// (with --container: as seen inside the container; without it the
+        /// container's POSTGRES_USER and POSTGRES_DB).
         conninfo: Option<String>,
+        /// The database runs in this container (name or id): its own
+        /// pg_dump runs inside it through the Docker engine (DOCKER_HOST);
+        /// no client on this host, no published port.
+        #[arg(long, value_name = "NAME")]
+        container: Option<String>,
         /// Snapshot name (default: the database name).
         #[arg(long)]
         name: Option<String>,

@@ -73,6 +73,20 @@ impl Engine {
         self.rt
     }
 
+    /// The environment a container was started with (`KEY=VALUE`).
+    pub fn container_env(&self, container: &str) -> Result<Vec<String>> {
+        let c = self
+            .rt
+            .block_on(self.docker.inspect_container(container, None))
+            .map_err(|e| self.container_error(container, e))?;
+        if c.state.as_ref().and_then(|s| s.running) != Some(true) {
+            return Err(Error::NotRunning {
+                container: container.to_string(),
+            });
+        }
+        Ok(c.config.and_then(|c| c.env).unwrap_or_default())
+    }
+
     /// An error of a request about `container`: a container the engine
     /// does not know, or one not running, is said so.
     pub(super) fn container_error(&self, container: &str, e: bollard::errors::Error) -> Error {

@@ -34,6 +34,27 @@ pub fn backup(
     })
 }
 
+/// Backs up a database inside a container through the Docker engine: the
+/// container's own pg_dump streamed into one snapshot, the state it holds
+/// read from the dump as it passes ([`super::DumpScanner`]), the container
+/// recorded as `pg.container`. Nothing is listed unless pg_dump exits 0.
+pub fn backup_container(
+    repo: &Repository,
+    opts: &SnapshotOptions,
+    at: &super::InContainer,
+    progress: &dyn Progress,
+) -> Result<(SnapshotId, Snapshot)> {
+    let engine = crate::docker::Engine::connect()?;
+    repo.backup(opts, progress, |w| {
+        let (info, s) = super::dump_in_container(w, &engine, at)?;
+        info.to_meta(w);
+        w.set_meta("pg.dump_size", s.size.to_string());
+        w.set_meta("pg.dump_blake3", hex::encode(s.hash));
+        w.set_meta("pg.container", at.container.clone());
+        Ok(w.add_item(&s.into_item(DUMP_ITEM, 0o600))?)
+    })
+}
+
 /// Where the database was: `pg.host` (a host name, or the socket
 /// directory), `pg.port` and `pg.user`, as the connection resolved them.
 /// Never the password.

@@ -13,13 +13,15 @@
 //! `load` feeds a dump to psql.
 
 mod conn;
+mod container;
 mod dump;
 mod load;
 mod restore;
 mod state;
 
 pub use conn::{config, display_target};
-pub use dump::{backup, dump_into};
+pub use container::{dump_in_container, DumpFacts, DumpScanner, InContainer};
+pub use dump::{backup, backup_container, dump_into};
 pub use load::{drop_database, load_dump, with_dbname, LoadMode, SingleTransaction};
 pub use restore::{
     restore, restore_dump, Dump, RestoreOptions, RestoreReport, RestoreStep, SafetySkip,
@@ -61,6 +63,9 @@ pub enum Error {
     DumpFailed { status: String, stderr: String },
     #[error("starting the async runtime: {0}")]
     Runtime(std::io::Error),
+    /// The engine, for a database inside a container.
+    #[error(transparent)]
+    Docker(#[from] crate::docker::Error),
     #[error("snapshot {0} is not a PostgreSQL backup")]
     NotADump(String),
     #[error("refusing to restore: {0}")]

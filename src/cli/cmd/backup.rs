@@ -29,10 +29,18 @@ pub fn run(cli: &Cli, args: &BackupArgs, bar: &Bar) -> Result<Outcome> {
         .map(|()| Outcome::Done),
         Some(BackupSource::Pg {
             conninfo,
+            container,
             name,
             snapshot,
-        }) => postgres(cli, conninfo.as_deref(), name.as_deref(), snapshot, bar)
-            .map(|()| Outcome::Done),
+        }) => postgres(
+            cli,
+            conninfo.as_deref(),
+            container.as_deref(),
+            name.as_deref(),
+            snapshot,
+            bar,
+        )
+        .map(|()| Outcome::Done),
         None => paths(cli, args, bar),
     }
 }
@@ -83,13 +91,15 @@ fn paths(cli: &Cli, args: &BackupArgs, bar: &Bar) -> Result<Outcome> {
 fn postgres(
     cli: &Cli,
     conninfo: Option<&str>,
+    container: Option<&str>,
     name: Option<&str>,
     snapshot: &SnapshotArgs,
     bar: &Bar,
 ) -> Result<()> {
-    let name = match name {
-        Some(n) => n.to_string(),
-        None => relic::postgres::config(conninfo)?
+    let name = match (name, container, conninfo) {
+        (Some(n), _, _) => n.to_string(),
+        (None, Some(c), None) => c.to_string(),
+        (None, _, conninfo) => relic::postgres::config(conninfo)?
             .get_dbname()
             .unwrap_or("postgres")
             .to_string(),
@@ -97,8 +107,18 @@ fn postgres(
     let opts = snapshot.options(&name)?;
     let repo = open(cli)?;
     bar.start("dumping", None, Unit::Bytes);
-    let (id, snap) = relic::postgres::backup(&repo, &opts, conninfo, bar)
-        .with_context(|| format!("database backup '{name}' failed; no snapshot was written"))?;
+    let done = match container {
+        Some(c) => {
+            let at = relic::postgres::InContainer {
+                container: c.to_string(),
+                conninfo: conninfo.map(str::to_string),
+            };
+            relic::postgres::backup_container(&repo, &opts, &at, bar)
+        }
+        None => relic::postgres::backup(&repo, &opts, conninfo, bar),
+    };
+    let (id, snap) =
+        done.with_context(|| format!("database backup '{name}' failed; no snapshot was written"))?;
     bar.finish();
     render::backup(&id, &snap, snapshot.json)
 }
