@@ -6,7 +6,7 @@
 use super::conn::{config, connect, describe, runtime};
 use super::dump::backup;
 use super::load::{load_dump, LoadMode};
-use super::state::{collect_info, open_sessions, verify_db, Check};
+use super::state::{alembic_revision, open_sessions, verify_db, Check};
 use super::{DbInfo, Error, Result, DUMP_ITEM};
 use crate::progress::Progress;
 use crate::repo::{Repository, SnapshotOptions};
@@ -164,11 +164,10 @@ async fn target_state(maint: &Client, target: &Config, rt_cfg: &Config) -> Resul
         )
         .await?
         .get(0);
-    let info = collect_info(&client).await?;
     Ok(TargetState {
         exists,
         user_tables,
-        alembic: info.alembic_revision,
+        alembic: alembic_revision(&client).await?,
     })
 }
 

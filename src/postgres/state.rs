@@ -6,6 +6,24 @@ use super::conn::{config, connect, runtime};
 use super::{DbInfo, Result, TableCount, EXACT_COUNT_LIMIT};
 use tokio_postgres::Client;
 
+/// The Alembic revision (its rows sorted and joined with `,`), None
+/// without an `alembic_version` table.
+pub(super) async fn alembic_revision(client: &Client) -> Result<Option<String>> {
+    let has_alembic: bool = client
+        .query_one("SELECT to_regclass('alembic_version') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !has_alembic {
+        return Ok(None);
+    }
+    let rows = client
+        .query("SELECT version_num::text FROM alembic_version", &[])
+        .await?;
+    let mut revs: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    revs.sort();
+    Ok(Some(revs.join(",")))
+}
+
 /// Server version, database, Alembic revision and row counts, as the
 /// current transaction sees them.
 pub(super) async fn collect_info(client: &Client) -> Result<DbInfo> {
@@ -14,20 +32,7 @@ pub(super) async fn collect_info(client: &Client) -> Result<DbInfo> {
         .query_one("SELECT current_database()", &[])
         .await?
         .get(0);
-    let has_alembic: bool = client
-        .query_one("SELECT to_regclass('alembic_version') IS NOT NULL", &[])
-        .await?
-        .get(0);
-    let alembic_revision = if has_alembic {
-        let rows = client
-            .query("SELECT version_num::text FROM alembic_version", &[])
-            .await?;
-        let mut revs: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-        revs.sort();
-        Some(revs.join(","))
-    } else {
-        None
-    };
+    let alembic_revision = alembic_revision(client).await?;
     let tables = client
         .query(
             "SELECT format('%I.%I', n.nspname, c.relname), c.reltuples
@@ -77,7 +82,9 @@ pub fn revision(conninfo: &str) -> Result<Option<String>> {
     let target = config(Some(conninfo))?;
     let rt = runtime()?;
     let client = connect(rt, &target)?;
-    Ok(rt.block_on(collect_info(&client))?.alembic_revision)
+    // The revision alone: a restore asks it of every target, and the row
+    // counts of a large database would cost it a scan of every table.
+    rt.block_on(alembic_revision(&client))
 }
 
 /// The server's data directory, when it is on this machine and the role
