@@ -108,8 +108,8 @@ impl DumpFacts {
 pub struct DumpScanner<R> {
     inner: R,
     facts: DumpFacts,
-    /// The current line, kept only while it may still matter (outside a
-    /// COPY block, or inside `alembic_version`'s): at most 4 KiB.
+    /// The start of the current line: up to 4 KiB outside a COPY block and
+    /// in `alembic_version`'s, 3 bytes in other tables' blocks.
     line: Vec<u8>,
     /// The table whose COPY block is being read, and its index.
     copying: Option<usize>,
@@ -151,7 +151,14 @@ impl<R: Read> DumpScanner<R> {
     }
 
     fn keep(&mut self, part: &[u8]) {
-        let room = LINE_KEPT.saturating_sub(self.line.len());
+        // Inside a table's COPY block a row only counts: three bytes tell
+        // the end marker `\.` from a row, and the data is not copied.
+        let kept = if self.copying.is_some() && !self.alembic_block {
+            3
+        } else {
+            LINE_KEPT
+        };
+        let room = kept.saturating_sub(self.line.len());
         self.line.extend_from_slice(&part[..part.len().min(room)]);
     }
 
