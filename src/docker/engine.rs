@@ -151,20 +151,20 @@ impl Engine {
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let docker = self.docker.clone();
         let image = image.to_string();
+        let host = self.host.clone();
         self.rt.spawn(async move {
             let mut body = docker.export_images(&[image.as_str()]);
             while let Some(part) = body.next().await {
+                let part = part.map_err(|e| {
+                    io::Error::other(format!("exporting from the Docker engine at {host}: {e}"))
+                });
                 let stop = part.is_err();
                 if tx.send(part).await.is_err() || stop {
                     break;
                 }
             }
         });
-        BodyReader {
-            rx,
-            cur: Bytes::new(),
-            host: self.host.clone(),
-        }
+        ChannelReader::new(rx)
     }
 
     /// Streams `write`'s output into `docker load`; returns the engine's
@@ -238,24 +238,29 @@ impl Engine {
     }
 }
 
-struct BodyReader {
-    rx: tokio::sync::mpsc::Receiver<std::result::Result<Bytes, bollard::errors::Error>>,
+/// A reader of chunks a task on the runtime sends through a bounded
+/// channel (an export's body, a command's output); an error sent ends it.
+pub(super) struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
     cur: Bytes,
-    host: String,
 }
 
-impl Read for BodyReader {
+impl ChannelReader {
+    pub(super) fn new(rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>) -> Self {
+        ChannelReader {
+            rx,
+            cur: Bytes::new(),
+        }
+    }
+}
+
+impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.cur.is_empty() {
             match self.rx.blocking_recv() {
                 None => return Ok(0),
                 Some(Ok(b)) => self.cur = b,
-                Some(Err(e)) => {
-                    return Err(io::Error::other(format!(
-                        "exporting from the Docker engine at {}: {e}",
-                        self.host
-                    )))
-                }
+                Some(Err(e)) => return Err(e),
             }
         }
         let n = buf.len().min(self.cur.len());

@@ -3,11 +3,10 @@
 //! database in a container is dumped by its own `pg_dump`, whose major
 //! version always matches its server's, with no client on the host.
 
-use super::engine::Engine;
+use super::engine::{ChannelReader, Engine};
 use super::{Error, Result};
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
-use bytes::{Buf, Bytes};
 use futures_util::StreamExt;
 use std::io::{self, Read};
 use std::sync::{Arc, Mutex};
@@ -34,8 +33,7 @@ pub struct Exec<'e> {
     engine: &'e Engine,
     id: String,
     container: String,
-    rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
-    cur: Bytes,
+    output: ChannelReader,
     stderr: Arc<Mutex<Vec<u8>>>,
 }
 
@@ -117,8 +115,7 @@ impl Engine {
             engine: self,
             id,
             container: container.to_string(),
-            rx,
-            cur: Bytes::new(),
+            output: ChannelReader::new(rx),
             stderr,
         })
     }
@@ -170,16 +167,6 @@ impl Exec<'_> {
 
 impl Read for Exec<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.cur.is_empty() {
-            match self.rx.blocking_recv() {
-                None => return Ok(0),
-                Some(Ok(b)) => self.cur = b,
-                Some(Err(e)) => return Err(e),
-            }
-        }
-        let n = buf.len().min(self.cur.len());
-        buf[..n].copy_from_slice(&self.cur[..n]);
-        self.cur.advance(n);
-        Ok(n)
+        self.output.read(buf)
     }
 }
