@@ -4,6 +4,7 @@
 
 use super::stack::{head, human};
 use relic::contents::{Contents, Kind};
+use relic::docker::ImageRecord;
 use relic::snapshot::PartFailure;
 use relic::stack::Manifest;
 use relic::{Snapshot, SnapshotId};
@@ -160,22 +161,7 @@ fn plain(id: &SnapshotId, snap: &Snapshot, c: &Contents) -> String {
             let _ = writeln!(s, "| {} | {}{est} |", t.table, t.rows);
         }
     }
-    if !c.images.is_empty() {
-        let _ = writeln!(s, "\n## Images\n");
-        let _ = writeln!(s, "| tags | image id | layers | size | created |");
-        let _ = writeln!(s, "|---|---|---|---|---|");
-        for i in &c.images {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {} |",
-                i.tags.join(", "),
-                head(&i.id, 19),
-                i.layers.len(),
-                human(i.size),
-                i.created.as_deref().unwrap_or("-")
-            );
-        }
-    }
+    images(&mut s, &c.images, "tags", |i| i.tags.join(", "));
     let _ = writeln!(s, "\n## Content\n");
     let _ = writeln!(
         s,
@@ -196,6 +182,27 @@ fn plain(id: &SnapshotId, snap: &Snapshot, c: &Contents) -> String {
     }
     partial(&mut s, &snap.partial());
     s
+}
+
+/// The images section: `name` heads the first column, `first` fills it.
+fn images(s: &mut String, images: &[ImageRecord], name: &str, first: fn(&ImageRecord) -> String) {
+    if images.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "\n## Images\n");
+    let _ = writeln!(s, "| {name} | image id | layers | size | created |");
+    let _ = writeln!(s, "|---|---|---|---|---|");
+    for i in images {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            first(i),
+            head(&i.id, 19),
+            i.layers.len(),
+            human(i.size),
+            i.created.as_deref().unwrap_or("-")
+        );
+    }
 }
 
 /// Name, tier, time, host and labels.
@@ -265,22 +272,7 @@ fn stack(id: &SnapshotId, snap: &Snapshot, m: &Manifest) -> String {
             );
         }
     }
-    if !m.images.is_empty() {
-        let _ = writeln!(s, "\n## Images\n");
-        let _ = writeln!(s, "| reference | image id | layers | size | created |");
-        let _ = writeln!(s, "|---|---|---|---|---|");
-        for i in &m.images {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {} |",
-                i.reference,
-                head(&i.id, 19),
-                i.layers.len(),
-                human(i.size),
-                i.created.as_deref().unwrap_or("-")
-            );
-        }
-    }
+    images(&mut s, &m.images, "reference", |i| i.reference.clone());
     if let Some(f) = &m.files {
         let _ = writeln!(s, "\n## Files\n");
         let _ = writeln!(
