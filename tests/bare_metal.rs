@@ -488,5 +488,50 @@ fn manifest_describes_every_kind_of_snapshot() {
         b"",
     );
     assert_eq!(std::fs::read(d.path().join("s")).unwrap(), b"one stream\n");
+
+    // A stream named `..` is never written beside the directory.
+    ok(
+        &repo,
+        &["backup", "--stdin", "--name", "up", "--stdin-name", ".."],
+        b"climb\n",
+    );
+    let into = d.path().join("into");
+    std::fs::create_dir(&into).unwrap();
+    let o = relic(&repo, &["restore", "up", "--to", into.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no file name"), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_dir(d.path()).unwrap().count(),
+        3,
+        "dump.sql, s, into"
+    );
     dropdb(&db);
+}
+
+#[test]
+fn an_unencrypted_repository_restores_its_files_but_never_runs_stored_hooks() {
+    let site = Site::new("plain", None, &[], "");
+    std::fs::remove_dir_all(&site.repo).unwrap();
+    ok(&site.repo, &["init", "--no-encryption"], b"");
+    let mut toml = std::fs::read_to_string(&site.config).unwrap();
+    toml += "\n[hooks]\npost_restore = [\"echo ran > hook.log\"]\n";
+    std::fs::write(&site.config, toml).unwrap();
+    site.ok(&["snapshot", "--config", site.cfg(), "--name", "day"]);
+    let before = files_of(&site.app);
+    std::fs::remove_dir_all(&site.app).unwrap();
+    std::fs::remove_file(&site.config).unwrap();
+
+    // Anyone able to write to the repository could have put the hook
+    // there: the files come back, the hook is named and not run.
+    let out = site.ok(&["restore", "day"]);
+    assert!(out.contains("not encrypted"), "{out}");
+    assert!(
+        out.contains("echo ran > hook.log (stored) -> none"),
+        "{out}"
+    );
+    assert_eq!(files_of(&site.app), before);
+    assert!(
+        !site.dir.path().join("hook.log").exists(),
+        "no stored hook ran"
+    );
 }

@@ -175,7 +175,8 @@ impl StackConfig {
     /// The configuration a restore or drill of stack snapshot `id` uses:
     /// the one it stores, with the targets of `given` (a relic.toml on
     /// disk) when there is one, and what `given` changes; `given` alone for
-    /// a snapshot that stores none ([`Error::NoConfig`] without it).
+    /// a snapshot that stores none ([`Error::NoConfig`] without it). The
+    /// stored hooks of an unencrypted repository are dropped (a change).
     pub fn for_snapshot(
         repo: &Repository,
         id: &SnapshotId,
@@ -198,7 +199,21 @@ impl StackConfig {
                 }
                 Ok((cfg, changes))
             }
-            (Some(stored), None) => Ok((stored, Vec::new())),
+            (Some(mut stored), None) => {
+                // Hooks are commands: from an unencrypted repository, whose
+                // snapshots anyone able to write to it could have made,
+                // they are not run unless a relic.toml on disk names them.
+                let mut changes = Vec::new();
+                if repo.config().encryption == "none" && !stored.hooks.post_restore.is_empty() {
+                    changes.push(TargetChange {
+                        what: "post-restore hooks".into(),
+                        stored: stored.hooks.post_restore.join("; "),
+                        given: String::new(),
+                    });
+                    stored.hooks.post_restore.clear();
+                }
+                Ok((stored, changes))
+            }
             (None, Some(given)) => Ok((given, Vec::new())),
             (None, None) => Err(Error::NoConfig(id.short())),
         }

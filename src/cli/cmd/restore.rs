@@ -167,8 +167,18 @@ fn to_file_or_dir(
         bar.start("restoring", Some(item.size), Unit::Bytes);
         if let Some(to) = a.to.as_ref().filter(|_| !a.stdout) {
             let path = if to.is_dir() {
+                // The item's last name, which a hostile snapshot could
+                // make `..`: only a plain name is taken.
                 let name = item.path_lossy();
-                to.join(name.rsplit('/').next().unwrap_or(&name))
+                let last = name.rsplit('/').next().unwrap_or_default();
+                if matches!(last, "" | "." | "..") {
+                    bail!(
+                        "{what}: item '{}' has no file name to write in {}; give --to FILE",
+                        name.escape_debug(),
+                        to.display()
+                    );
+                }
+                to.join(last)
             } else {
                 to.clone()
             };

@@ -63,12 +63,15 @@ pub fn targets(
     let from = given.as_ref().map(|g| g.path.clone());
     let (cfg, changes) =
         StackConfig::for_snapshot(repo, id, snap, given).map_err(render::drill_error)?;
-    if let Some(from) = from.filter(|_| !changes.is_empty()) {
-        bar.say(&format!(
-            "{} changes where stack snapshot {} restores to:",
-            from.display(),
-            id.short()
-        ));
+    if !changes.is_empty() {
+        bar.say(&match from {
+            Some(from) => format!(
+                "{} changes where stack snapshot {} restores to:",
+                from.display(),
+                id.short()
+            ),
+            None => "the repository is not encrypted, so anyone able to write to it could have made this snapshot: its stored commands are not run (give --config to run your own):".to_string(),
+        });
         for c in &changes {
             bar.say(&render::target_change(c));
         }

@@ -170,7 +170,13 @@ fn plain(id: &SnapshotId, snap: &Snapshot, c: &Contents) -> String {
         human(c.bytes)
     );
     for f in &c.streams {
-        let _ = writeln!(s, "| {} | {} | {} |", f.path, human(f.size), f.blake3);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} |",
+            f.path.escape_debug(),
+            human(f.size),
+            f.blake3
+        );
     }
     let listed = c.streams.len() as u64;
     if c.kind == Kind::Files && listed < c.entries {
@@ -207,7 +213,9 @@ fn images(s: &mut String, images: &[ImageRecord], name: &str, first: fn(&ImageRe
 
 /// Name, tier, time, host and labels.
 fn header(s: &mut String, snap: &Snapshot) {
-    let _ = writeln!(s, "- name: {}", snap.name);
+    // Names, labels and paths come from the repository: shown escaped,
+    // never interpreted by the terminal.
+    let _ = writeln!(s, "- name: {}", snap.name.escape_debug());
     let _ = writeln!(s, "- tier: {}", snap.tier);
     let _ = writeln!(
         s,
@@ -216,7 +224,7 @@ fn header(s: &mut String, snap: &Snapshot) {
     );
     let _ = writeln!(s, "- host: {}", snap.host);
     for (k, v) in &snap.labels {
-        let _ = writeln!(s, "- label {k}: {v}");
+        let _ = writeln!(s, "- label {}: {}", k.escape_debug(), v.escape_debug());
     }
 }
 
