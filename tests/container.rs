@@ -154,17 +154,21 @@ fn the_containers_own_pg_dump_streams_out_through_the_engine() {
     assert!(matches!(err, Error::NotRunning { .. }), "{err}");
 }
 
-/// relic with the engine of the tests, and a `pg_dump` first on PATH that
-/// always fails: a database in a container must never use the host's.
+/// relic with the engine of the tests, and a `pg_dump` and a `psql` first
+/// on PATH that always fail: a database in a container must never use the
+/// host's (of another major version, or none at all).
 fn relic_no_host_pg_dump(repo: &Path, args: &[&str]) -> std::process::Output {
     let fake = tempfile::tempdir().unwrap();
-    let pg_dump = fake.path().join("pg_dump");
-    std::fs::write(&pg_dump, "#!/bin/sh\necho host pg_dump used >&2\nexit 99\n").unwrap();
-    std::fs::set_permissions(
-        &pg_dump,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    for tool in ["pg_dump", "psql"] {
+        let path = fake.path().join(tool);
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\necho host {tool} used >&2\nexit 99\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
     let path = format!(
         "{}:{}",
         fake.path().display(),
@@ -253,4 +257,156 @@ fn backup_pg_container_dumps_with_the_containers_own_client() {
         common::stderr(&out)
     );
     assert_eq!(common::snapshots(&repo).len(), count, "nothing was written");
+}
+
+#[test]
+fn restore_into_a_container_goes_through_its_own_psql() {
+    let pg = PgContainer::start("restore");
+    pg.psql("postgres", "CREATE DATABASE app");
+    pg.psql(
+        "app",
+        "CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY);
+         INSERT INTO alembic_version VALUES ('c0ffee');
+         CREATE TABLE people AS SELECT g AS id, md5(g::text) AS name FROM generate_series(1, 50000) g;
+         CREATE INDEX people_name ON people (name);",
+    );
+    let (_d, repo) = common::new_repo();
+    let run = |args: &[&str]| relic_no_host_pg_dump(&repo, args);
+    let ok = |args: &[&str]| {
+        let out = run(args);
+        assert!(out.status.success(), "{args:?}: {}", common::stderr(&out));
+        assert!(
+            !common::stderr(&out).contains("host "),
+            "{}",
+            common::stderr(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    ok(&[
+        "backup",
+        "pg",
+        "--container",
+        &pg.name,
+        "dbname=app",
+        "--name",
+        "app",
+    ]);
+    let dump = |db: &str| unrestricted(&docker_ok(&["exec", &pg.name, "pg_dump", db]));
+
+    // Into a new database, created: the same dump comes out of it.
+    let c = pg.name.as_str();
+    let out = ok(&[
+        "restore",
+        "app",
+        "--into-postgres",
+        "dbname=copy",
+        "--container",
+        c,
+        "--create",
+    ]);
+    assert!(out.contains("verified"), "{out}");
+    assert!(
+        dump("copy") == dump("app"),
+        "the restored database dumps the same"
+    );
+
+    // An existing database with tables is refused without --clean.
+    let out = run(&[
+        "restore",
+        "app",
+        "--into-postgres",
+        "dbname=copy",
+        "--container",
+        c,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("--clean"),
+        "{}",
+        common::stderr(&out)
+    );
+
+    // With --clean: a safety snapshot of what is there, then the snapshot.
+    pg.psql("copy", "DELETE FROM people WHERE id > 100");
+    ok(&[
+        "restore",
+        "app",
+        "--into-postgres",
+        "dbname=copy",
+        "--container",
+        c,
+        "--clean",
+    ]);
+    assert!(dump("copy") == dump("app"));
+    let snaps = common::snapshots(&repo);
+    let safety = snaps
+        .iter()
+        .find(|s| s["name"] == "safety-copy")
+        .expect("a safety snapshot of the replaced database");
+    assert_eq!(safety["meta"]["pg.container"], pg.name.as_str());
+    assert!(safety["meta"]["pg.tables"]
+        .as_str()
+        .unwrap()
+        .contains("\"rows\":100,"));
+
+    // Another Alembic revision in the target is refused.
+    pg.psql("copy", "UPDATE alembic_version SET version_num = 'beef'");
+    let out = run(&[
+        "restore",
+        "app",
+        "--into-postgres",
+        "dbname=copy",
+        "--container",
+        c,
+        "--clean",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("Alembic revision beef"),
+        "{}",
+        common::stderr(&out)
+    );
+
+    // A load that fails part way is rolled back whole, and said so.
+    pg.psql("postgres", "CREATE DATABASE clash");
+    pg.psql("clash", "CREATE TYPE people AS (x int)");
+    let out = run(&[
+        "restore",
+        "app",
+        "--into-postgres",
+        "dbname=clash",
+        "--container",
+        c,
+    ]);
+    assert!(!out.status.success());
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("psql failed") && err.contains("already exists"),
+        "{err}"
+    );
+    assert!(!err.contains("host psql used"), "{err}");
+    assert_eq!(
+        pg.psql(
+            "clash",
+            "SELECT count(*) FROM pg_class WHERE relname = 'alembic_version'"
+        ),
+        "0",
+        "nothing of the failed load stayed"
+    );
+
+    // A wrong container is one clear line.
+    let out = run(&[
+        "restore",
+        "app",
+        "--into-postgres",
+        "--container",
+        "relic-no-such",
+        "--create",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("no container 'relic-no-such'"),
+        "{}",
+        common::stderr(&out)
+    );
 }

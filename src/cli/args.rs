@@ -149,9 +149,15 @@ pub struct RestoreArgs {
     /// as the item), a directory for trees, stacks and several images.
     #[arg(long)]
     pub to: Option<PathBuf>,
-    /// Restore a database snapshot into PostgreSQL (libpq URL or key=value).
-    #[arg(long, value_name = "CONNINFO", conflicts_with_all = ["stdout", "to"])]
+    /// Restore a database snapshot into PostgreSQL (libpq URL or
+    /// key=value; with --container, as seen inside the container, and
+    /// optional there: the container's POSTGRES_USER and POSTGRES_DB).
+    #[arg(long, value_name = "CONNINFO", num_args = 0..=1, default_missing_value = "", conflicts_with_all = ["stdout", "to"])]
     pub into_postgres: Option<String>,
+    /// The server runs in this container (name or id): its own psql loads
+    /// the dump, through the Docker engine; no client on this host.
+    #[arg(long, value_name = "NAME", requires = "into_postgres")]
+    pub container: Option<String>,
     /// Create the database first.
     #[arg(long, requires = "into_postgres")]
     pub create: bool,

@@ -176,10 +176,7 @@ impl Engine {
         let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(16);
         std::thread::scope(|s| {
             let writer = s.spawn(move || {
-                let mut w = ChannelWriter {
-                    tx,
-                    buf: Vec::with_capacity(1 << 20),
-                };
+                let mut w = ChannelWriter::new(tx, "the Docker engine stopped reading the image");
                 let r = write(&mut w);
                 if let Err(e) = &r {
                     // Make the engine see a failed upload, not a short tar.
@@ -270,23 +267,35 @@ impl Read for ChannelReader {
     }
 }
 
-struct ChannelWriter {
-    tx: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
+/// A writer whose output a task on the runtime receives through a bounded
+/// channel in 1 MiB pieces (an image load's body, a command's input);
+/// `gone` is the error when the receiver stopped.
+pub(super) struct ChannelWriter {
+    pub(super) tx: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
     buf: Vec<u8>,
+    gone: &'static str,
 }
 
 impl ChannelWriter {
+    pub(super) fn new(
+        tx: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
+        gone: &'static str,
+    ) -> Self {
+        ChannelWriter {
+            tx,
+            buf: Vec::with_capacity(1 << 20),
+            gone,
+        }
+    }
+
     fn send(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
         let full = std::mem::replace(&mut self.buf, Vec::with_capacity(1 << 20));
-        self.tx.blocking_send(Ok(Bytes::from(full))).map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "the Docker engine stopped reading the image",
-            )
-        })
+        self.tx
+            .blocking_send(Ok(Bytes::from(full)))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, self.gone))
     }
 }
 

@@ -3,12 +3,12 @@
 //! database in a container is dumped by its own `pg_dump`, whose major
 //! version always matches its server's, with no client on the host.
 
-use super::engine::{ChannelReader, Engine};
+use super::engine::{ChannelReader, ChannelWriter, Engine};
 use super::{Error, Result};
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use futures_util::StreamExt;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex};
 
 /// The most of a command's standard error kept for its error message.
@@ -23,6 +23,10 @@ pub struct ExecSpec {
     pub env: Vec<String>,
     /// The user to run as (the image's default when None).
     pub user: Option<String>,
+    /// Attach its standard input: [`Exec::input`] writes to it.
+    pub stdin: bool,
+    /// Discard its standard output (nothing to [`Read`]).
+    pub discard_stdout: bool,
 }
 
 /// A command running inside a container: [`Read`] its standard output
@@ -34,7 +38,33 @@ pub struct Exec<'e> {
     id: String,
     container: String,
     output: ChannelReader,
+    input: Option<ExecInput>,
     stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+/// The standard input of a command running inside a container: what is
+/// written goes to it in 1 MiB pieces; [`ExecInput::close`] (or dropping
+/// it) ends it, as closing a pipe would. A write fails once the command
+/// has exited.
+pub struct ExecInput {
+    w: ChannelWriter,
+}
+
+impl ExecInput {
+    /// Sends what is buffered and ends the input.
+    pub fn close(mut self) -> io::Result<()> {
+        self.w.flush()
+    }
+}
+
+impl io::Write for ExecInput {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.w.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.w.flush()
+    }
 }
 
 /// How a command run inside a container ended.
@@ -59,7 +89,8 @@ impl Engine {
         let (docker, rt) = (self.client(), self.runtime());
         let engine_error = |e: bollard::errors::Error| self.container_error(container, e);
         let opts = CreateExecOptions {
-            attach_stdout: Some(true),
+            attach_stdin: Some(spec.stdin),
+            attach_stdout: Some(!spec.discard_stdout),
             attach_stderr: Some(true),
             cmd: Some(spec.cmd.clone()),
             env: (!spec.env.is_empty()).then(|| spec.env.clone()),
@@ -75,7 +106,7 @@ impl Engine {
             tty: false,
             output_capacity: None,
         };
-        let StartExecResults::Attached { mut output, .. } = rt
+        let StartExecResults::Attached { mut output, input } = rt
             .block_on(docker.start_exec(&id, Some(start)))
             .map_err(engine_error)?
         else {
@@ -111,11 +142,32 @@ impl Engine {
                 }
             }
         });
+        let input = spec.stdin.then(|| {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<io::Result<bytes::Bytes>>(4);
+            let mut input = input;
+            rt.spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                while let Some(Ok(piece)) = rx.recv().await {
+                    if input.write_all(&piece).await.is_err() {
+                        // The command exited: dropping rx fails the writer.
+                        return;
+                    }
+                }
+                // The end of the input, as closing a pipe: the engine
+                // closes the command's stdin when its connection's write
+                // half is shut.
+                let _ = input.shutdown().await;
+            });
+            ExecInput {
+                w: ChannelWriter::new(tx, "the command inside the container stopped reading"),
+            }
+        });
         Ok(Exec {
             engine: self,
             id,
             container: container.to_string(),
             output: ChannelReader::new(rx),
+            input,
             stderr,
         })
     }
@@ -134,6 +186,11 @@ impl Engine {
 }
 
 impl Exec<'_> {
+    /// The command's standard input, once (when [`ExecSpec::stdin`]).
+    pub fn input(&mut self) -> Option<ExecInput> {
+        self.input.take()
+    }
+
     /// Reads what is left of the output, then asks the engine how the
     /// command ended.
     pub fn finish(mut self) -> Result<ExecStatus> {

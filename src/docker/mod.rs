@@ -16,6 +16,7 @@
 //! replaces reachable (`replaced.rs`).
 
 mod archive;
+mod compose;
 mod engine;
 mod exec;
 mod replaced;
@@ -25,6 +26,7 @@ mod tar;
 mod testing;
 
 pub use archive::ArchiveImage;
+pub use compose::{ComposeContainer, PROJECT_LABEL, SERVICE_LABEL};
 pub use engine::{Engine, EngineImage};
 pub use exec::{Exec, ExecSpec, ExecStatus};
 pub use replaced::{replacements, Replaced, REPLACED_REPO};
@@ -57,6 +59,12 @@ pub enum Error {
     NoSuchContainer { container: String, host: String },
     #[error("container '{container}' is not running")]
     NotRunning { container: String },
+    #[error("compose project '{project}' has no container of service '{service}' ({})", if .services.is_empty() { "the project has no containers: is it up, and is `project` in relic.toml its name?".to_string() } else { format!("its services: {}", .services.join(", ")) })]
+    NoComposeService {
+        project: String,
+        service: String,
+        services: Vec<String>,
+    },
     #[error("not a docker save archive: {0}")]
     BadArchive(String),
     #[error("{0}")]

@@ -9,73 +9,24 @@
 //! holds its rows, one per line, and `alembic_version`'s block holds the
 //! revision. So the counts are exact and of the very state dumped.
 
-use super::{DbInfo, Error, Result, TableCount};
-use crate::docker::{Engine, ExecSpec};
+use super::target::{container_dump, Inside};
+use super::{DbInfo, Result, TableCount};
 use crate::repo;
 use std::io::{self, Read};
 
-/// Where a containerised database is: the container, and optionally a
-/// conninfo as seen from inside it (else the container's `POSTGRES_USER`
-/// and `POSTGRES_DB`, as the official image sets them, or `postgres`).
-#[derive(Clone, Debug)]
-pub struct InContainer {
-    pub container: String,
-    pub conninfo: Option<String>,
-}
-
-/// Dumps the database in `at` into the write session through the engine:
-/// the stream is stored (the caller names it with an item), the state it
+/// Dumps the database `inside` a container into the write session: the
+/// stream is stored (the caller names it with an item), the state it
 /// holds is returned. Fails, with pg_dump's stderr, unless it exits 0.
-pub fn dump_in_container(
+pub(super) fn dump_in_container(
     w: &mut repo::Writer<'_>,
-    engine: &Engine,
-    at: &InContainer,
+    inside: &Inside,
 ) -> Result<(DbInfo, repo::StoredStream)> {
-    let env = engine.container_env(&at.container)?;
-    let var = |k: &str| {
-        env.iter()
-            .find_map(|e| e.strip_prefix(&format!("{k}=")).map(str::to_string))
-            .filter(|v| !v.is_empty())
-    };
-    let mut cmd = vec!["pg_dump".to_string(), "--format=plain".into()];
-    let database = match &at.conninfo {
-        Some(c) => {
-            cmd.push(format!("--dbname={c}"));
-            super::config(Some(c))?
-                .get_dbname()
-                .map(str::to_string)
-                .unwrap_or_default()
-        }
-        None => {
-            let user = var("POSTGRES_USER").unwrap_or_else(|| "postgres".into());
-            let db = var("POSTGRES_DB").unwrap_or_else(|| user.clone());
-            cmd.extend(["-U".into(), user, "-d".into(), db.clone()]);
-            db
-        }
-    };
-    let spec = ExecSpec {
-        cmd,
-        env: var("POSTGRES_PASSWORD")
-            .map(|p| vec![format!("PGPASSWORD={p}")])
-            .unwrap_or_default(),
-        user: None,
-    };
-    let exec = engine.exec(&at.container, &spec)?;
-    let mut scanner = DumpScanner::new(exec);
-    let stored = w.store_stream(&mut scanner);
-    let (exec, found) = scanner.into_parts();
-    let status = exec.finish()?;
-    if !status.success() {
-        return Err(Error::DumpFailed {
-            status: match status.code {
-                Some(c) => format!("exit status: {c} (in container {})", at.container),
-                None => format!("no exit status (in container {})", at.container),
-            },
-            stderr: status.stderr,
-        });
-    }
-    let stored = stored?;
-    Ok((found.info(database), stored))
+    let (stored, found) = container_dump(inside, |out| {
+        let mut scanner = DumpScanner::new(out);
+        let stored = w.store_stream(&mut scanner);
+        (stored, scanner.into_parts().1)
+    })?;
+    Ok((found.info(inside.database.clone()), stored?))
 }
 
 /// What a plain dump says about the database, gathered line by line.

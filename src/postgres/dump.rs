@@ -3,7 +3,8 @@
 
 use super::conn::{config, connect, runtime};
 use super::state::collect_info;
-use super::{tail_of, DbInfo, Error, Result, DUMP_ITEM};
+use super::target::simple_rows;
+use super::{tail_of, DbInfo, Error, Result, Target, DUMP_ITEM};
 use crate::progress::Progress;
 use crate::repo::{self, Repository, SnapshotOptions};
 use crate::snapshot::Snapshot;
@@ -13,44 +14,27 @@ use tokio_postgres::config::Host;
 use tokio_postgres::Config;
 
 /// Backs up a database: pg_dump's plain output streamed into one snapshot,
-/// with the database's state recorded beside it. Nothing is listed unless
-/// pg_dump exits 0.
+/// with the database's state recorded beside it, and where it was
+/// (`pg.host`, `pg.port`, `pg.user`, or `pg.container`). Nothing is listed
+/// unless pg_dump exits 0.
 pub fn backup(
     repo: &Repository,
     opts: &SnapshotOptions,
-    conninfo: Option<&str>,
+    target: &Target,
     progress: &dyn Progress,
 ) -> Result<(SnapshotId, Snapshot)> {
-    let cfg = config(conninfo)?;
+    let server = match target {
+        Target::Host(c) => server_of(&config(Some(c))?),
+        Target::Container { container, .. } => vec![("pg.container", container.clone())],
+    };
     repo.backup(opts, progress, |w| {
-        let (info, s) = dump_into(w, conninfo, &cfg)?;
+        let (info, s) = dump_into(w, target)?;
         info.to_meta(w);
         w.set_meta("pg.dump_size", s.size.to_string());
         w.set_meta("pg.dump_blake3", hex::encode(s.hash));
-        for (k, v) in server_of(&cfg) {
-            w.set_meta(k, v);
+        for (k, v) in &server {
+            w.set_meta(k, v.clone());
         }
-        Ok(w.add_item(&s.into_item(DUMP_ITEM, 0o600))?)
-    })
-}
-
-/// Backs up a database inside a container through the Docker engine: the
-/// container's own pg_dump streamed into one snapshot, the state it holds
-/// read from the dump as it passes ([`super::DumpScanner`]), the container
-/// recorded as `pg.container`. Nothing is listed unless pg_dump exits 0.
-pub fn backup_container(
-    repo: &Repository,
-    opts: &SnapshotOptions,
-    at: &super::InContainer,
-    progress: &dyn Progress,
-) -> Result<(SnapshotId, Snapshot)> {
-    let engine = crate::docker::Engine::connect()?;
-    repo.backup(opts, progress, |w| {
-        let (info, s) = super::dump_in_container(w, &engine, at)?;
-        info.to_meta(w);
-        w.set_meta("pg.dump_size", s.size.to_string());
-        w.set_meta("pg.dump_blake3", hex::encode(s.hash));
-        w.set_meta("pg.container", at.container.clone());
         Ok(w.add_item(&s.into_item(DUMP_ITEM, 0o600))?)
     })
 }
@@ -77,12 +61,17 @@ fn server_of(cfg: &Config) -> Vec<(&'static str, String)> {
 
 /// Dumps one database into the write session: the stream is stored (the
 /// caller names it with an item), the state it holds is returned. Fails,
-/// with pg_dump's stderr, unless pg_dump exits 0.
+/// with pg_dump's stderr, unless pg_dump exits 0. A database in a
+/// container is dumped by its own pg_dump ([`super::dump_in_container`]).
 pub fn dump_into(
     w: &mut repo::Writer<'_>,
-    conninfo: Option<&str>,
-    cfg: &Config,
+    target: &Target,
 ) -> Result<(DbInfo, repo::StoredStream)> {
+    let conninfo = match target {
+        Target::Host(c) => Some(c.as_str()).filter(|c| !c.is_empty()),
+        Target::Container { .. } => return super::dump_in_container(w, &target.inside()?),
+    };
+    let cfg = &config(conninfo)?;
     let rt = runtime()?;
     let client = connect(rt, cfg)?;
     let snapshot_name = rt.block_on(async {
@@ -99,7 +88,7 @@ pub fn dump_into(
     // while pg_dump streams it, instead of before: on a database of many
     // mid-sized tables they would otherwise hold the dump back.
     let (info, stored) = std::thread::scope(|s| {
-        let counts = s.spawn(|| rt.block_on(collect_info(&client)));
+        let counts = s.spawn(|| collect_info(&|sql| simple_rows(rt, &client, sql)));
         let stored = run_pg_dump(w, conninfo, &snapshot_name);
         let info = counts
             .join()

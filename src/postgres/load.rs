@@ -1,12 +1,10 @@
-//! Loading a stored dump into a database with `psql --single-transaction`
+//! Loading a stored dump into a database with `psql` in one transaction
 //! (into it, creating or recreating it, or replacing it only once the load
 //! succeeded), and dropping databases.
 
-use super::conn::{config, connect, runtime};
-use super::{tail_of, Error, Result};
+use super::{Result, Target};
 use crate::progress::Progress;
-use crate::repo::{self, Repository};
-use std::process::{Command, Stdio};
+use crate::repo::Repository;
 
 fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
@@ -27,27 +25,21 @@ pub enum LoadMode {
     Replace,
 }
 
-/// Drops the database `conninfo` names, if it exists.
-pub fn drop_database(conninfo: &str) -> Result<()> {
-    let target = config(Some(conninfo))?;
-    let db = target.get_dbname().unwrap_or_default().to_string();
-    let mut maint_cfg = target.clone();
-    maint_cfg.dbname("postgres");
-    let rt = runtime()?;
-    let maint = connect(rt, &maint_cfg)?;
-    rt.block_on(maint.batch_execute(&format!(
+/// Drops the database `target` names, if it exists.
+pub fn drop_database(target: &Target) -> Result<()> {
+    let db = target.database()?;
+    target.maintenance(&format!(
         "DROP DATABASE IF EXISTS {} WITH (FORCE)",
         quote_ident(&db)
-    )))?;
-    Ok(())
+    ))
 }
 
-/// `conninfo` with its database replaced (libpq and tokio-postgres take
-/// the last `dbname`, in a URL's query too).
-pub fn with_dbname(conninfo: &str, db: &str) -> String {
+/// `conninfo` with `key` set to `value` (libpq and tokio-postgres take
+/// the last of a key, in a URL's query too).
+pub fn with_param(conninfo: &str, key: &str, value: &str) -> String {
     if conninfo.starts_with("postgres://") || conninfo.starts_with("postgresql://") {
         let sep = if conninfo.contains('?') { '&' } else { '?' };
-        let enc: String = db
+        let enc: String = value
             .bytes()
             .map(|b| {
                 if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
@@ -57,38 +49,31 @@ pub fn with_dbname(conninfo: &str, db: &str) -> String {
                 }
             })
             .collect();
-        format!("{conninfo}{sep}dbname={enc}")
+        format!("{conninfo}{sep}{key}={enc}")
     } else {
-        let q = db.replace('\\', "\\\\").replace('\'', "\\'");
-        format!("{conninfo} dbname='{q}'")
+        let q = value.replace('\\', "\\\\").replace('\'', "\\'");
+        format!("{conninfo} {key}='{q}'")
     }
 }
 
-/// Streams a stored dump into `psql --single-transaction` against
-/// `conninfo`, preparing the database as `mode` says. `hint` ends the error
-/// message when psql fails (how to go back).
+/// `conninfo` with its database replaced.
+pub fn with_dbname(conninfo: &str, db: &str) -> String {
+    with_param(conninfo, "dbname", db)
+}
+
+/// Streams a stored dump into `target` in one transaction, preparing the
+/// database as `mode` says. `hint` ends the error message when psql fails
+/// (how to go back).
 pub fn load_dump(
     repo: &Repository,
     item: &crate::snapshot::Item,
-    conninfo: &str,
+    target: &Target,
     mode: LoadMode,
     hint: &str,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let target = config(Some(conninfo))?;
-    let db = target.get_dbname().unwrap_or_default().to_string();
-    let rt = runtime()?;
-    let mut maint_cfg = target.clone();
-    maint_cfg.dbname("postgres");
-    let maint = if mode == LoadMode::Into {
-        None
-    } else {
-        Some(connect(rt, &maint_cfg)?)
-    };
-    let exec = |sql: String| -> Result<()> {
-        let m = maint.as_ref().expect("maintenance connection");
-        Ok(rt.block_on(m.batch_execute(&sql))?)
-    };
+    let db = target.database()?;
+    let exec = |sql: String| target.maintenance(&sql);
     let new_db: String = format!("{}_relic_new", db.chars().take(50).collect::<String>());
     match mode {
         LoadMode::Into => {}
@@ -108,12 +93,12 @@ pub fn load_dump(
             exec(format!("CREATE DATABASE {}", quote_ident(&new_db)))?;
         }
     }
-    let psql_conninfo = if mode == LoadMode::Replace {
-        with_dbname(conninfo, &new_db)
+    let into = if mode == LoadMode::Replace {
+        target.with_database(&new_db)
     } else {
-        conninfo.to_string()
+        target.clone()
     };
-    let r = psql_load(repo, item, &psql_conninfo, hint, progress);
+    let r = into.load(repo, item, hint, progress);
     if mode == LoadMode::Replace {
         if r.is_err() {
             let _ = exec(format!(
@@ -135,60 +120,15 @@ pub fn load_dump(
     r
 }
 
-fn psql_load(
-    repo: &Repository,
-    item: &crate::snapshot::Item,
-    conninfo: &str,
-    hint: &str,
-    progress: &dyn Progress,
-) -> Result<()> {
-    let mut child = Command::new("psql")
-        .args([
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "--single-transaction",
-            "--no-password",
-        ])
-        .arg(format!("--dbname={conninfo}"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| Error::Spawn {
-            program: "psql",
-            source,
-        })?;
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    crate::files::widen_pipe(&stdin);
-    let stderr = child.stderr.take().expect("piped stderr");
-    let err_reader = std::thread::spawn(move || tail_of(stderr));
-    let mut filtered = SingleTransaction::new(&mut stdin);
-    let streamed = repo
-        .restore_item(item, &mut filtered, progress)
-        .and_then(|()| filtered.finish().map_err(repo::Error::Output));
-    drop(stdin);
-    let status = child
-        .wait()
-        .map_err(|e| Error::Repo(repo::Error::Output(e)))?;
-    let err = err_reader.join().unwrap_or_default();
-    if !status.success() {
-        return Err(Error::Psql {
-            status: status.to_string(),
-            stderr: err.trim_end().to_string(),
-            hint: hint.to_string(),
-        });
-    }
-    streamed?;
-    Ok(())
-}
-
-/// Keeps a plain dump inside psql's `--single-transaction`: pg_dump wraps
-/// its large objects in `BEGIN;` … `COMMIT;`, and that COMMIT would end
-/// psql's transaction early, so a later failure could no longer roll back
-/// everything. Those two lines are dropped when they stand alone outside
-/// `COPY … FROM stdin` data; every other byte passes unchanged.
+/// Makes a plain dump one transaction: `BEGIN;` before it, and `COMMIT;`
+/// after it only from [`SingleTransaction::finish`], so a stream cut part
+/// way (a damaged pack, a dead repository) ends psql's input without a
+/// COMMIT and the server rolls everything back; psql's own
+/// `--single-transaction` would commit at the end of its input whatever
+/// came before. pg_dump wraps its large objects in `BEGIN;` … `COMMIT;`,
+/// and that COMMIT would end the transaction early: those two lines are
+/// dropped when they stand alone outside `COPY … FROM stdin` data. Every
+/// other byte passes unchanged.
 pub struct SingleTransaction<W: std::io::Write> {
     inner: W,
     partial: Vec<u8>,
@@ -202,8 +142,13 @@ impl<W: std::io::Write> SingleTransaction<W> {
             inner,
             partial: Vec::new(),
             in_copy: false,
-            out: Vec::new(),
+            out: b"BEGIN;\n".to_vec(),
         }
+    }
+
+    /// The writer it wraps.
+    pub fn into_inner(self) -> W {
+        self.inner
     }
 
     fn line(&mut self, line: &[u8]) {
@@ -226,7 +171,8 @@ impl<W: std::io::Write> SingleTransaction<W> {
         if !rest.is_empty() {
             self.line(&rest);
         }
-        let out = std::mem::take(&mut self.out);
+        let mut out = std::mem::take(&mut self.out);
+        out.extend_from_slice(b"\nCOMMIT;\n");
         self.inner.write_all(&out)?;
         self.inner.flush()
     }
@@ -279,7 +225,20 @@ mod tests {
             f.write_all(c).unwrap();
         }
         f.finish().unwrap();
-        out
+        let out = out.strip_prefix(b"BEGIN;\n").expect("BEGIN first").to_vec();
+        out.strip_suffix(b"\nCOMMIT;\n")
+            .expect("COMMIT last")
+            .to_vec()
+    }
+
+    #[test]
+    fn only_finish_commits() {
+        let mut out = Vec::new();
+        let mut f = SingleTransaction::new(&mut out);
+        f.write_all(b"CREATE TABLE t ();\nCOPY t FROM stdin;\n1\n")
+            .unwrap();
+        drop(f);
+        assert_eq!(out, b"BEGIN;\nCREATE TABLE t ();\nCOPY t FROM stdin;\n1\n");
     }
 
     #[test]

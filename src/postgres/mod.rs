@@ -18,16 +18,19 @@ mod dump;
 mod load;
 mod restore;
 mod state;
+mod target;
 
 pub use conn::{config, display_target};
-pub use container::{dump_in_container, DumpFacts, DumpScanner, InContainer};
-pub use dump::{backup, backup_container, dump_into};
-pub use load::{drop_database, load_dump, with_dbname, LoadMode, SingleTransaction};
+use container::dump_in_container;
+pub use container::{DumpFacts, DumpScanner};
+pub use dump::{backup, dump_into};
+pub use load::{drop_database, load_dump, with_dbname, with_param, LoadMode, SingleTransaction};
 pub use restore::{
     restore, restore_dump, Dump, RestoreOptions, RestoreReport, RestoreStep, SafetySkip,
     TargetSchema, RESTORE_STEPS,
 };
 pub use state::{data_directory, open_connections, revision, verify_db, Check};
+pub use target::{Rows, Target};
 
 use crate::repo;
 use crate::snapshot::Snapshot;
@@ -66,6 +69,9 @@ pub enum Error {
     /// The engine, for a database inside a container.
     #[error(transparent)]
     Docker(#[from] crate::docker::Error),
+    /// A tool run inside a container failed (`what` says which and why).
+    #[error("PostgreSQL in container '{container}': {what}")]
+    InContainer { container: String, what: String },
     #[error("snapshot {0} is not a PostgreSQL backup")]
     NotADump(String),
     #[error("refusing to restore: {0}")]

@@ -3,22 +3,23 @@
 //! verify revision and row counts. Each step is reported as a
 //! [`RestoreStep`] as it happens.
 
-use super::conn::{config, connect, describe, runtime};
 use super::dump::backup;
 use super::load::{load_dump, LoadMode};
-use super::state::{alembic_revision, open_sessions, verify_db, Check};
-use super::{DbInfo, Error, Result, DUMP_ITEM};
+use super::state::{alembic_revision, open_sessions, user_tables, verify_db, Check};
+use super::target::{literal, scalar};
+use super::{DbInfo, Error, Result, Target, DUMP_ITEM};
 use crate::progress::Progress;
 use crate::repo::{Repository, SnapshotOptions};
 use crate::snapshot::{Item, Snapshot, Tier};
 use crate::SnapshotId;
 use serde::Serialize;
-use tokio_postgres::{Client, Config, NoTls};
 
 /// How to restore.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct RestoreOptions {
-    pub conninfo: String,
+    /// The database restored into (on this host's server or inside a
+    /// container).
+    pub target: Target,
     pub create: bool,
     pub clean: bool,
     pub expect_revision: Option<String>,
@@ -129,45 +130,26 @@ struct TargetState {
     alembic: Option<String>,
 }
 
-async fn target_state(maint: &Client, target: &Config, rt_cfg: &Config) -> Result<TargetState> {
-    let db = target.get_dbname().unwrap_or_default().to_string();
-    let exists: bool = maint
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
-            &[&db],
-        )
-        .await?
-        .get(0);
-    if !exists {
+fn target_state(target: &Target, db: &str) -> Result<TargetState> {
+    let exists = target.with_sql(true, |q| {
+        Ok(scalar(q(&format!(
+            "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = {})",
+            literal(db)
+        ))?))
+    })?;
+    if exists.as_deref() != Some("t") {
         return Ok(TargetState {
-            exists,
+            exists: false,
             user_tables: 0,
             alembic: None,
         });
     }
-    let (client, conn) = rt_cfg
-        .connect(NoTls)
-        .await
-        .map_err(|source| Error::Connect {
-            target: describe(rt_cfg),
-            source,
-        })?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let user_tables: i64 = client
-        .query_one(
-            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-               AND n.nspname NOT LIKE 'pg_toast%'",
-            &[],
-        )
-        .await?
-        .get(0);
-    Ok(TargetState {
-        exists,
-        user_tables,
-        alembic: alembic_revision(&client).await?,
+    target.with_sql(false, |q| {
+        Ok(TargetState {
+            exists: true,
+            user_tables: user_tables(q)?,
+            alembic: alembic_revision(q)?,
+        })
     })
 }
 
@@ -216,8 +198,8 @@ pub fn restore_dump(
 ) -> Result<RestoreReport> {
     let (item, info) = (&dump.item, &dump.info);
     let mut report = RestoreReport::default();
-    let target = config(Some(&opts.conninfo))?;
-    let db = target.get_dbname().unwrap_or_default().to_string();
+    let target = &opts.target;
+    let db = target.database()?;
 
     // 1. The snapshot is whole.
     say(RestoreStep::Verify {
@@ -232,11 +214,7 @@ pub fn restore_dump(
     }
 
     // 2. Schema revision.
-    let rt = runtime()?;
-    let mut maint_cfg = target.clone();
-    maint_cfg.dbname("postgres");
-    let maint = connect(rt, &maint_cfg)?;
-    let state = rt.block_on(target_state(&maint, &target, &target))?;
+    let state = target_state(target, &db)?;
     say(RestoreStep::Schema {
         snapshot_revision: info.alembic_revision.clone(),
         db: db.clone(),
@@ -278,7 +256,7 @@ pub fn restore_dump(
     }
 
     if opts.clean && state.exists {
-        let count = rt.block_on(open_sessions(&maint, &db))?;
+        let count = target.with_sql(true, |q| open_sessions(q, &db))?;
         say(RestoreStep::OpenConnections {
             db: db.clone(),
             count,
@@ -323,7 +301,7 @@ pub fn restore_dump(
                 .collect(),
             meta: Default::default(),
         };
-        let (sid, _) = backup(repo, &safety, Some(&opts.conninfo), progress)?;
+        let (sid, _) = backup(repo, &safety, target, progress)?;
         say(RestoreStep::SafetySnapshotTaken {
             id: sid,
             db: db.clone(),
@@ -355,11 +333,11 @@ pub fn restore_dump(
         (_, false) => LoadMode::Create,
         (false, true) => LoadMode::Into,
     };
-    load_dump(repo, item, &opts.conninfo, mode, "", progress).map_err(undo)?;
+    load_dump(repo, item, target, mode, "", progress).map_err(undo)?;
     report.restored = true;
 
     // 5. Verify.
-    report.checks = verify_db(&opts.conninfo, info)?;
+    report.checks = verify_db(target, info)?;
     say(RestoreStep::Verified {
         checks: report.checks.len(),
     });

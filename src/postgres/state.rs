@@ -1,69 +1,98 @@
-//! What a database holds, read through tokio-postgres: server version,
-//! Alembic revision and row counts; and the comparison of a database with
-//! what a backup recorded.
+//! What a database holds, read as text rows through any [`Target`]:
+//! server version, Alembic revision and row counts; and the comparison of
+//! a database with what a backup recorded.
 
-use super::conn::{config, connect, runtime};
-use super::{DbInfo, Result, TableCount, EXACT_COUNT_LIMIT};
-use tokio_postgres::Client;
+use super::target::{literal, scalar, Rows};
+use super::{DbInfo, Result, TableCount, Target, EXACT_COUNT_LIMIT};
+
+/// A way to run one query in one database (a connection, or the
+/// container's psql), as [`Target::with_sql`] hands it out.
+pub(super) type Sql<'a> = &'a dyn Fn(&str) -> Result<Rows>;
 
 /// The Alembic revision (its rows sorted and joined with `,`), None
 /// without an `alembic_version` table.
-pub(super) async fn alembic_revision(client: &Client) -> Result<Option<String>> {
-    let has_alembic: bool = client
-        .query_one("SELECT to_regclass('alembic_version') IS NOT NULL", &[])
-        .await?
-        .get(0);
-    if !has_alembic {
+pub(super) fn alembic_revision(q: Sql) -> Result<Option<String>> {
+    let has = scalar(q("SELECT to_regclass('alembic_version') IS NOT NULL")?);
+    if has.as_deref() != Some("t") {
         return Ok(None);
     }
-    let rows = client
-        .query("SELECT version_num::text FROM alembic_version", &[])
-        .await?;
-    let mut revs: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let mut revs: Vec<String> = q("SELECT version_num::text FROM alembic_version")?
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+        .collect();
     revs.sort();
     Ok(Some(revs.join(",")))
 }
 
+/// The number of user tables in the database.
+pub(super) fn user_tables(q: Sql) -> Result<i64> {
+    let n = scalar(q(
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+           AND n.nspname NOT LIKE 'pg_toast%'",
+    )?);
+    Ok(n.and_then(|n| n.parse().ok()).unwrap_or(0))
+}
+
 /// Server version, database, Alembic revision and row counts, as the
-/// current transaction sees them.
-pub(super) async fn collect_info(client: &Client) -> Result<DbInfo> {
-    let server_version: String = client.query_one("SHOW server_version", &[]).await?.get(0);
-    let database: String = client
-        .query_one("SELECT current_database()", &[])
-        .await?
-        .get(0);
-    let alembic_revision = alembic_revision(client).await?;
-    let tables = client
-        .query(
-            "SELECT format('%I.%I', n.nspname, c.relname), c.reltuples
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
-               AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-               AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
-             ORDER BY 1",
-            &[],
-        )
-        .await?;
+/// current transaction sees them. Every table is listed, partitions
+/// too (a dump copies each partition's rows on its own); tables the
+/// planner estimates above [`EXACT_COUNT_LIMIT`] rows keep the estimate,
+/// the others are counted exactly, all in one query.
+pub(super) fn collect_info(q: Sql) -> Result<DbInfo> {
+    let head = q("SELECT current_setting('server_version'), current_database()")?;
+    let field = |i: usize| {
+        head.first()
+            .and_then(|r| r.get(i).cloned().flatten())
+            .unwrap_or_default()
+    };
+    let (server_version, database) = (field(0), field(1));
+    let alembic_revision = alembic_revision(q)?;
+    let tables = q("SELECT format('%I.%I', n.nspname, c.relname), c.reltuples
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind IN ('r', 'p')
+           AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+           AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+         ORDER BY 1")?;
     let mut counts = Vec::with_capacity(tables.len());
+    let mut exact = Vec::new();
     for t in tables {
-        let table: String = t.get(0);
-        let estimate: f32 = t.get(1);
-        if estimate > EXACT_COUNT_LIMIT {
+        let table = t.first().cloned().flatten().unwrap_or_default();
+        let estimate: f64 = t
+            .get(1)
+            .cloned()
+            .flatten()
+            .and_then(|e| e.parse().ok())
+            .unwrap_or(0.0);
+        if estimate > EXACT_COUNT_LIMIT as f64 {
             counts.push(TableCount {
                 table,
                 rows: estimate as i64,
                 exact: false,
             });
         } else {
-            let rows: i64 = client
-                .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-                .await?
-                .get(0);
+            exact.push(counts.len());
             counts.push(TableCount {
                 table,
-                rows,
+                rows: 0,
                 exact: true,
             });
+        }
+    }
+    if !exact.is_empty() {
+        let sql = exact
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| format!("SELECT {i}, count(*) FROM {}", counts[t].table))
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        for r in q(&sql)? {
+            let mut f = r.into_iter().map(|f| f.and_then(|v| v.parse::<i64>().ok()));
+            if let (Some(Some(i)), Some(Some(n))) = (f.next(), f.next()) {
+                if let Some(&t) = exact.get(i as usize) {
+                    counts[t].rows = n;
+                }
+            }
         }
     }
     Ok(DbInfo {
@@ -78,37 +107,30 @@ pub use crate::check::Check;
 
 /// The database's Alembic revision (None without an `alembic_version`
 /// table); an error when it cannot be reached.
-pub fn revision(conninfo: &str) -> Result<Option<String>> {
-    let target = config(Some(conninfo))?;
-    let rt = runtime()?;
-    let client = connect(rt, &target)?;
+pub fn revision(target: &Target) -> Result<Option<String>> {
     // The revision alone: a restore asks it of every target, and the row
     // counts of a large database would cost it a scan of every table.
-    rt.block_on(alembic_revision(&client))
+    target.with_sql(false, alembic_revision)
 }
 
 /// The server's data directory, when it is on this machine and the role
-/// may read it (superuser or pg_read_all_settings).
-pub fn data_directory(conninfo: &str) -> Option<std::path::PathBuf> {
-    let mut target = config(Some(conninfo)).ok()?;
-    target.dbname("postgres");
-    let rt = runtime().ok()?;
-    let client = connect(rt, &target).ok()?;
-    let dir: String = rt
-        .block_on(client.query_one("SHOW data_directory", &[]))
-        .ok()?
-        .get(0);
+/// may read it (superuser or pg_read_all_settings); None for a server in
+/// a container.
+pub fn data_directory(target: &Target) -> Option<std::path::PathBuf> {
+    if target.container().is_some() {
+        return None;
+    }
+    let dir = target
+        .with_sql(true, |q| Ok(scalar(q("SHOW data_directory")?)))
+        .ok()??;
     let dir = std::path::PathBuf::from(dir);
     dir.exists().then_some(dir)
 }
 
 /// Compares a database with what a backup recorded: the Alembic revision
 /// and every table's row count (estimates pass when the table exists).
-pub fn verify_db(conninfo: &str, info: &DbInfo) -> Result<Vec<Check>> {
-    let target = config(Some(conninfo))?;
-    let rt = runtime()?;
-    let client = connect(rt, &target)?;
-    let restored = rt.block_on(collect_info(&client))?;
+pub fn verify_db(target: &Target, info: &DbInfo) -> Result<Vec<Check>> {
+    let restored = target.with_sql(false, collect_info)?;
     let mut checks = vec![Check {
         what: "alembic revision".into(),
         expected: info.alembic_revision.clone().unwrap_or_else(|| "-".into()),
@@ -132,29 +154,23 @@ pub fn verify_db(conninfo: &str, info: &DbInfo) -> Result<Vec<Check>> {
     Ok(checks)
 }
 
-/// How many sessions other than this process's own are connected to
-/// database `db` (as `maint`, a connection to another database of the
-/// server, sees them in `pg_stat_activity`).
-pub(super) async fn open_sessions(maint: &Client, db: &str) -> Result<i64> {
-    Ok(maint
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = $1 AND pid <> pg_backend_pid()
-               AND application_name IS DISTINCT FROM $2",
-            &[&db, &super::conn::own_application_name()],
-        )
-        .await?
-        .get(0))
+/// How many sessions other than relic's own are connected to database
+/// `db` (as `q`, a session in another database of the server, sees them
+/// in `pg_stat_activity`).
+pub(super) fn open_sessions(q: Sql, db: &str) -> Result<i64> {
+    let n = scalar(q(&format!(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = {} AND pid <> pg_backend_pid()
+           AND application_name IS DISTINCT FROM {}",
+        literal(db),
+        literal(&super::conn::own_application_name())
+    ))?);
+    Ok(n.and_then(|n| n.parse().ok()).unwrap_or(0))
 }
 
-/// How many sessions are connected to the database `conninfo` names now
+/// How many sessions are connected to the database `target` names now
 /// (0 when it does not exist): what dropping it would terminate.
-pub fn open_connections(conninfo: &str) -> Result<i64> {
-    let target = config(Some(conninfo))?;
-    let db = target.get_dbname().unwrap_or_default().to_string();
-    let mut maint_cfg = target;
-    maint_cfg.dbname("postgres");
-    let rt = runtime()?;
-    let maint = connect(rt, &maint_cfg)?;
-    rt.block_on(open_sessions(&maint, &db))
+pub fn open_connections(target: &Target) -> Result<i64> {
+    let db = target.database()?;
+    target.with_sql(true, |q| open_sessions(q, &db))
 }

@@ -17,7 +17,13 @@ pub struct StackConfig {
     pub name: String,
     /// The repository (`-r` and `RELIC_REPO` take precedence).
     pub repository: Option<PathBuf>,
-    /// PostgreSQL databases, each `[[database]]` with a name and a conninfo.
+    /// The docker compose project the stack's containers belong to (its
+    /// `service = …` databases are found by the project's labels); the
+    /// default is compose's: the relic.toml's directory name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// PostgreSQL databases, each `[[database]]` with a name and where it
+    /// is: a conninfo, a container, or a compose service.
     #[serde(default, rename = "database")]
     pub databases: Vec<DatabasePart>,
     /// Docker image references.
@@ -59,8 +65,19 @@ pub struct TargetChange {
 pub struct DatabasePart {
     /// Part name: the item is `db/<name>.sql`.
     pub name: String,
-    /// libpq URL or key=value string.
+    /// libpq URL or key=value string: from this host, or, with
+    /// `container` or `service`, as seen inside the container (where it
+    /// may be left out: the container's POSTGRES_USER and POSTGRES_DB).
+    #[serde(default)]
     pub conninfo: String,
+    /// The running container the server is in (a name or an id): its own
+    /// pg_dump and psql are used through the engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// The compose service the server is in (a container of the stack's
+    /// project running that service).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -135,8 +152,30 @@ impl StackConfig {
             if !names.insert(d.name.clone()) {
                 return Err(bad(format!("database '{}' is listed twice", d.name)));
             }
-            postgres::config(Some(&d.conninfo))
-                .map_err(|e| bad(format!("database '{}': {e}", d.name)))?;
+            match (&d.container, &d.service) {
+                (Some(_), Some(_)) => {
+                    return Err(bad(format!(
+                        "database '{}': give `container` or `service`, not both",
+                        d.name
+                    )))
+                }
+                (None, None) => {
+                    if d.conninfo.trim().is_empty() {
+                        return Err(bad(format!(
+                            "database '{}' needs a `conninfo`, a `container` or a `service`",
+                            d.name
+                        )));
+                    }
+                    postgres::config(Some(&d.conninfo))
+                        .map_err(|e| bad(format!("database '{}': {e}", d.name)))?;
+                }
+                _ if !d.conninfo.trim().is_empty() => {
+                    d.conninfo
+                        .parse::<tokio_postgres::Config>()
+                        .map_err(|e| bad(format!("database '{}': {e}", d.name)))?;
+                }
+                _ => {}
+            }
         }
         if let Some(f) = &cfg.files {
             for p in &f.paths {
@@ -244,6 +283,55 @@ impl StackConfig {
         self.databases.iter().find(|d| d.name == name)
     }
 
+    /// The compose project: `project`, else compose's default, the
+    /// relic.toml's directory name in lower case with only letters,
+    /// digits, `-` and `_` kept.
+    pub fn project(&self) -> String {
+        if let Some(p) = &self.project {
+            return p.clone();
+        }
+        self.dir()
+            .file_name()
+            .map(|n| {
+                n.to_string_lossy()
+                    .to_lowercase()
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Where database part `d` is: its `service` is looked up among the
+    /// running containers of the compose project.
+    pub fn target(&self, d: &DatabasePart) -> Result<postgres::Target> {
+        let inside = |container: String| postgres::Target::Container {
+            container,
+            conninfo: d.conninfo.clone(),
+        };
+        Ok(match (&d.container, &d.service) {
+            (Some(c), _) => inside(c.clone()),
+            (None, Some(s)) => {
+                let engine = crate::docker::Engine::connect()?;
+                inside(engine.compose_container(&self.project(), s)?)
+            }
+            (None, None) => postgres::Target::Host(d.conninfo.clone()),
+        })
+    }
+
+    /// Where database part `d` is, for people, without asking the engine.
+    pub fn target_display(d: &DatabasePart) -> String {
+        match (&d.container, &d.service) {
+            (Some(c), _) => postgres::Target::Container {
+                container: c.clone(),
+                conninfo: d.conninfo.clone(),
+            }
+            .display(),
+            (None, Some(s)) => format!("service '{s}' of the compose project"),
+            (None, None) => postgres::display_target(&d.conninfo),
+        }
+    }
+
     /// This (stored) configuration with the targets `given` names instead:
     /// each database's conninfo (by part name), the files' root, the
     /// post-restore hooks and the directory they run in. The parts stay
@@ -265,10 +353,12 @@ impl StackConfig {
             if let Some(g) = given.database(&d.name) {
                 change(
                     format!("database '{}'", d.name),
-                    postgres::display_target(&d.conninfo),
-                    postgres::display_target(&g.conninfo),
+                    Self::target_display(d),
+                    Self::target_display(g),
                 );
                 d.conninfo = g.conninfo.clone();
+                d.container = g.container.clone();
+                d.service = g.service.clone();
             }
         }
         let stored_root = self.files_root();
@@ -291,6 +381,7 @@ impl StackConfig {
         if let Some(f) = &mut out.files {
             f.root = Some(given_root);
         }
+        out.project = Some(given.project());
         out.path = given.path.clone();
         // What a safety snapshot of these targets stores: the merged
         // configuration, so restoring it goes back to where it was taken.

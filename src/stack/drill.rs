@@ -57,36 +57,24 @@ pub fn drill(
         Some(StackConfig::for_snapshot(repo, id, snap, cfg.cloned())?.0)
     };
     for d in &m.databases {
-        let conninfo = match server {
-            Some(s) => s.to_string(),
+        let target = match server {
+            Some(s) => postgres::Target::Host(s.to_string()),
             None => {
                 let cfg = targets.as_ref().expect("resolved above");
-                cfg.database(&d.name)
-                    .ok_or_else(|| {
-                        Error::Refused(format!(
-                            "{} has no [[database]] named '{}'",
-                            cfg.path.display(),
-                            d.name
-                        ))
-                    })?
-                    .conninfo
-                    .clone()
+                cfg.target(cfg.database(&d.name).ok_or_else(|| {
+                    Error::Refused(format!(
+                        "{} has no [[database]] named '{}'",
+                        cfg.path.display(),
+                        d.name
+                    ))
+                })?)?
             }
         };
         let item = items
             .iter()
             .find(|i| i.path == d.item.as_bytes())
             .ok_or_else(|| Error::Refused(format!("item {} is missing", d.item)))?;
-        let r = scratch_database(
-            repo,
-            item,
-            &conninfo,
-            &d.name,
-            &d.info(),
-            &tag,
-            progress,
-            say,
-        );
+        let r = scratch_database(repo, item, &target, &d.name, &d.info(), &tag, progress, say);
         checks.extend(r?);
     }
     if !m.images.is_empty() {
@@ -117,16 +105,24 @@ fn drill_plain(
             .iter()
             .find(|i| i.path == postgres::DUMP_ITEM.as_bytes())
             .ok_or_else(|| postgres::Error::NotADump(id.short()))?;
-        let conninfo = server
-            .map(str::to_string)
-            .or_else(|| postgres::recorded_server(&snap.meta))
-            .unwrap_or_default();
+        // The server given, else the container the backup was taken in,
+        // else the server it recorded.
+        let target = match (server, snap.meta.get("pg.container")) {
+            (Some(s), _) => postgres::Target::Host(s.to_string()),
+            (None, Some(c)) => postgres::Target::Container {
+                container: c.clone(),
+                conninfo: String::new(),
+            },
+            (None, None) => {
+                postgres::Target::Host(postgres::recorded_server(&snap.meta).unwrap_or_default())
+            }
+        };
         let name = if info.database.is_empty() {
             "db"
         } else {
             &info.database
         };
-        return scratch_database(repo, item, &conninfo, name, &info, tag, progress, say);
+        return scratch_database(repo, item, &target, name, &info, tag, progress, say);
     }
     if !docker::records(snap)?.is_empty() {
         return scratch_images(repo, snap, tag, progress, say);
@@ -148,7 +144,7 @@ fn drill_plain(
 }
 
 /// Restores the dump `item` into the scratch database
-/// `relic_drill_<name>_<tag>` on the server of `conninfo`, checks it
+/// `relic_drill_<name>_<tag>` on the server of `target`, checks it
 /// against `info` (the Alembic revision and every table's row count) and
 /// drops it, whether the restore and checks passed or not. The checks are
 /// named after `name`.
@@ -156,14 +152,14 @@ fn drill_plain(
 fn scratch_database(
     repo: &Repository,
     item: &Item,
-    conninfo: &str,
+    target: &postgres::Target,
     name: &str,
     info: &DbInfo,
     tag: &str,
     progress: &dyn Progress,
     say: &mut dyn FnMut(DrillStep),
 ) -> Result<Vec<Check>> {
-    let scratch = with_scratch_db(conninfo, &format!("relic_drill_{name}_{tag}"));
+    let scratch = with_scratch_db(target, &format!("relic_drill_{name}_{tag}"));
     say(DrillStep::RestoringDatabase {
         part: name.to_string(),
         scratch: redact(&scratch),
@@ -248,8 +244,8 @@ fn scratch_files(
     r
 }
 
-/// `conninfo` pointed at a scratch database.
-fn with_scratch_db(conninfo: &str, name: &str) -> String {
+/// `target`'s server, at a scratch database.
+fn with_scratch_db(target: &postgres::Target, name: &str) -> postgres::Target {
     let clean: String = name
         .chars()
         .map(|c| {
@@ -261,5 +257,5 @@ fn with_scratch_db(conninfo: &str, name: &str) -> String {
         })
         .take(60)
         .collect();
-    postgres::with_dbname(conninfo, &clean)
+    target.with_database(&clean)
 }

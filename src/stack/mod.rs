@@ -305,8 +305,16 @@ impl DrillStep {
     }
 }
 
-/// A conninfo without its password, for messages.
-fn redact(conninfo: &str) -> String {
+/// A target without its password, for messages: `db@host`, or the
+/// database and its container.
+fn redact(target: &postgres::Target) -> String {
+    match target {
+        postgres::Target::Host(c) => redact_conninfo(c),
+        t => t.display(),
+    }
+}
+
+fn redact_conninfo(conninfo: &str) -> String {
     postgres::config(Some(conninfo))
         .map(|c| {
             format!(
@@ -350,18 +358,15 @@ pub fn last_baseline_of(repo: &Repository, name: &str) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Reports the sessions connected to the database `conninfo` names, which
+/// Reports the sessions connected to the database `target` names, which
 /// replacing it terminates; an error when the server cannot be asked.
 fn report_open_connections(
     part: &str,
-    conninfo: &str,
+    target: &postgres::Target,
     say: &mut dyn FnMut(RestoreStep),
 ) -> postgres::Result<()> {
-    let count = postgres::open_connections(conninfo)?;
-    let db = postgres::config(Some(conninfo))?
-        .get_dbname()
-        .unwrap_or_default()
-        .to_string();
+    let count = postgres::open_connections(target)?;
+    let db = target.database()?;
     say(RestoreStep::OpenConnections {
         part: part.to_string(),
         db,

@@ -100,11 +100,11 @@ pub fn restore(
 }
 
 /// What a restore touches: the parts of the manifest that `only` selects,
-/// each database with the conninfo the config gives it, and the directory
+/// each database with the target the config gives it, and the directory
 /// the files go under.
 struct Plan<'m> {
-    /// Each database part with the conninfo it is restored into.
-    dbs: Vec<(&'m DbPart, String)>,
+    /// Each database part with where it is restored into.
+    dbs: Vec<(&'m DbPart, postgres::Target)>,
     images: &'m [ImageRecord],
     files: Option<&'m FilesSummary>,
     files_root: PathBuf,
@@ -124,7 +124,7 @@ impl<'m> Plan<'m> {
                         cfg.path.display()
                     ))
                 })?;
-                dbs.push((d, t.conninfo.clone()));
+                dbs.push((d, cfg.target(t)?));
             }
         }
         Ok(Plan {
@@ -157,8 +157,8 @@ fn check_disk_space(plan: &Plan, say: &mut dyn FnMut(RestoreStep)) -> Result<Opt
         Some(Engine::connect()?)
     };
     let mut needs: Vec<(SpacePart, PathBuf, u64)> = Vec::new();
-    for (d, conninfo) in &plan.dbs {
-        if let Some(dir) = postgres::data_directory(conninfo) {
+    for (d, db_target) in &plan.dbs {
+        if let Some(dir) = postgres::data_directory(db_target) {
             // Tables and indexes take more room than their dump.
             needs.push((
                 SpacePart::Database(d.name.clone()),
@@ -239,8 +239,8 @@ fn check_alembic_revisions(
     opts: &RestoreOptions,
     say: &mut dyn FnMut(RestoreStep),
 ) -> Result<()> {
-    for (d, conninfo) in &plan.dbs {
-        let target = postgres::revision(conninfo);
+    for (d, db_target) in &plan.dbs {
+        let target = postgres::revision(db_target);
         say(RestoreStep::Revision {
             part: d.name.clone(),
             snapshot: d.alembic_revision.clone(),
@@ -269,14 +269,14 @@ fn check_alembic_revisions(
 /// changes nothing.
 fn describe_dry_run(plan: &Plan, cfg: &StackConfig, say: &mut dyn FnMut(RestoreStep)) {
     say(RestoreStep::WouldTakeSafetySnapshot);
-    for (d, conninfo) in &plan.dbs {
+    for (d, db_target) in &plan.dbs {
         say(RestoreStep::WouldRestoreDatabase {
             part: d.name.clone(),
-            target: redact(conninfo),
+            target: redact(db_target),
             dump_size: d.size,
         });
         // A server that cannot be asked now is the restore's to report.
-        let _ = super::report_open_connections(&d.name, conninfo, say);
+        let _ = super::report_open_connections(&d.name, db_target, say);
     }
     for i in plan.images {
         say(RestoreStep::WouldLoadImage {
@@ -405,10 +405,10 @@ fn restore_databases(
     progress: &dyn Progress,
     say: &mut dyn FnMut(RestoreStep),
 ) -> Result<()> {
-    for (d, conninfo) in &plan.dbs {
+    for (d, db_target) in &plan.dbs {
         say(RestoreStep::RestoringDatabase {
             part: d.name.clone(),
-            target: redact(conninfo),
+            target: redact(db_target),
         });
         let item = items
             .iter()
@@ -416,7 +416,7 @@ fn restore_databases(
             .ok_or_else(|| {
                 trail.failed("database restore", format!("item {} is missing", d.item))
             })?;
-        super::report_open_connections(&d.name, conninfo, say).map_err(|e| {
+        super::report_open_connections(&d.name, db_target, say).map_err(|e| {
             trail.failed(&format!("restoring database '{}'", d.name), e.to_string())
         })?;
         progress.start(
@@ -427,7 +427,7 @@ fn restore_databases(
         postgres::load_dump(
             repo,
             item,
-            conninfo,
+            db_target,
             postgres::LoadMode::Replace,
             "",
             progress,
@@ -524,8 +524,8 @@ fn verify_restored(
     say: &mut dyn FnMut(RestoreStep),
 ) -> Result<Vec<Check>> {
     let mut checks = Vec::new();
-    for (d, conninfo) in &plan.dbs {
-        for mut c in postgres::verify_db(conninfo, &d.info())? {
+    for (d, db_target) in &plan.dbs {
+        for mut c in postgres::verify_db(db_target, &d.info())? {
             c.what = format!("{}: {}", d.name, c.what);
             checks.push(c);
         }

@@ -84,12 +84,11 @@ pub fn snapshot(
     repo.backup(opts, progress, |w| {
         for d in &cfg.databases {
             progress.start(&format!("dumping {}", d.name), None, Unit::Bytes);
-            let dumped = postgres::config(Some(&d.conninfo))
-                .and_then(|pg| postgres::dump_into(w, Some(&d.conninfo), &pg));
+            let dumped = cfg.target(d).and_then(|t| Ok(postgres::dump_into(w, &t)?));
             let (info, s) = match dumped {
                 Ok(done) => done,
                 Err(e) => {
-                    fail(&mut failed, format!("db/{}", d.name), e.into())?;
+                    fail(&mut failed, format!("db/{}", d.name), e)?;
                     continue;
                 }
             };
@@ -200,8 +199,9 @@ pub(super) fn present_parts(
 ) -> Option<StackConfig> {
     let mut c = cfg.clone();
     c.git = None;
-    c.databases
-        .retain(|d| wants(opts, Part::Db) && postgres::revision(&d.conninfo).is_ok());
+    c.databases.retain(|d| {
+        wants(opts, Part::Db) && cfg.target(d).is_ok_and(|t| postgres::revision(&t).is_ok())
+    });
     c.images
         .retain(|r| wants(opts, Part::Images) && engine.is_some_and(|e| e.inspect(r).is_ok()));
     let root = cfg.files_root();

@@ -107,16 +107,14 @@ fn postgres(
     let opts = snapshot.options(&name)?;
     let repo = open(cli)?;
     bar.start("dumping", None, Unit::Bytes);
-    let done = match container {
-        Some(c) => {
-            let at = relic::postgres::InContainer {
-                container: c.to_string(),
-                conninfo: conninfo.map(str::to_string),
-            };
-            relic::postgres::backup_container(&repo, &opts, &at, bar)
-        }
-        None => relic::postgres::backup(&repo, &opts, conninfo, bar),
+    let target = match container {
+        Some(c) => relic::postgres::Target::Container {
+            container: c.to_string(),
+            conninfo: conninfo.unwrap_or_default().to_string(),
+        },
+        None => relic::postgres::Target::host(conninfo),
     };
+    let done = relic::postgres::backup(&repo, &opts, &target, bar);
     let (id, snap) =
         done.with_context(|| format!("database backup '{name}' failed; no snapshot was written"))?;
     bar.finish();

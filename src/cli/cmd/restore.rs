@@ -100,8 +100,15 @@ pub fn run(cli: &Cli, a: &RestoreArgs, bar: &Bar) -> Result<Outcome> {
         render::checks(&checks);
         println!("loaded {what} and verified its tags");
     } else if let Some(conninfo) = &a.into_postgres {
+        let target = match &a.container {
+            Some(c) => relic::postgres::Target::Container {
+                container: c.clone(),
+                conninfo: conninfo.clone(),
+            },
+            None => relic::postgres::Target::Host(conninfo.clone()),
+        };
         let opts = relic::postgres::RestoreOptions {
-            conninfo: conninfo.clone(),
+            target: target.clone(),
             create: a.create,
             clean: a.clean,
             expect_revision: a.expect_revision.clone(),
@@ -119,7 +126,7 @@ pub fn run(cli: &Cli, a: &RestoreArgs, bar: &Bar) -> Result<Outcome> {
             }
             Some(_) => bail!("{what} is not a database dump"),
         }
-        .map_err(|e| postgres_error(e, conninfo))
+        .map_err(|e| postgres_error(e, &target))
         .with_context(|| format!("restoring {what} into PostgreSQL"))?;
         bar.finish();
         render::checks(&report.checks);
@@ -234,7 +241,14 @@ fn to_file_or_dir(
 /// A database restore's error with what to do about it in this command's
 /// terms: the flag that allows it, or the command that restores the
 /// safety snapshot taken before a failed load.
-fn postgres_error(e: relic::postgres::Error, conninfo: &str) -> anyhow::Error {
+fn postgres_error(e: relic::postgres::Error, target: &relic::postgres::Target) -> anyhow::Error {
+    let into = match target {
+        relic::postgres::Target::Host(c) => format!("--into-postgres '{c}'"),
+        relic::postgres::Target::Container {
+            container,
+            conninfo,
+        } => format!("--into-postgres '{conninfo}' --container {container}"),
+    };
     use relic::postgres::Error as E;
     match e {
         E::DatabaseMissing { .. } => anyhow!("{e}; add --create"),
@@ -247,7 +261,7 @@ fn postgres_error(e: relic::postgres::Error, conninfo: &str) -> anyhow::Error {
             error,
         } => error
             .with_hint(&format!(
-                "To return to the state before, restore the safety snapshot: relic restore {} --into-postgres '{conninfo}' --clean",
+                "To return to the state before, restore the safety snapshot: relic restore {} {into} --clean",
                 &safety_snapshot[..8]
             ))
             .into(),
