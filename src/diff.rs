@@ -307,6 +307,7 @@ mod tests {
             layers: layers.iter().map(|l| l.to_string()).collect(),
             created: None,
             size: 0,
+            compose_tags: vec![],
         }
     }
 

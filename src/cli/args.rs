@@ -92,8 +92,13 @@ pub enum Command {
     /// Give a snapshot a new name (never an immaculate or sacred one).
     Rename { snapshot: String, new_name: String },
     /// Back up a whole stack (databases, images, files, git commit) as
-    /// described by relic.toml into one snapshot.
+    /// described by relic.toml (or found from its compose project with
+    /// --compose) into one snapshot.
     Snapshot(SnapshotCmd),
+    /// Write a relic.toml for a running docker compose project: its
+    /// images, its PostgreSQL services and its named volumes, as the engine
+    /// reports them, for you to edit.
+    InitStack(InitStackCmd),
     /// Print a stack snapshot's manifest (Markdown, or --json).
     Manifest {
         snapshot: String,
@@ -442,6 +447,15 @@ pub struct SnapshotCmd {
     /// The stack's description.
     #[arg(long, default_value = "relic.toml")]
     pub config: PathBuf,
+    /// The stack is the docker compose project of DIR (default: the
+    /// current directory): DIR/relic.toml when there is one, else what the
+    /// engine runs for the project (images, PostgreSQL services, volumes).
+    #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = ".", conflicts_with = "config")]
+    pub compose: Option<PathBuf>,
+    /// The compose project's name (default: DIR's name, as compose names
+    /// it).
+    #[arg(long, value_name = "NAME", requires = "compose")]
+    pub project: Option<String>,
     /// Snapshot name (default: the stack's name).
     #[arg(long)]
     pub name: Option<String>,
@@ -452,6 +466,23 @@ pub struct SnapshotCmd {
     pub allow_partial: bool,
     #[command(flatten)]
     pub snapshot: SnapshotArgs,
+}
+
+#[derive(Args)]
+pub struct InitStackCmd {
+    /// The compose project's directory: relic.toml is written there.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// The compose project's name (default: DIR's name, as compose names
+    /// it).
+    #[arg(long, value_name = "NAME")]
+    pub project: Option<String>,
+    /// Replace an existing relic.toml.
+    #[arg(long)]
+    pub force: bool,
+    /// Print it instead of writing it.
+    #[arg(long)]
+    pub stdout: bool,
 }
 
 #[derive(Args)]

@@ -54,6 +54,9 @@ const REMOTE_JOBS: usize = 4;
 /// S3: pulled first, pushed after (see relic::remote), under a lock in the
 /// bucket.
 fn run_anywhere(mut cli: Cli) -> Result<Outcome> {
+    if matches!(cli.command, Command::InitStack(_)) {
+        return run_one(cli);
+    }
     let spec = match open::repo_path(&cli) {
         Ok(p) => p.to_string_lossy().into_owned(),
         Err(_) => return run_one(cli),
@@ -134,6 +137,7 @@ fn run_one(cli: Cli) -> Result<Outcome> {
             done(cmd::snapshots::rename(cli, snapshot, new_name))
         }
         Command::Snapshot(c) => cmd::stack::snapshot(cli, c, bar),
+        Command::InitStack(c) => done(cmd::stack::init_stack(c)),
         Command::Manifest { snapshot, json } => {
             done(cmd::snapshots::manifest(cli, snapshot, *json))
         }

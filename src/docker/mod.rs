@@ -102,6 +102,20 @@ pub struct ImageRecord {
     pub created: Option<String>,
     /// Bytes of the image's layers.
     pub size: u64,
+    /// Names the stack's compose project runs the image by that the
+    /// archive does not carry (`scheduler-backend:latest` for an image
+    /// backed up as `backend:immaculate`): a restore tags the image with
+    /// them too, so `docker compose up` runs exactly this image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compose_tags: Vec<String>,
+}
+
+impl ImageRecord {
+    /// Every name a restore gives the image: the archive's tags, then the
+    /// compose tags.
+    pub fn all_tags(&self) -> impl Iterator<Item = &String> {
+        self.tags.iter().chain(&self.compose_tags)
+    }
 }
 
 /// The image records of a snapshot; empty when it holds no image.
@@ -259,6 +273,7 @@ pub fn export_into(
         layers: info.layers.clone(),
         created: info.created.clone(),
         size: info.size,
+        compose_tags: Vec::new(),
     })
 }
 
@@ -283,6 +298,7 @@ pub fn backup_archive(
                 layers: i.layers,
                 created: i.created,
                 size: i.size,
+                compose_tags: Vec::new(),
             })
             .collect();
         w.set_meta(
@@ -330,6 +346,28 @@ pub enum LoadStep {
     /// Before loading: `tag` points at another image now; it was tagged
     /// `kept_as`, so it stays reachable once the load moves `tag`.
     Kept(Replaced),
+    /// After loading: the image `id` was tagged `tag`, a name its compose
+    /// project runs it by.
+    Tagged { tag: String, id: String },
+}
+
+/// A reference split into repository and tag (`latest` when it names
+/// none; a registry's port is not a tag).
+pub fn split_reference(reference: &str) -> (&str, &str) {
+    match reference.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (reference, "latest"),
+    }
+}
+
+/// A reference as the engine lists its tags: `latest` added when it names
+/// no tag (and no digest).
+pub fn normalize_reference(reference: &str) -> String {
+    if reference.contains('@') {
+        return reference.to_string();
+    }
+    let (repo, tag) = split_reference(reference);
+    format!("{repo}:{tag}")
 }
 
 /// Loads the selected images of a snapshot into the engine, then checks that
@@ -363,12 +401,22 @@ pub fn restore(
             step(LoadStep::Engine(m));
         }
     }
+    for r in &selected {
+        for name in &r.compose_tags {
+            let (repo_name, tag) = split_reference(name);
+            engine.tag(&r.id, repo_name, tag)?;
+            step(LoadStep::Tagged {
+                tag: name.clone(),
+                id: r.id.clone(),
+            });
+        }
+    }
     let mut checks = Vec::new();
     for r in &selected {
-        let names: Vec<&str> = if r.tags.is_empty() {
+        let names: Vec<&str> = if r.tags.is_empty() && r.compose_tags.is_empty() {
             vec![r.id.as_str()]
         } else {
-            r.tags.iter().map(String::as_str).collect()
+            r.all_tags().map(String::as_str).collect()
         };
         for name in names {
             let found = match engine.inspect(name) {
@@ -407,6 +455,7 @@ mod tests {
             layers: vec![],
             created: None,
             size: 0,
+            compose_tags: vec![],
         };
         let all = vec![
             rec("images/a.tar", "sha256:abcd1234", "a:1"),

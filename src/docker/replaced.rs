@@ -61,7 +61,7 @@ fn kept_as(tag: &str) -> String {
 pub fn replacements(engine: &Engine, records: &[ImageRecord]) -> Result<Vec<Replaced>> {
     let mut out: Vec<Replaced> = Vec::new();
     for r in records {
-        for tag in &r.tags {
+        for tag in r.all_tags() {
             let now = match engine.inspect(tag) {
                 Ok(i) => i.id,
                 Err(Error::NoSuchImage { .. }) => continue,

@@ -1,7 +1,7 @@
 //! `relic.toml`: what a stack is made of (its databases, images, files,
 //! git checkout and hooks), read and checked, with errors naming the file.
 
-use super::{Error, Result};
+use super::{Error, Hooks, Result};
 use crate::postgres;
 use crate::repo::Repository;
 use crate::snapshot::Snapshot;
@@ -29,6 +29,10 @@ pub struct StackConfig {
     /// Docker image references.
     #[serde(default)]
     pub images: Vec<String>,
+    /// With no `images`, the images are the ones the compose project's
+    /// containers run, as they run now.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compose: bool,
     #[serde(default)]
     pub files: Option<FilesPart>,
     #[serde(default)]
@@ -96,15 +100,6 @@ pub struct GitPart {
     pub path: Option<PathBuf>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Hooks {
-    /// Shell commands run after a restore, in the config's directory (for
-    /// example a Redis flush).
-    #[serde(default)]
-    pub post_restore: Vec<String>,
-}
-
 impl StackConfig {
     /// Reads and checks `relic.toml`; errors name the file and the line.
     pub fn load(path: &Path) -> Result<StackConfig> {
@@ -130,6 +125,7 @@ impl StackConfig {
         }
         if cfg.databases.is_empty()
             && cfg.images.is_empty()
+            && !cfg.compose
             && cfg.files.as_ref().is_none_or(|f| f.paths.is_empty())
         {
             return Err(bad(
@@ -177,6 +173,7 @@ impl StackConfig {
                 _ => {}
             }
         }
+        cfg.hooks.check().map_err(bad)?;
         if let Some(f) = &cfg.files {
             for p in &f.paths {
                 if crate::files::relative_inside(p).is_none() {
@@ -243,13 +240,13 @@ impl StackConfig {
                 // snapshots anyone able to write to it could have made,
                 // they are not run unless a relic.toml on disk names them.
                 let mut changes = Vec::new();
-                if repo.config().encryption == "none" && !stored.hooks.post_restore.is_empty() {
+                if repo.config().encryption == "none" && !stored.hooks.is_empty() {
                     changes.push(TargetChange {
-                        what: "post-restore hooks".into(),
-                        stored: stored.hooks.post_restore.join("; "),
+                        what: "hooks".into(),
+                        stored: stored.hooks.summary(),
                         given: String::new(),
                     });
-                    stored.hooks.post_restore.clear();
+                    stored.hooks = Hooks::default();
                 }
                 Ok((stored, changes))
             }
@@ -287,19 +284,10 @@ impl StackConfig {
     /// relic.toml's directory name in lower case with only letters,
     /// digits, `-` and `_` kept.
     pub fn project(&self) -> String {
-        if let Some(p) = &self.project {
-            return p.clone();
+        match &self.project {
+            Some(p) => p.clone(),
+            None => super::compose::project_name(self.dir()),
         }
-        self.dir()
-            .file_name()
-            .map(|n| {
-                n.to_string_lossy()
-                    .to_lowercase()
-                    .chars()
-                    .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
-                    .collect()
-            })
-            .unwrap_or_default()
     }
 
     /// Where database part `d` is: its `service` is looked up among the
@@ -370,11 +358,7 @@ impl StackConfig {
                 given_root.display().to_string(),
             );
         }
-        change(
-            "post-restore hooks".into(),
-            self.hooks.post_restore.join("; "),
-            given.hooks.post_restore.join("; "),
-        );
+        change("hooks".into(), self.hooks.summary(), given.hooks.summary());
         out.hooks = given.hooks.clone();
         // The files' root is absolute from here on: the config's
         // directory moves to the given one's.
@@ -433,10 +417,7 @@ post_restore = ["redis-cli flushall"]
         assert_eq!(merged.images, ["shop/app:1"]);
         assert!(merged.hooks.post_restore.is_empty());
         let whats: Vec<&str> = changes.iter().map(|c| c.what.as_str()).collect();
-        assert_eq!(
-            whats,
-            ["database 'main'", "files root", "post-restore hooks"]
-        );
+        assert_eq!(whats, ["database 'main'", "files root", "hooks"]);
         assert!(
             changes
                 .iter()

@@ -17,17 +17,20 @@
 //! drills (`drill.rs`). Comparing two snapshots is [`crate::diff`], which
 //! reads manifests; this module never uses it.
 
+pub mod compose;
 mod config;
 mod drill;
+pub mod hooks;
 mod manifest;
 mod restore;
 mod snapshot;
 
-pub use config::{DatabasePart, FilesPart, GitPart, Hooks, StackConfig, TargetChange, CONFIG_ITEM};
+pub use config::{DatabasePart, FilesPart, GitPart, StackConfig, TargetChange, CONFIG_ITEM};
 pub use drill::drill;
+pub use hooks::{Hook, HookEvent, Hooks};
 pub use manifest::{manifest, DbPart, FilesSummary, GitState, Manifest, MANIFEST_KEY};
 pub use restore::{restore, Part, Report, RestoreOptions};
-pub use snapshot::{newest_baseline, snapshot, stacks_with_baselines};
+pub use snapshot::{backup, newest_baseline, snapshot, stacks_with_baselines};
 
 use crate::docker;
 use crate::postgres::{self, Check};
@@ -65,6 +68,14 @@ pub enum Error {
     NotAStack(String),
     #[error("refusing to restore: {0}")]
     Refused(String),
+    /// A hook failed (`which`: pre-backup, post-backup, pre-restore,
+    /// post-restore).
+    #[error("{which} hook failed: {command}: {what}")]
+    Hook {
+        which: String,
+        command: String,
+        what: String,
+    },
     /// A partial snapshot was asked for with a baseline's tier.
     #[error("a {tier} baseline is whole or nothing: it cannot be a partial snapshot")]
     PartialBaseline { tier: crate::snapshot::Tier },
@@ -234,8 +245,11 @@ pub enum RestoreStep {
     Images(docker::LoadStep),
     /// Step 4: the files are being restored under `root`.
     RestoringFiles { root: PathBuf },
-    /// Step 5: a post-restore hook runs.
-    RunningHook { command: String },
+    /// Step 4 (pre-restore, before any part is restored) or 5
+    /// (post-restore): a hook runs.
+    RunningHook { which: String, command: String },
+    /// What the hook that ran printed.
+    HookOutput { which: String, text: String },
     /// Step 6: what was restored was verified by `checks` checks.
     Verified { checks: usize },
 }
@@ -261,7 +275,12 @@ impl RestoreStep {
             | S::OpenConnections { .. }
             | S::Images(_)
             | S::RestoringFiles { .. } => 4,
-            S::WouldRunHook { .. } | S::RunningHook { .. } => 5,
+            S::RunningHook { which, .. } | S::HookOutput { which, .. }
+                if which == "pre-restore" =>
+            {
+                4
+            }
+            S::WouldRunHook { .. } | S::RunningHook { .. } | S::HookOutput { .. } => 5,
             S::WouldVerify | S::Verified { .. } => 6,
         }
     }

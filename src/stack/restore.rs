@@ -5,7 +5,7 @@
 
 use super::manifest::{manifest, DbPart, FilesSummary, Manifest};
 use super::snapshot::{present_parts, snapshot};
-use super::{redact, stack_items, verify_files, Error, Result, StackConfig};
+use super::{redact, stack_items, verify_files, Error, HookEvent, Result, StackConfig};
 use super::{Absent, RestoreStep, Room, SafetySkip, SpacePart, TargetRevision};
 use crate::docker::{self, Engine, ImageRecord};
 use crate::postgres::{self, Check};
@@ -15,7 +15,6 @@ use crate::snapshot::{Item, Snapshot, Tier};
 use crate::SnapshotId;
 use serde::Serialize;
 use std::path::PathBuf;
-use std::process::Command;
 
 /// Which parts a restore touches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,10 +86,11 @@ pub fn restore(
     let safety = take_safety_snapshot(repo, id, cfg, opts, engine.as_ref(), progress, say)?;
     let mut trail = Trail::new(safety.as_deref());
     let items = stack_items(repo, snap)?;
+    run_hooks(cfg, "pre-restore", &trail, say)?;
     restore_databases(repo, &plan, &items, &mut trail, progress, say)?;
     let image_checks = restore_images(repo, snap, &plan, &mut trail, progress, say)?;
     restore_files(repo, snap, &plan, &mut trail, progress, say)?;
-    run_hooks(cfg, &trail, say)?;
+    run_hooks(cfg, "post-restore", &trail, say)?;
     let checks = verify_restored(&plan, &items, image_checks, &trail, say)?;
     Ok(Report {
         safety_snapshot: safety,
@@ -291,8 +291,15 @@ fn describe_dry_run(plan: &Plan, cfg: &StackConfig, say: &mut dyn FnMut(RestoreS
             root: plan.files_root.clone(),
         });
     }
-    for h in &cfg.hooks.post_restore {
-        say(RestoreStep::WouldRunHook { command: h.clone() });
+    for (which, list) in [
+        ("pre-restore", &cfg.hooks.pre_restore),
+        ("post-restore", &cfg.hooks.post_restore),
+    ] {
+        for h in list {
+            say(RestoreStep::WouldRunHook {
+                command: format!("{which}: {h}"),
+            });
+        }
     }
     say(RestoreStep::WouldVerify);
 }
@@ -489,28 +496,33 @@ fn restore_files(
     Ok(())
 }
 
-/// Step 5: runs the config's post-restore hooks (`sh -c`, in the config's
-/// directory), in order; one failing or exiting non-zero fails the restore.
-fn run_hooks(cfg: &StackConfig, trail: &Trail, say: &mut dyn FnMut(RestoreStep)) -> Result<()> {
-    if !cfg.hooks.post_restore.is_empty() {
-        // On a new host the stack's directory may not be there yet.
-        crate::files::user::ensure_dir(cfg.dir()).map_err(|e| {
-            trail.failed("post-restore hook", format!("{}: {e}", cfg.dir().display()))
-        })?;
-    }
-    for h in &cfg.hooks.post_restore {
-        say(RestoreStep::RunningHook { command: h.clone() });
-        let st = Command::new("sh")
-            .arg("-c")
-            .arg(h)
-            .current_dir(cfg.dir())
-            .status()
-            .map_err(|e| trail.failed("post-restore hook", format!("{h}: {e}")))?;
-        if !st.success() {
-            return Err(trail.failed("post-restore hook", format!("{h} exited with {st}")));
-        }
-    }
-    Ok(())
+/// Runs the config's `which` hooks (pre-restore in step 4, before any
+/// part changes; post-restore in step 5), in order; one failing fails the
+/// restore.
+fn run_hooks(
+    cfg: &StackConfig,
+    which: &str,
+    trail: &Trail,
+    say: &mut dyn FnMut(RestoreStep),
+) -> Result<()> {
+    let list = if which == "pre-restore" {
+        &cfg.hooks.pre_restore
+    } else {
+        &cfg.hooks.post_restore
+    };
+    super::hooks::run(cfg, which, list, &mut |e| {
+        say(match e {
+            HookEvent::Running(command) => RestoreStep::RunningHook {
+                which: which.to_string(),
+                command,
+            },
+            HookEvent::Output(text) => RestoreStep::HookOutput {
+                which: which.to_string(),
+                text,
+            },
+        })
+    })
+    .map_err(|e| trail.failed(&format!("{which} hook"), e.to_string()))
 }
 
 /// Step 6: checks what was restored (each database's tables, row counts

@@ -4,7 +4,7 @@
 
 use super::manifest::{manifest, DbPart, FilesSummary, GitState, Manifest, MANIFEST_KEY};
 use super::restore::{wants, Part, RestoreOptions};
-use super::{config::CONFIG_ITEM, Error, Result, StackConfig};
+use super::{config::CONFIG_ITEM, Error, HookEvent, Result, StackConfig};
 use crate::docker::{self, Engine};
 use crate::postgres;
 use crate::progress::{Progress, Unit};
@@ -14,7 +14,32 @@ use crate::SnapshotId;
 use std::path::Path;
 use std::process::Command;
 
-/// Backs up every part of the stack into one snapshot. The engine and every
+/// A stack's backup as its relic.toml describes it: the pre-backup hooks
+/// (one failing: no snapshot), the [`snapshot`], then the post-backup
+/// hooks (one failing fails the backup; the snapshot stays). `said`
+/// hears each hook and its output.
+pub fn backup(
+    repo: &Repository,
+    cfg: &StackConfig,
+    opts: &SnapshotOptions,
+    allow_partial: bool,
+    progress: &dyn Progress,
+    said: &mut dyn FnMut(HookEvent),
+) -> Result<(SnapshotId, Snapshot)> {
+    super::hooks::run(cfg, "pre-backup", &cfg.hooks.pre_backup, said)?;
+    let done = snapshot(repo, cfg, opts, allow_partial, progress)?;
+    super::hooks::run(cfg, "post-backup", &cfg.hooks.post_backup, said).map_err(|e| {
+        Error::Hook {
+            which: "post-backup".into(),
+            command: String::new(),
+            what: format!("{e} (snapshot {} was written)", done.0.short()),
+        }
+    })?;
+    Ok(done)
+}
+
+/// Backs up every part of the stack into one snapshot (no hooks: a
+/// restore's safety snapshot is one too). The engine and every
 /// image are looked up and the git state read before anything is written.
 /// Any part failing leaves no snapshot, unless `allow_partial`: then the
 /// parts that succeeded are stored and the snapshot is marked partial
@@ -45,7 +70,9 @@ pub fn snapshot(
             Err(e)
         }
     };
-    let engine = if cfg.images.is_empty() {
+    let wants_engine =
+        !cfg.images.is_empty() || cfg.compose || cfg.databases.iter().any(|d| d.service.is_some());
+    let engine = if !wants_engine {
         None
     } else {
         match Engine::connect() {
@@ -56,9 +83,36 @@ pub fn snapshot(
             }
         }
     };
+    // The compose project's containers: the images when the stack lists
+    // none, and the names compose runs each image by.
+    let containers = match &engine {
+        Some(e) => match e.compose_containers(&cfg.project()) {
+            Ok(c) => c,
+            Err(err) => {
+                fail(&mut failed, "images".into(), err.into())?;
+                Vec::new()
+            }
+        },
+        None => Vec::new(),
+    };
+    let images = if cfg.compose && cfg.images.is_empty() {
+        if engine.is_some() && containers.is_empty() {
+            fail(
+                &mut failed,
+                "images".into(),
+                Error::Refused(format!(
+                    "compose project '{}' has no containers (is it up? set `project` in relic.toml to its name)",
+                    cfg.project()
+                )),
+            )?;
+        }
+        super::compose::discover_images(&containers)
+    } else {
+        cfg.images.clone()
+    };
     let mut found = Vec::new();
     if let Some(e) = &engine {
-        for r in &cfg.images {
+        for r in &images {
             match e.inspect(r) {
                 Ok(info) => found.push((r, info)),
                 Err(err) => fail(&mut failed, format!("images/{r}"), err.into())?,
@@ -108,7 +162,11 @@ pub fn snapshot(
         if let Some(e) = &engine {
             for (r, info) in &found {
                 match docker::export_into(w, e, r, info, progress) {
-                    Ok(record) => m.images.push(record),
+                    Ok(mut record) => {
+                        record.compose_tags =
+                            super::compose::compose_tags(&containers, &record.id, &record.tags);
+                        m.images.push(record)
+                    }
                     Err(err) => fail(&mut failed, format!("images/{r}"), err.into())?,
                 }
             }

@@ -1,6 +1,6 @@
 //! Stack commands: `snapshot`, stack `restore`, `emergency`, `drill`.
 
-use crate::cli::args::{Cli, DrillArgs, EmergencyCmd, SnapshotCmd};
+use crate::cli::args::{Cli, DrillArgs, EmergencyCmd, InitStackCmd, SnapshotCmd};
 use crate::cli::open::{load_config, open_stack};
 use crate::cli::progress::Bar;
 use crate::cli::render;
@@ -10,9 +10,13 @@ use relic::stack::{self, StackConfig};
 use relic::Progress;
 use relic::{Repository, SnapshotId};
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
 
 pub fn snapshot(cli: &Cli, cmd: &SnapshotCmd, bar: &Bar) -> Result<Outcome> {
-    let cfg = StackConfig::load(&cmd.config).map_err(render::stack_hint)?;
+    let cfg = match &cmd.compose {
+        Some(dir) => compose_config(dir, cmd.project.as_deref())?,
+        None => StackConfig::load(&cmd.config).map_err(render::stack_hint)?,
+    };
     let name = cmd.name.clone().unwrap_or_else(|| cfg.name.clone());
     let opts = cmd.snapshot.options(&name)?;
     // relic.toml's allow_partial is for routine snapshots: a baseline
@@ -21,7 +25,8 @@ pub fn snapshot(cli: &Cli, cmd: &SnapshotCmd, bar: &Bar) -> Result<Outcome> {
     let baseline = matches!(opts.tier, relic::Tier::Immaculate | relic::Tier::Sacred);
     let allow_partial = cmd.allow_partial || (cfg.allow_partial && !baseline);
     let repo = open_stack(cli, Some(&cfg))?;
-    let (id, snap) = stack::snapshot(&repo, &cfg, &opts, allow_partial, bar)
+    let mut said = |e: stack::HookEvent| bar.say(&render::hook_event(&e));
+    let (id, snap) = stack::backup(&repo, &cfg, &opts, allow_partial, bar, &mut said)
         .map_err(render::stack_hint)
         .with_context(|| format!("stack snapshot '{name}' failed; no snapshot was written"))?;
     bar.finish();
@@ -38,6 +43,64 @@ pub fn snapshot(cli: &Cli, cmd: &SnapshotCmd, bar: &Bar) -> Result<Outcome> {
         eprintln!("    {}: {}", f.part, f.error);
     }
     Ok(Outcome::Partial)
+}
+
+/// The stack of the compose project in `dir`: its relic.toml when there
+/// is one, else the one [`init_stack`] would write, used as it is (and
+/// stored in the snapshot like any other).
+fn compose_config(dir: &Path, project: Option<&str>) -> Result<StackConfig> {
+    let path = dir.join("relic.toml");
+    let mut cfg = if path.exists() {
+        StackConfig::load(&path).map_err(render::stack_hint)?
+    } else {
+        let text = discovered_text(dir, project)?;
+        StackConfig::parse(&text, &path)?
+    };
+    if let Some(p) = project {
+        cfg.project = Some(p.to_string());
+    }
+    Ok(cfg)
+}
+
+/// The relic.toml describing the compose project of `dir` as it runs.
+fn discovered_text(dir: &Path, project: Option<&str>) -> Result<String> {
+    let project = match project {
+        Some(p) => p.to_string(),
+        None => stack::compose::project_name(&std::path::absolute(dir)?),
+    };
+    let engine = relic::docker::Engine::connect()?;
+    let found = stack::compose::discover(&engine, &project)?;
+    Ok(stack::compose::config_text(&found))
+}
+
+/// `relic init-stack`: writes (or prints) the relic.toml of a running
+/// compose project.
+pub fn init_stack(cmd: &InitStackCmd) -> Result<()> {
+    let text = discovered_text(&cmd.dir, cmd.project.as_deref())?;
+    if cmd.stdout {
+        print!("{text}");
+        return Ok(());
+    }
+    let path = cmd.dir.join("relic.toml");
+    if path.exists() && !cmd.force {
+        bail!(
+            "{} exists; --force replaces it, --stdout prints the new one",
+            path.display()
+        );
+    }
+    relic::files::user::write_atomically(&path, |f| {
+        use std::os::unix::fs::PermissionsExt;
+        // It will hold the databases' passwords when the user adds them.
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.write_all(text.as_bytes())
+    })
+    .with_context(|| format!("writing {}", path.display()))?;
+    println!(
+        "wrote {}: edit it, then `relic snapshot --config {}`",
+        path.display(),
+        path.display()
+    );
+    Ok(())
 }
 
 /// The relic.toml that sets a stack command's targets: `--config`, or

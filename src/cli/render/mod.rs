@@ -16,7 +16,8 @@ pub use ls::ls;
 pub use manifest::{manifest, manifest_json};
 pub use postgres::postgres_step;
 pub use stack::{
-    drill_error, drill_step, load_step, stack_error, stack_hint, stack_step, target_change,
+    drill_error, drill_step, hook_event, load_step, stack_error, stack_hint, stack_step,
+    target_change,
 };
 
 use anyhow::Result;

@@ -141,8 +141,25 @@ pub fn stack_step(step: &RestoreStep) -> String {
         ),
         S::Images(l) => load_step(l),
         S::RestoringFiles { root } => format!("{n} restoring files under {}", root.display()),
-        S::RunningHook { command } => format!("{n} running: {command}"),
+        S::RunningHook { which, command } => format!("{n} running {which} hook: {command}"),
+        S::HookOutput { text, .. } => text
+            .lines()
+            .map(|l| format!("    | {l}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
         S::Verified { checks } => format!("{n} verified {checks} checks"),
+    }
+}
+
+/// The lines a hook around a backup prints.
+pub fn hook_event(e: &relic::stack::HookEvent) -> String {
+    match e {
+        relic::stack::HookEvent::Running(c) => format!("running hook: {c}"),
+        relic::stack::HookEvent::Output(t) => t
+            .lines()
+            .map(|l| format!("    | {l}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
     }
 }
 
@@ -157,6 +174,12 @@ pub fn load_step(step: &LoadStep) -> String {
             head(&r.old_id, 19),
             r.kept_as
         ),
+        LoadStep::Tagged { tag, id } => {
+            format!(
+                "tagged {} {tag} (the compose project's name for it)",
+                head(id, 19)
+            )
+        }
     }
 }
 
@@ -417,9 +440,10 @@ mod tests {
             ),
             (
                 S::RunningHook {
+                    which: "post-restore".into(),
                     command: "true".into(),
                 },
-                "5/6 running: true",
+                "5/6 running post-restore hook: true",
             ),
             (S::Verified { checks: 7 }, "6/6 verified 7 checks"),
         ];
