@@ -6,75 +6,11 @@
 
 mod common;
 use common::engine::*;
+use common::pgcontainer::PgContainer;
 use relic::docker::{Engine, Error, ExecSpec};
 use std::io::Read;
 use std::path::Path;
 use std::process::Command;
-
-/// A running PostgreSQL container with its own data volume, removed with
-/// its volume on drop.
-struct PgContainer {
-    name: String,
-    volume: String,
-}
-
-impl PgContainer {
-    fn start(tag: &str) -> PgContainer {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-image.sh");
-        let out = Command::new(script)
-            .env("DOCKER_HOST", host())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "building the PostgreSQL image: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let image = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let name = format!("relic-t{}-{tag}", std::process::id());
-        let volume = format!("{name}-data");
-        let _ = docker(&["rm", "-f", &name]);
-        let _ = docker(&["volume", "rm", "-f", &volume]);
-        docker_ok(&[
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "--network",
-            "none",
-            "-v",
-            &format!("{volume}:/var/lib/postgresql/data"),
-            &image,
-        ]);
-        let c = PgContainer { name, volume };
-        let t0 = std::time::Instant::now();
-        while !docker(&["exec", &c.name, "pg_isready", "-q"])
-            .status
-            .success()
-        {
-            assert!(t0.elapsed().as_secs() < 60, "the server never came up");
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        c
-    }
-
-    fn psql(&self, db: &str, sql: &str) -> String {
-        let out = docker(&["exec", &self.name, "psql", "-XAtq", "-d", db, "-c", sql]);
-        assert!(
-            out.status.success(),
-            "{sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-}
-
-impl Drop for PgContainer {
-    fn drop(&mut self) {
-        let _ = docker(&["rm", "-f", &self.name]);
-        let _ = docker(&["volume", "rm", "-f", &self.volume]);
-    }
-}
 
 fn spec(cmd: &[&str]) -> ExecSpec {
     ExecSpec {

@@ -3,6 +3,7 @@
 
 pub mod engine;
 pub mod pg;
+pub mod pgcontainer;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
