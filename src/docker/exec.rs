@@ -3,16 +3,53 @@
 //! database in a container is dumped by its own `pg_dump`, whose major
 //! version always matches its server's, with no client on the host.
 
-use super::engine::{ChannelReader, ChannelWriter, Engine};
+use super::engine::{ChannelWriter, Engine};
 use super::{Error, Result};
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bytes::{Buf, Bytes};
 use futures_util::StreamExt;
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex};
 
+/// The largest piece of output handed to the reading thread at once, and
+/// how many may wait: at most 4 MiB in flight.
+const OUTPUT_PIECE: usize = 512 << 10;
+const OUTPUT_PIECES: usize = 8;
+const OUTPUT_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// The most of a command's standard error kept for its error message.
 const STDERR_KEPT: usize = 64 << 10;
+
+/// A reader of batches of frames a task on the runtime sends through a
+/// bounded channel; an error sent ends it.
+struct BatchReader {
+    rx: tokio::sync::mpsc::Receiver<io::Result<Vec<Bytes>>>,
+    cur: std::collections::VecDeque<Bytes>,
+}
+
+impl Read for BatchReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.cur.front_mut() {
+                Some(b) if b.is_empty() => {
+                    self.cur.pop_front();
+                }
+                Some(b) => {
+                    let n = buf.len().min(b.len());
+                    buf[..n].copy_from_slice(&b[..n]);
+                    b.advance(n);
+                    return Ok(n);
+                }
+                None => match self.rx.blocking_recv() {
+                    None => return Ok(0),
+                    Some(Ok(batch)) => self.cur.extend(batch),
+                    Some(Err(e)) => return Err(e),
+                },
+            }
+        }
+    }
+}
 
 /// What to run inside a container.
 #[derive(Clone, Debug, Default)]
@@ -37,7 +74,7 @@ pub struct Exec<'e> {
     engine: &'e Engine,
     id: String,
     container: String,
-    output: ChannelReader,
+    output: BatchReader,
     input: Option<ExecInput>,
     stderr: Arc<Mutex<Vec<u8>>>,
 }
@@ -115,13 +152,48 @@ impl Engine {
                 what: format!("exec in container '{container}' started detached"),
             });
         };
-        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        // Output comes in frames of a few KiB; handing each to the reading
+        // thread cost a wake-up apiece (a third of relic's CPU on a dump).
+        // Frames are gathered, uncopied, into batches of OUTPUT_PIECE
+        // bytes; a batch goes when full, at the end, or OUTPUT_WAIT after
+        // its first frame, so a slow command's output is not held back long.
+        let (tx, rx) = tokio::sync::mpsc::channel(OUTPUT_PIECES);
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let errs = stderr.clone();
         rt.spawn(async move {
-            while let Some(part) = output.next().await {
-                let sent = match part {
-                    Ok(LogOutput::StdOut { message }) => tx.send(Ok(message)).await,
+            let mut batch: Vec<bytes::Bytes> = Vec::new();
+            let mut size = 0;
+            let mut deadline = tokio::time::Instant::now();
+            loop {
+                let part = if batch.is_empty() {
+                    output.next().await
+                } else {
+                    match tokio::time::timeout_at(deadline, output.next()).await {
+                        Ok(part) => part,
+                        Err(_) => {
+                            size = 0;
+                            if tx.send(Ok(std::mem::take(&mut batch))).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
+                };
+                let Some(part) = part else { break };
+                match part {
+                    Ok(LogOutput::StdOut { message }) => {
+                        if batch.is_empty() {
+                            deadline = tokio::time::Instant::now() + OUTPUT_WAIT;
+                        }
+                        size += message.len();
+                        batch.push(message);
+                        if size >= OUTPUT_PIECE {
+                            size = 0;
+                            if tx.send(Ok(std::mem::take(&mut batch))).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
                     Ok(LogOutput::StdErr { message }) => {
                         let mut e = errs.lock().expect("stderr buffer");
                         e.extend_from_slice(&message);
@@ -129,17 +201,19 @@ impl Engine {
                             let cut = e.len() - STDERR_KEPT;
                             e.drain(..cut);
                         }
-                        Ok(())
                     }
-                    Ok(_) => Ok(()),
+                    Ok(_) => {}
                     Err(e) => {
+                        if !batch.is_empty() {
+                            let _ = tx.send(Ok(std::mem::take(&mut batch))).await;
+                        }
                         let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
-                        break;
+                        return;
                     }
-                };
-                if sent.is_err() {
-                    break;
                 }
+            }
+            if !batch.is_empty() {
+                let _ = tx.send(Ok(batch)).await;
             }
         });
         let input = spec.stdin.then(|| {
@@ -166,7 +240,10 @@ impl Engine {
             engine: self,
             id,
             container: container.to_string(),
-            output: ChannelReader::new(rx),
+            output: BatchReader {
+                rx,
+                cur: Default::default(),
+            },
             input,
             stderr,
         })
