@@ -7,16 +7,22 @@
 # the wrapped tool when the other core is busy, the tool alone beside a
 # `nice -n 19` CPU burner. Runs alternate; medians of RUNS runs are printed.
 #
-#   scripts/measure-overhead.sh [--db DB] [--image REF] [--runs N]
+#   scripts/measure-overhead.sh [--db DB [--container NAME]] [--image REF] [--runs N]
+#
+# With --container, DB is a database inside that running container: the tool
+# is `docker exec NAME pg_dump DB`, relic runs `backup pg --container NAME`.
+# The last column is relic's own CPU (user + system) per GB of the stream on
+# a daily backup.
 #
 # Needs a running PostgreSQL with DB (e.g. `pgbench -i -s 100 DB`, a 0.98 GB
 # dump) and DOCKER_HOST with IMAGE. Run on a quiet machine.
 set -euo pipefail
-db="" image="" runs=5
+db="" image="" container="" runs=5
 while [ $# -gt 0 ]; do
   case "$1" in
     --db) db="$2"; shift 2 ;;
     --image) image="$2"; shift 2 ;;
+    --container) container="$2"; shift 2 ;;
     --runs) runs="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
@@ -45,6 +51,10 @@ first() { # fresh repository each time
   "$relic" -q -r "$work/first" init >/dev/null
   secs "$@" -r "$work/first"
 }
+cpu() { # command... -> user + system CPU seconds
+  /usr/bin/time -f "%U %S" -o "$work/cpu" "$@" >/dev/null 2>&1
+  awk '{print $1 + $2}' "$work/cpu"
+}
 median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.2f", m}'; }
 
 measure() { # label tool-command relic-args...
@@ -53,27 +63,35 @@ measure() { # label tool-command relic-args...
   rm -rf "$work/daily"
   "$relic" -q -r "$work/daily" init >/dev/null
   "$relic" -q -r "$work/daily" "$@" >/dev/null
-  local a="" f="" d="" b=""
+  local a="" f="" d="" b="" c=""
+  local gb
+  gb=$(sh -c "$tool" | wc -c | awk '{print $1 / 1e9}')
   for _ in $(seq "$runs"); do
     a+="$(secs sh -c "$tool > /dev/null")"$'\n'
     f+="$(first "$relic" -q "$@")"$'\n'
     d+="$(secs "$relic" -q -r "$work/daily" "$@")"$'\n'
     b+="$(burned sh -c "$tool > /dev/null")"$'\n'
+    c+="$(cpu "$relic" -q -r "$work/daily" "$@")"$'\n'
   done
-  local ma mf md mb
+  local ma mf md mb mc
+  mc=$(printf %s "$c" | median)
   ma=$(printf %s "$a" | median)
   mf=$(printf %s "$f" | median)
   md=$(printf %s "$d" | median)
   mb=$(printf %s "$b" | median)
-  printf '| %s | %s | %s (%+.0f%%) | %s (%+.0f%%) | %s (%+.0f%%) |\n' "$label" "$ma" \
+  printf '| %s | %s | %s (%+.0f%%) | %s (%+.0f%%) | %s (%+.0f%%) | %.2f |\n' "$label" "$ma" \
     "$mf" "$(echo "($mf / $ma - 1) * 100" | bc -l)" \
     "$md" "$(echo "($md / $ma - 1) * 100" | bc -l)" \
-    "$mb" "$(echo "($mb / $ma - 1) * 100" | bc -l)"
+    "$mb" "$(echo "($mb / $ma - 1) * 100" | bc -l)" \
+    "$(echo "$mc / $gb" | bc -l)"
 }
 
-echo "| job | tool alone s | relic, first backup s | relic, daily backup s | tool beside a nice-19 burner s |"
-echo "|---|---:|---:|---:|---:|"
-if [ -n "$db" ]; then
+echo "| job | tool alone s | relic, first backup s | relic, daily backup s | tool beside a nice-19 burner s | relic daily CPU-s/GB |"
+echo "|---|---:|---:|---:|---:|---:|"
+if [ -n "$db" ] && [ -n "$container" ]; then
+  measure "docker exec $container pg_dump $db" "docker exec $container pg_dump $db" \
+    backup pg --container "$container" --name db "dbname=$db"
+elif [ -n "$db" ]; then
   measure "pg_dump $db" "pg_dump $db" backup pg --name db "dbname=$db"
 fi
 if [ -n "$image" ]; then
