@@ -232,9 +232,15 @@ impl Engine {
                 rx.recv().await.map(|x| (x, rx))
             }));
             let sent = self.rt.block_on(send(body));
-            let written = writer.join().expect("upload thread");
-            written?;
-            sent.map_err(|e| self.engine_error(e))
+            match (writer.join().expect("upload thread"), sent) {
+                (Ok(()), Ok(v)) => Ok(v),
+                // The engine stopped reading: its answer says why.
+                (Err(repo::Error::Output(e)), Err(s)) if e.kind() == io::ErrorKind::BrokenPipe => {
+                    Err(self.engine_error(s))
+                }
+                (Err(w), _) => Err(w.into()),
+                (Ok(()), Err(s)) => Err(self.engine_error(s)),
+            }
         })
     }
 

@@ -7,6 +7,7 @@ use super::manifest::{manifest, DbPart, FilesSummary, Manifest};
 use super::snapshot::{present_parts, snapshot};
 use super::{redact, stack_items, verify_files, Error, HookEvent, Result, StackConfig};
 use super::{Absent, RestoreStep, Room, SafetySkip, SpacePart, TargetRevision};
+use crate::docker::volume::{self, VolumeRecord};
 use crate::docker::{self, Engine, ImageRecord};
 use crate::postgres::{self, Check};
 use crate::progress::{Progress, Unit};
@@ -22,6 +23,7 @@ pub enum Part {
     Db,
     Images,
     Files,
+    Volumes,
 }
 
 impl std::str::FromStr for Part {
@@ -31,7 +33,8 @@ impl std::str::FromStr for Part {
             "db" => Ok(Part::Db),
             "images" => Ok(Part::Images),
             "files" => Ok(Part::Files),
-            _ => Err(format!("'{s}' is not a part: db, images or files")),
+            "volumes" => Ok(Part::Volumes),
+            _ => Err(format!("'{s}' is not a part: db, images, files or volumes")),
         }
     }
 }
@@ -44,6 +47,9 @@ pub struct RestoreOptions {
     pub safety_snapshot: bool,
     /// Restore a database alone despite an Alembic revision mismatch.
     pub force: bool,
+    /// Stop the running containers that use a volume restored into (and
+    /// start them again after); without it such a volume is refused.
+    pub stop: bool,
 }
 
 /// What a restore did and checked.
@@ -60,7 +66,8 @@ pub(super) fn wants(opts: &RestoreOptions, p: Part) -> bool {
 }
 
 /// Restores a stack snapshot through the chain: disk space, verify, safety
-/// snapshot, restore (databases, then images, then files), hooks, verify.
+/// snapshot, restore (databases, then images, files and volumes), hooks,
+/// verify.
 /// Each step must pass before the next; `say` hears each as it happens. A
 /// refusal before anything changed is [`Error::Refused`],
 /// [`Error::NoRoom`] or [`Error::RevisionMismatch`]; a failure after is
@@ -79,8 +86,9 @@ pub fn restore(
     let engine = check_disk_space(&plan, say)?;
     verify_snapshot(repo, id, snap, opts, say)?;
     check_alembic_revisions(&plan, opts, say)?;
+    let volumes = check_volumes_in_use(&plan, engine.as_ref(), opts)?;
     if opts.dry_run {
-        describe_dry_run(&plan, cfg, say);
+        describe_dry_run(&plan, cfg, &volumes, say);
         return Ok(Report::default());
     }
     let safety = take_safety_snapshot(repo, id, cfg, opts, engine.as_ref(), progress, say)?;
@@ -90,6 +98,16 @@ pub fn restore(
     restore_databases(repo, &plan, &items, &mut trail, progress, say)?;
     let image_checks = restore_images(repo, snap, &plan, &mut trail, progress, say)?;
     restore_files(repo, snap, &plan, &mut trail, progress, say)?;
+    restore_volumes(
+        repo,
+        snap,
+        &plan,
+        engine.as_ref(),
+        opts,
+        &mut trail,
+        progress,
+        say,
+    )?;
     run_hooks(cfg, "post-restore", &trail, say)?;
     let checks = verify_restored(&plan, &items, image_checks, &trail, say)?;
     Ok(Report {
@@ -106,6 +124,7 @@ struct Plan<'m> {
     /// Each database part with where it is restored into.
     dbs: Vec<(&'m DbPart, postgres::Target)>,
     images: &'m [ImageRecord],
+    volumes: &'m [VolumeRecord],
     files: Option<&'m FilesSummary>,
     files_root: PathBuf,
 }
@@ -134,6 +153,11 @@ impl<'m> Plan<'m> {
             } else {
                 &[]
             },
+            volumes: if wants(opts, Part::Volumes) {
+                &m.volumes
+            } else {
+                &[]
+            },
             files: if wants(opts, Part::Files) {
                 m.files.as_ref()
             } else {
@@ -147,11 +171,12 @@ impl<'m> Plan<'m> {
 /// Step 1: refuses, before anything is changed, when a filesystem a part is
 /// restored onto lacks room for it (the parts' sizes plus 10% and 64 MiB per
 /// filesystem; a database counts half again its dump for tables and
-/// indexes). Connects to the Docker engine when images are restored, to find
-/// its data root, and returns it for the safety snapshot.
+/// indexes). Connects to the Docker engine when images or volumes are
+/// restored, to find its data root (where local volumes are too), and
+/// returns it for the safety snapshot and the volumes.
 fn check_disk_space(plan: &Plan, say: &mut dyn FnMut(RestoreStep)) -> Result<Option<Engine>> {
     say(RestoreStep::DiskSpace);
-    let engine = if plan.images.is_empty() {
+    let engine = if plan.images.is_empty() && plan.volumes.is_empty() {
         None
     } else {
         Some(Engine::connect()?)
@@ -172,7 +197,8 @@ fn check_disk_space(plan: &Plan, say: &mut dyn FnMut(RestoreStep)) -> Result<Opt
             needs.push((
                 SpacePart::DockerRoot,
                 dir,
-                plan.images.iter().map(|i| i.size).sum(),
+                plan.images.iter().map(|i| i.size).sum::<u64>()
+                    + plan.volumes.iter().map(|v| v.bytes).sum::<u64>(),
             ));
         }
     }
@@ -265,9 +291,41 @@ fn check_alembic_revisions(
     Ok(())
 }
 
+/// Step 2: refuses, before anything is changed, a volume that running
+/// containers use, unless `stop`; returns what each volume restored
+/// meets now.
+fn check_volumes_in_use(
+    plan: &Plan,
+    engine: Option<&Engine>,
+    opts: &RestoreOptions,
+) -> Result<Vec<volume::Target>> {
+    let Some(engine) = engine else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for v in plan.volumes {
+        let t = volume::target(engine, &v.name)?;
+        let running = t.running();
+        if !running.is_empty() && !opts.stop {
+            return Err(docker::Error::VolumeInUse {
+                volume: v.name.clone(),
+                containers: running,
+            }
+            .into());
+        }
+        out.push(t);
+    }
+    Ok(out)
+}
+
 /// A dry run, after the checks: says what steps 3 to 6 would do, and
 /// changes nothing.
-fn describe_dry_run(plan: &Plan, cfg: &StackConfig, say: &mut dyn FnMut(RestoreStep)) {
+fn describe_dry_run(
+    plan: &Plan,
+    cfg: &StackConfig,
+    volumes: &[volume::Target],
+    say: &mut dyn FnMut(RestoreStep),
+) {
     say(RestoreStep::WouldTakeSafetySnapshot);
     for (d, db_target) in &plan.dbs {
         say(RestoreStep::WouldRestoreDatabase {
@@ -289,6 +347,15 @@ fn describe_dry_run(plan: &Plan, cfg: &StackConfig, say: &mut dyn FnMut(RestoreS
             entries: f.entries,
             bytes: f.bytes,
             root: plan.files_root.clone(),
+        });
+    }
+    for (v, t) in plan.volumes.iter().zip(volumes) {
+        say(RestoreStep::WouldRestoreVolume {
+            volume: v.name.clone(),
+            entries: v.entries,
+            bytes: v.bytes,
+            exists: t.exists,
+            stops: t.running(),
         });
     }
     for (which, list) in [
@@ -342,7 +409,15 @@ fn take_safety_snapshot(
             .collect(),
         meta: super::safety_meta(repo, id, engine)?,
     };
-    let (sid, _) = snapshot(repo, &current, &safety, false, progress)?;
+    let (sid, _) = snapshot(
+        repo,
+        &current,
+        &safety,
+        false,
+        opts.stop,
+        progress,
+        &mut |s| say(RestoreStep::Volume(s)),
+    )?;
     say(RestoreStep::SafetySnapshotTaken { id: sid });
     Ok(Some(sid.to_hex()))
 }
@@ -367,6 +442,13 @@ fn absent_parts(
         for r in &cfg.images {
             if !present.is_some_and(|p| p.images.contains(r)) {
                 out.push(Absent::Image(r.clone()));
+            }
+        }
+    }
+    if wants(opts, Part::Volumes) {
+        for v in &cfg.volumes {
+            if !present.is_some_and(|p| p.volumes.contains(v)) {
+                out.push(Absent::Volume(v.clone()));
             }
         }
     }
@@ -493,6 +575,33 @@ fn restore_files(
     .and_then(crate::files::RestoreStats::ensure_complete)
     .map_err(|e| trail.failed("restoring the files", e.to_string()))?;
     trail.done.push("files".into());
+    Ok(())
+}
+
+/// Step 4, volumes: writes each volume of the snapshot back into the
+/// volume of its name (created when missing, emptied first); running
+/// containers that use one are stopped and started again when `stop`
+/// (else step 2 refused).
+#[allow(clippy::too_many_arguments)]
+fn restore_volumes(
+    repo: &Repository,
+    snap: &Snapshot,
+    plan: &Plan,
+    engine: Option<&Engine>,
+    opts: &RestoreOptions,
+    trail: &mut Trail,
+    progress: &dyn Progress,
+    say: &mut dyn FnMut(RestoreStep),
+) -> Result<()> {
+    let Some(engine) = engine else {
+        return Ok(());
+    };
+    for v in plan.volumes {
+        let mut on = |s| say(RestoreStep::Volume(s));
+        volume::restore(engine, repo, snap, v, &v.name, opts.stop, progress, &mut on)
+            .map_err(|e| trail.failed(&format!("restoring volume '{}'", v.name), e.to_string()))?;
+        trail.done.push(format!("volume {}", v.name));
+    }
     Ok(())
 }
 
