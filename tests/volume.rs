@@ -215,17 +215,20 @@ fn tree(dir: &Path) {
 /// Asserts two listings are equal, naming the entries that differ.
 #[track_caller]
 fn assert_same(got: &Listing, want: &Listing, what: &str) {
-    let mut diff = Vec::new();
-    for k in got.keys().chain(want.keys()) {
-        if got.get(k) != want.get(k) && !diff.iter().any(|(p, ..)| p == k) {
-            diff.push((k.clone(), got.get(k), want.get(k)));
-        }
-    }
-    let shown: Vec<String> = diff
-        .iter()
-        .map(|(p, g, w)| format!("{}: got {g:?}, want {w:?}", String::from_utf8_lossy(p)))
+    let keys: std::collections::BTreeSet<&Vec<u8>> = got.keys().chain(want.keys()).collect();
+    let diff: Vec<String> = keys
+        .into_iter()
+        .filter(|k| got.get(*k) != want.get(*k))
+        .map(|k| {
+            format!(
+                "{}: got {:?}, want {:?}",
+                String::from_utf8_lossy(k),
+                got.get(k),
+                want.get(k)
+            )
+        })
         .collect();
-    assert!(diff.is_empty(), "{what}:\n{}", shown.join("\n"));
+    assert!(diff.is_empty(), "{what}:\n{}", diff.join("\n"));
 }
 
 fn snapshot_json(repo: &Path, name: &str) -> serde_json::Value {
