@@ -8,66 +8,20 @@
 
 mod common;
 use common::engine::*;
+use common::pgcontainer::PgContainer;
 use common::*;
 use std::collections::BTreeMap;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
-use std::process::Command;
-use std::sync::Mutex;
 
-const TOOLS: &str = "relic-test/tools:1";
-
-/// An image with a shell, `find` and `sleep` (the host's binaries and the
-/// libraries they load, `docker import`ed), like the images whose
+/// An image with a shell, `find` and `sleep`, like the images whose
 /// containers use volumes; its containers sleep.
-fn tools_image() -> &'static str {
-    static BUILT: Mutex<bool> = Mutex::new(false);
-    let mut built = BUILT.lock().unwrap();
-    if *built || docker(&["image", "inspect", TOOLS]).status.success() {
-        *built = true;
-        return TOOLS;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    let mut files = vec![
-        "/bin/sh".to_string(),
-        "/usr/bin/find".into(),
-        "/bin/sleep".into(),
-    ];
-    for bin in files.clone() {
-        let out = Command::new("ldd").arg(&bin).output().unwrap();
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let lib = line
-                .split_whitespace()
-                .find(|w| w.starts_with('/'))
-                .map(str::to_string);
-            files.extend(lib);
-        }
-    }
-    for f in &files {
-        let to = root.join(f.trim_start_matches('/'));
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(f, &to).unwrap();
-    }
-    let tarball = dir.path().join("root.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .args(["--numeric-owner", "--owner=0", "--group=0", "-cf"])
-        .arg(&tarball)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
-    docker_ok(&[
-        "import",
-        "-c",
-        "CMD [\"/bin/sleep\", \"3600\"]",
-        tarball.to_str().unwrap(),
-        TOOLS,
-    ]);
-    *built = true;
-    TOOLS
+fn tools_image() -> String {
+    host_binaries_image(
+        "relic-test/tools:1",
+        &["/bin/sh", "/usr/bin/find", "/bin/sleep"],
+        &["CMD [\"/bin/sleep\", \"3600\"]"],
+    )
 }
 
 /// Volumes and containers a test made, removed when it ends.
@@ -90,6 +44,15 @@ impl Cleanup {
         name.to_string()
     }
 
+    /// A new volume holding [`tree`].
+    fn filled(&mut self, name: &str) -> String {
+        let vol = self.volume(name);
+        let src = tempfile::tempdir().unwrap();
+        tree(src.path());
+        fill(&vol, src.path());
+        vol
+    }
+
     /// A container of the tools image, running, with `volume` at `at`.
     fn running(&mut self, name: &str, volume: &str, at: &str) -> String {
         let _ = docker(&["rm", "-f", name]);
@@ -103,7 +66,7 @@ impl Cleanup {
             "none",
             "-v",
             &format!("{volume}:{at}"),
-            tools_image(),
+            &tools_image(),
         ]);
         name.to_string()
     }
@@ -130,7 +93,7 @@ fn with_container<T>(volume: &str, f: impl FnOnce(&str) -> T) -> T {
         &name,
         "-v",
         &format!("{volume}:/v"),
-        tools_image(),
+        &tools_image(),
     ]);
     let r = f(&name);
     docker_ok(&["rm", "-f", &name]);
@@ -345,10 +308,7 @@ fn a_volume_round_trips_and_a_second_backup_stores_only_the_change() {
 #[test]
 fn a_volume_in_use_is_refused_and_stop_restarts_its_container() {
     let mut c = Cleanup::new();
-    let vol = c.volume(&prefix("busy"));
-    let src = tempfile::tempdir().unwrap();
-    tree(src.path());
-    fill(&vol, src.path());
+    let vol = c.filled(&prefix("busy"));
     let app = c.running(&prefix("app"), &vol, "/srv/data");
     let (_d, repo) = new_repo();
 
@@ -431,32 +391,8 @@ fn a_running_databases_volume_is_never_copied_under_it() {
     fails_with(&out, "holds the data of the PostgreSQL server");
 
     // A real server, its data volume mounted where the image keeps it.
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-image.sh");
-    let built = Command::new(script)
-        .env("DOCKER_HOST", host())
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    let image = String::from_utf8_lossy(&built.stdout).trim().to_string();
-    let data = c.volume(&prefix("pgdata"));
-    let db = prefix("db");
-    let _ = docker(&["rm", "-f", &db]);
-    c.containers.push(db.clone());
-    docker_ok(&[
-        "run",
-        "-d",
-        "--name",
-        &db,
-        "--network",
-        "none",
-        "-v",
-        &format!("{data}:/var/lib/postgresql/data"),
-        &image,
-    ]);
+    let pg = PgContainer::start("vol-db");
+    let (db, data) = (pg.name.clone(), pg.volume.clone());
     let ready = || {
         let t0 = std::time::Instant::now();
         while !docker(&["exec", &db, "pg_isready", "-q"]).status.success() {
@@ -464,7 +400,6 @@ fn a_running_databases_volume_is_never_copied_under_it() {
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
     };
-    ready();
     let out = relic_docker(&repo, &["backup", "volume", &data, "--name", "pg"], host());
     fails_with(
         &out,
@@ -493,10 +428,7 @@ fn a_running_databases_volume_is_never_copied_under_it() {
 #[test]
 fn a_stack_snapshot_holds_its_volumes_and_puts_them_back() {
     let mut c = Cleanup::new();
-    let vol = c.volume(&prefix("stackvol"));
-    let src = tempfile::tempdir().unwrap();
-    tree(src.path());
-    fill(&vol, src.path());
+    let vol = c.filled(&prefix("stackvol"));
     let saved = listing(&vol);
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("relic.toml");
