@@ -159,23 +159,17 @@ fn volume_commands(add: &mut dyn FnMut(&str, String), volumes: &[VolumeRecord], 
 
 /// The volumes section.
 fn volumes(s: &mut String, volumes: &[VolumeRecord]) {
-    if volumes.is_empty() {
-        return;
-    }
-    let _ = writeln!(s, "\n## Volumes\n");
-    let _ = writeln!(s, "| volume | item | driver | entries | size |");
-    let _ = writeln!(s, "|---|---|---|---|---|");
-    for v in volumes {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {} |",
-            v.name,
-            v.item,
-            v.driver,
-            v.entries,
-            human(v.bytes)
-        );
-    }
+    let rows = volumes.iter().map(|v| {
+        vec![
+            v.name.clone(),
+            v.item.clone(),
+            v.driver.clone(),
+            v.entries.to_string(),
+            human(v.bytes),
+        ]
+    });
+    let columns = ["volume", "item", "driver", "entries", "size"];
+    table(s, "Volumes", &columns, rows);
 }
 
 /// A snapshot that is not a stack's, as Markdown.
@@ -237,22 +231,30 @@ fn plain(id: &SnapshotId, snap: &Snapshot, c: &Contents) -> String {
 
 /// The images section: `name` heads the first column, `first` fills it.
 fn images(s: &mut String, images: &[ImageRecord], name: &str, first: fn(&ImageRecord) -> String) {
-    if images.is_empty() {
+    let rows = images.iter().map(|i| {
+        vec![
+            first(i),
+            head(&i.id, 19).to_string(),
+            i.layers.len().to_string(),
+            human(i.size),
+            i.created.clone().unwrap_or_else(|| "-".into()),
+        ]
+    });
+    let columns = [name, "image id", "layers", "size", "created"];
+    table(s, "Images", &columns, rows);
+}
+
+/// A section of a Markdown table, left out when it has no rows.
+fn table(s: &mut String, title: &str, columns: &[&str], rows: impl Iterator<Item = Vec<String>>) {
+    let mut rows = rows.peekable();
+    if rows.peek().is_none() {
         return;
     }
-    let _ = writeln!(s, "\n## Images\n");
-    let _ = writeln!(s, "| {name} | image id | layers | size | created |");
-    let _ = writeln!(s, "|---|---|---|---|---|");
-    for i in images {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {} |",
-            first(i),
-            head(&i.id, 19),
-            i.layers.len(),
-            human(i.size),
-            i.created.as_deref().unwrap_or("-")
-        );
+    let _ = writeln!(s, "\n## {title}\n");
+    let _ = writeln!(s, "| {} |", columns.join(" | "));
+    let _ = writeln!(s, "|{}", "---|".repeat(columns.len()));
+    for r in rows {
+        let _ = writeln!(s, "| {} |", r.join(" | "));
     }
 }
 
