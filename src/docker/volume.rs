@@ -1027,7 +1027,11 @@ pub(crate) fn write_tar(
 ) -> repo::Result<(u64, u64)> {
     let output = repo::Error::Output;
     let under = format!("{item}/");
-    let mut b = tar::Builder::new(out);
+    // Each item's restore flushes its output: let the channel's 1 MiB
+    // pieces go whole, not a piece per small file (5000 files of 4 KB took
+    // 5 s that way, a round trip to the engine each).
+    let mut out = NoFlush(out);
+    let mut b = tar::Builder::new(&mut out as &mut dyn Write);
     let (mut entries, mut bytes) = (0u64, 0u64);
     for it in repo.items(snap) {
         let it = it?;
@@ -1062,6 +1066,23 @@ pub(crate) fn write_tar(
     }
     b.into_inner().map_err(output)?;
     Ok((entries, bytes))
+}
+
+/// A writer whose flush does nothing: its owner flushes the inner one.
+struct NoFlush<'w>(&'w mut dyn Write);
+
+impl Write for NoFlush<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.0.write_all(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The ustar header of an item named `name` in the tar, and the pax
