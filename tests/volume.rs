@@ -259,6 +259,29 @@ fn a_volume_round_trips_and_a_second_backup_stores_only_the_change() {
         &["restore", &first_id[..12], "--into-volume", &fresh],
     );
     assert_same(&listing(&fresh), &before, "the first snapshot over it");
+    // What it held went into a safety snapshot first, which goes back.
+    let safety = snapshot_json(&repo, &format!("safety-{fresh}"));
+    assert_eq!(safety["tier"], "safety", "{safety}");
+    let safety_id = safety["id"].as_str().unwrap();
+    ok_docker(
+        &repo,
+        &[
+            "restore",
+            &safety_id[..12],
+            "--into-volume",
+            &fresh,
+            "--no-safety-snapshot",
+        ],
+    );
+    assert_same(&listing(&fresh), &changed, "the safety snapshot back");
+    assert_eq!(
+        snapshots(&repo)
+            .iter()
+            .filter(|s| s["tier"] == "safety")
+            .count(),
+        1,
+        "--no-safety-snapshot took none"
+    );
 
     // The files machinery reads the tree: ls, and restore --to.
     let ls = String::from_utf8_lossy(&ok(&repo, &["ls", "vol"], b"")).into_owned();

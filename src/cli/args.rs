@@ -172,7 +172,7 @@ pub struct RestoreArgs {
     /// Refuse unless the snapshot is at this Alembic revision.
     #[arg(long, requires = "into_postgres")]
     pub expect_revision: Option<String>,
-    /// Skip the safety snapshot of the target (database or stack).
+    /// Skip the safety snapshot of the target (database, volume or stack).
     #[arg(long)]
     pub no_safety_snapshot: bool,
     /// Print the plan and the checks, change nothing.

@@ -181,6 +181,8 @@ pub enum VolumeStep {
     Copying { volume: String },
     /// The volume was missing; it is created.
     Creating { volume: String },
+    /// What the volume held was backed up first, as snapshot `id`.
+    SafetySnapshot { volume: String, id: SnapshotId },
     /// The volume held files: they are being removed.
     Emptying { volume: String },
     /// The snapshot's `item` is being written into the volume.
@@ -195,6 +197,8 @@ pub struct Restored {
     pub created: bool,
     /// It held files, which were removed first.
     pub emptied: bool,
+    /// The safety snapshot of what it held, when one was taken.
+    pub safety_snapshot: Option<SnapshotId>,
     /// Entries written (the root included) and bytes of file content.
     pub entries: u64,
     pub bytes: u64,
@@ -237,10 +241,24 @@ pub fn backup(
     step: &mut dyn FnMut(VolumeStep),
 ) -> Result<(SnapshotId, Snapshot)> {
     let engine = Engine::connect()?;
-    let mut names: Vec<&String> = Vec::new();
+    let names: Vec<&str> = volumes.iter().map(String::as_str).collect();
+    backup_with(&engine, repo, opts, &names, stop, progress, step)
+}
+
+/// [`backup`] through `engine`.
+fn backup_with(
+    engine: &Engine,
+    repo: &Repository,
+    opts: &SnapshotOptions,
+    volumes: &[&str],
+    stop: bool,
+    progress: &dyn Progress,
+    step: &mut dyn FnMut(VolumeStep),
+) -> Result<(SnapshotId, Snapshot)> {
+    let mut names: Vec<&str> = Vec::new();
     for v in volumes {
         check_name(v).map_err(Error::Select)?;
-        if !names.contains(&v) {
+        if !names.contains(v) {
             names.push(v);
         }
     }
@@ -250,7 +268,7 @@ pub fn backup(
     repo.backup(opts, progress, |w| {
         let mut records = Vec::new();
         for v in &names {
-            records.push(backup_into(w, &engine, v, stop, progress, step)?);
+            records.push(backup_into(w, engine, v, stop, progress, step)?);
         }
         w.set_meta(
             META_KEY,
@@ -338,25 +356,38 @@ pub fn target(engine: &Engine, volume: &str) -> Result<Target> {
     })
 }
 
-/// Writes the volume `record` of a snapshot into `volume`: created when
-/// missing, emptied when it holds anything, then filled with the
-/// snapshot's files, so it holds exactly them. Running containers that use
-/// it make it refused ([`Error::VolumeInUse`]) unless `stop`: then they
-/// are stopped first and started again after, also when the restore fails.
-#[allow(clippy::too_many_arguments)]
+/// Where and how a volume of a snapshot is restored.
+#[derive(Clone, Debug)]
+pub struct RestoreTo {
+    /// The volume written into.
+    pub volume: String,
+    /// Stop the running containers that use it meanwhile (else refused).
+    pub stop: bool,
+    /// Back up what it holds first (tier safety, named `safety-<volume>`,
+    /// labelled `restoring` with this snapshot's id).
+    pub safety_for: Option<SnapshotId>,
+}
+
+/// Writes the volume `record` of a snapshot into `to.volume`: created when
+/// missing, emptied when it holds anything (after a safety snapshot of
+/// it, when `to.safety_for`), then filled with the snapshot's files, so
+/// it holds exactly them. Running containers that use it make it refused
+/// ([`Error::VolumeInUse`]) unless `to.stop`: then they are stopped first
+/// (so the safety snapshot is consistent too) and started again after,
+/// also when the restore fails.
 pub fn restore(
     engine: &Engine,
     repo: &Repository,
     snap: &Snapshot,
     record: &VolumeRecord,
-    volume: &str,
-    stop: bool,
+    to: &RestoreTo,
     progress: &dyn Progress,
     step: &mut dyn FnMut(VolumeStep),
 ) -> Result<Restored> {
+    let volume = to.volume.as_str();
     let t = target(engine, volume)?;
     let live: Vec<VolumeUser> = running(&t.users).into_iter().cloned().collect();
-    if !live.is_empty() && !stop {
+    if !live.is_empty() && !to.stop {
         return Err(Error::VolumeInUse {
             volume: volume.to_string(),
             containers: t.running(),
@@ -374,6 +405,24 @@ pub fn restore(
             let probe = engine.helper(volume, &images, true)?;
             !engine.volume_is_empty(&probe, volume)?
         };
+        let mut safety_snapshot = None;
+        if let (true, Some(restoring)) = (emptied, &to.safety_for) {
+            let opts = SnapshotOptions {
+                name: format!("safety-{volume}"),
+                tier: crate::snapshot::Tier::Safety,
+                labels: [("restoring".to_string(), restoring.to_hex())]
+                    .into_iter()
+                    .collect(),
+                meta: Default::default(),
+            };
+            // Its users are stopped now: nothing to stop, nothing live.
+            let (id, _) = backup_with(engine, repo, &opts, &[volume], false, progress, step)?;
+            step(VolumeStep::SafetySnapshot {
+                volume: volume.to_string(),
+                id,
+            });
+            safety_snapshot = Some(id);
+        }
         if emptied {
             step(VolumeStep::Emptying {
                 volume: volume.to_string(),
@@ -406,6 +455,7 @@ pub fn restore(
             volume: volume.to_string(),
             created: !t.exists,
             emptied,
+            safety_snapshot,
             entries: totals.0,
             bytes: totals.1,
         })

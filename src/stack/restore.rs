@@ -598,7 +598,13 @@ fn restore_volumes(
     };
     for v in plan.volumes {
         let mut on = |s| say(RestoreStep::Volume(s));
-        volume::restore(engine, repo, snap, v, &v.name, opts.stop, progress, &mut on)
+        // The restore's own safety snapshot (step 3) holds the volumes.
+        let to = volume::RestoreTo {
+            volume: v.name.clone(),
+            stop: opts.stop,
+            safety_for: None,
+        };
+        volume::restore(engine, repo, snap, v, &to, progress, &mut on)
             .map_err(|e| trail.failed(&format!("restoring volume '{}'", v.name), e.to_string()))?;
         trail.done.push(format!("volume {}", v.name));
     }

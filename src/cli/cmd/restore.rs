@@ -54,8 +54,8 @@ pub fn run(cli: &Cli, a: &RestoreArgs, bar: &Bar) -> Result<Outcome> {
         bail!("--only applies to a stack restore (without --to, --stdout, --into-postgres or --into-docker); to take one part out, use --item");
     }
     if let Some(volume) = &a.into_volume {
-        if a.force || a.verify_data || a.no_safety_snapshot {
-            bail!("--force, --verify-data and --no-safety-snapshot do not apply to --into-volume");
+        if a.force || a.verify_data {
+            bail!("--force and --verify-data do not apply to --into-volume");
         }
         return into_volume(&repo, a, &id, &snap, volume, bar);
     }
@@ -269,13 +269,18 @@ fn into_volume(
     let engine = relic::docker::Engine::connect()?;
     if a.dry_run {
         let target = volume::target(&engine, volume)?;
-        for line in render::volume_plan(&record, &target, a.stop) {
+        for line in render::volume_plan(&record, &target, a.stop, !a.no_safety_snapshot) {
             println!("{line}");
         }
         return Ok(Outcome::Done);
     }
     let mut say = |s: volume::VolumeStep| bar.say(&render::volume_step(&s));
-    let done = volume::restore(&engine, repo, snap, &record, volume, a.stop, bar, &mut say)
+    let to = volume::RestoreTo {
+        volume: volume.to_string(),
+        stop: a.stop,
+        safety_for: (!a.no_safety_snapshot).then_some(*id),
+    };
+    let done = volume::restore(&engine, repo, snap, &record, &to, bar, &mut say)
         .map_err(render::volume_error)
         .with_context(|| {
             format!(

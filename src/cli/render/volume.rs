@@ -18,6 +18,10 @@ pub fn volume_step(step: &VolumeStep) -> String {
         VolumeStep::Starting { container } => format!("starting container {container} again"),
         VolumeStep::Copying { volume } => format!("copying volume '{volume}'"),
         VolumeStep::Creating { volume } => format!("creating volume '{volume}'"),
+        VolumeStep::SafetySnapshot { volume, id } => format!(
+            "safety snapshot {} of volume '{volume}' as it was taken",
+            id.short()
+        ),
         VolumeStep::Emptying { volume } => {
             format!("emptying volume '{volume}': it is made to hold exactly the snapshot's files")
         }
@@ -45,6 +49,7 @@ pub fn volume_plan(
     record: &relic::docker::volume::VolumeRecord,
     target: &relic::docker::volume::Target,
     stop: bool,
+    safety: bool,
 ) -> Vec<String> {
     let v = &target.volume;
     let mut out = vec![format!(
@@ -64,7 +69,12 @@ pub fn volume_plan(
         ));
     } else {
         out.push(format!(
-            "volume '{v}' exists: whatever it holds would be removed first"
+            "volume '{v}' exists: whatever it holds would be removed first{}",
+            if safety {
+                ", after a safety snapshot of it (tier safety)"
+            } else {
+                " (--no-safety-snapshot: not kept)"
+            }
         ));
     }
     let running = target.running();
@@ -103,4 +113,12 @@ pub fn volume_restored(
             (false, false) => "",
         }
     );
+    if let Some(s) = &done.safety_snapshot {
+        println!(
+            "safety snapshot of what it held: {} (relic restore {} --into-volume {} goes back)",
+            s.short(),
+            s.short(),
+            done.volume
+        );
+    }
 }
