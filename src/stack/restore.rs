@@ -17,6 +17,8 @@ use crate::SnapshotId;
 use serde::Serialize;
 use std::path::PathBuf;
 
+mod volumes;
+
 /// Which parts a restore touches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Part {
@@ -86,9 +88,9 @@ pub fn restore(
     let engine = check_disk_space(&plan, say)?;
     verify_snapshot(repo, id, snap, opts, say)?;
     check_alembic_revisions(&plan, opts, say)?;
-    let volumes = check_volumes_in_use(&plan, engine.as_ref(), opts)?;
+    let targets = volumes::check_in_use(&plan, engine.as_ref(), opts)?;
     if opts.dry_run {
-        describe_dry_run(&plan, cfg, &volumes, say);
+        describe_dry_run(&plan, cfg, &targets, say);
         return Ok(Report::default());
     }
     let safety = take_safety_snapshot(repo, id, cfg, opts, engine.as_ref(), progress, say)?;
@@ -98,16 +100,8 @@ pub fn restore(
     restore_databases(repo, &plan, &items, &mut trail, progress, say)?;
     let image_checks = restore_images(repo, snap, &plan, &mut trail, progress, say)?;
     restore_files(repo, snap, &plan, &mut trail, progress, say)?;
-    restore_volumes(
-        repo,
-        snap,
-        &plan,
-        engine.as_ref(),
-        opts,
-        &mut trail,
-        progress,
-        say,
-    )?;
+    let e = engine.as_ref();
+    volumes::restore(repo, snap, &plan, e, opts, &mut trail, progress, say)?;
     run_hooks(cfg, "post-restore", &trail, say)?;
     let checks = verify_restored(&plan, &items, image_checks, &trail, say)?;
     Ok(Report {
@@ -291,39 +285,12 @@ fn check_alembic_revisions(
     Ok(())
 }
 
-/// Step 2: refuses, before anything is changed, a volume that running
-/// containers use, unless `stop`; returns what each volume restored
-/// meets now.
-fn check_volumes_in_use(
-    plan: &Plan,
-    engine: Option<&Engine>,
-    opts: &RestoreOptions,
-) -> Result<Vec<volume::Target>> {
-    let Some(engine) = engine else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::new();
-    for v in plan.volumes {
-        let t = volume::target(engine, &v.name)?;
-        let running = t.running();
-        if !running.is_empty() && !opts.stop {
-            return Err(docker::Error::VolumeInUse {
-                volume: v.name.clone(),
-                containers: running,
-            }
-            .into());
-        }
-        out.push(t);
-    }
-    Ok(out)
-}
-
 /// A dry run, after the checks: says what steps 3 to 6 would do, and
 /// changes nothing.
 fn describe_dry_run(
     plan: &Plan,
     cfg: &StackConfig,
-    volumes: &[volume::Target],
+    targets: &[volume::Target],
     say: &mut dyn FnMut(RestoreStep),
 ) {
     say(RestoreStep::WouldTakeSafetySnapshot);
@@ -349,15 +316,7 @@ fn describe_dry_run(
             root: plan.files_root.clone(),
         });
     }
-    for (v, t) in plan.volumes.iter().zip(volumes) {
-        say(RestoreStep::WouldRestoreVolume {
-            volume: v.name.clone(),
-            entries: v.entries,
-            bytes: v.bytes,
-            exists: t.exists,
-            stops: t.running(),
-        });
-    }
+    volumes::describe(plan, targets, say);
     for (which, list) in [
         ("pre-restore", &cfg.hooks.pre_restore),
         ("post-restore", &cfg.hooks.post_restore),
@@ -409,15 +368,8 @@ fn take_safety_snapshot(
             .collect(),
         meta: super::safety_meta(repo, id, engine)?,
     };
-    let (sid, _) = snapshot(
-        repo,
-        &current,
-        &safety,
-        false,
-        opts.stop,
-        progress,
-        &mut |s| say(RestoreStep::Volume(s)),
-    )?;
+    let mut on = |s| say(RestoreStep::Volume(s));
+    let (sid, _) = snapshot(repo, &current, &safety, false, opts.stop, progress, &mut on)?;
     say(RestoreStep::SafetySnapshotTaken { id: sid });
     Ok(Some(sid.to_hex()))
 }
@@ -445,13 +397,7 @@ fn absent_parts(
             }
         }
     }
-    if wants(opts, Part::Volumes) {
-        for v in &cfg.volumes {
-            if !present.is_some_and(|p| p.volumes.contains(v)) {
-                out.push(Absent::Volume(v.clone()));
-            }
-        }
-    }
+    volumes::absent(cfg, opts, present, &mut out);
     out
 }
 
@@ -575,39 +521,6 @@ fn restore_files(
     .and_then(crate::files::RestoreStats::ensure_complete)
     .map_err(|e| trail.failed("restoring the files", e.to_string()))?;
     trail.done.push("files".into());
-    Ok(())
-}
-
-/// Step 4, volumes: writes each volume of the snapshot back into the
-/// volume of its name (created when missing, emptied first); running
-/// containers that use one are stopped and started again when `stop`
-/// (else step 2 refused).
-#[allow(clippy::too_many_arguments)]
-fn restore_volumes(
-    repo: &Repository,
-    snap: &Snapshot,
-    plan: &Plan,
-    engine: Option<&Engine>,
-    opts: &RestoreOptions,
-    trail: &mut Trail,
-    progress: &dyn Progress,
-    say: &mut dyn FnMut(RestoreStep),
-) -> Result<()> {
-    let Some(engine) = engine else {
-        return Ok(());
-    };
-    for v in plan.volumes {
-        let mut on = |s| say(RestoreStep::Volume(s));
-        // The restore's own safety snapshot (step 3) holds the volumes.
-        let to = volume::RestoreTo {
-            volume: v.name.clone(),
-            stop: opts.stop,
-            safety_for: None,
-        };
-        volume::restore(engine, repo, snap, v, &to, progress, &mut on)
-            .map_err(|e| trail.failed(&format!("restoring volume '{}'", v.name), e.to_string()))?;
-        trail.done.push(format!("volume {}", v.name));
-    }
     Ok(())
 }
 
