@@ -218,7 +218,9 @@ fn plain(id: &SnapshotId, snap: &Snapshot, c: &Contents) -> String {
         );
     }
     let listed = c.streams.len() as u64;
-    if matches!(c.kind, Kind::Files | Kind::Volumes) && listed < c.entries {
+    if matches!(c.kind, Kind::Files | Kind::Volumes)
+        && listed as usize >= relic::contents::LISTED_FILES
+    {
         let _ = writeln!(
             s,
             "\n(the first {listed} files; `relic ls {} --json` lists every entry with its BLAKE3)",
