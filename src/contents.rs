@@ -1,5 +1,5 @@
 //! What a snapshot holds, whatever made it: its kind (a stack, a
-//! database dump, Docker images, files, one stream), its parts with their
+//! database dump, Docker images or volumes, files, one stream), its parts with their
 //! checksums and the metadata their backups recorded ([`describe`], which
 //! `relic manifest` words), and the one part a restore's `--item` names
 //! ([`select`]).
@@ -7,6 +7,7 @@
 //! Everything here reads snapshot objects and item lists only, never
 //! pack data beyond them.
 
+use crate::docker::volume::VolumeRecord;
 use crate::docker::{self, ImageRecord};
 use crate::postgres::{self, DbInfo};
 use crate::repo::{self, Repository};
@@ -46,6 +47,8 @@ pub enum Kind {
     Postgres,
     /// `relic backup image` / `backup docker`: `docker save` tars.
     Docker,
+    /// `relic backup volume`: Docker named volumes' files.
+    Volumes,
     /// `relic backup files`: a tree of files.
     Files,
     /// `relic backup` of standard input: one stream.
@@ -87,6 +90,9 @@ pub fn kind(repo: &Repository, snap: &Snapshot) -> Result<Kind> {
     }
     if snap.meta.contains_key(docker::META_KEY) {
         return Ok(Kind::Docker);
+    }
+    if snap.meta.contains_key(docker::volume::META_KEY) {
+        return Ok(Kind::Volumes);
     }
     let first: Vec<Item> = repo.items(snap).take(2).collect::<repo::Result<_>>()?;
     Ok(match first.as_slice() {
@@ -223,6 +229,7 @@ pub fn stack_parts(m: &Manifest) -> Vec<String> {
             format!("images/{}", i.reference)
         }
     }));
+    out.extend(m.volumes.iter().map(|v| v.item.clone()));
     if m.files.is_some() {
         out.push("files".into());
     }
@@ -248,6 +255,9 @@ pub struct Contents {
     pub database: Option<DbInfo>,
     /// The images (an image snapshot; a stack's are in its manifest).
     pub images: Vec<ImageRecord>,
+    /// The volumes (a volume snapshot; a stack's are in its manifest).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeRecord>,
     /// The streams and files, with their BLAKE3 (for a tree, the first
     /// [`LISTED_FILES`]; `entries` counts all).
     pub streams: Vec<StreamSummary>,
@@ -268,6 +278,7 @@ pub fn describe(repo: &Repository, id: &SnapshotId, snap: &Snapshot) -> Result<C
         stack: None,
         database: None,
         images: Vec::new(),
+        volumes: Vec::new(),
         streams: Vec::new(),
         entries: 0,
         bytes: 0,
@@ -276,6 +287,7 @@ pub fn describe(repo: &Repository, id: &SnapshotId, snap: &Snapshot) -> Result<C
         Kind::Stack => c.stack = Some(stack::manifest(id, snap)?),
         Kind::Postgres => c.database = Some(DbInfo::from_snapshot(id, snap)?),
         Kind::Docker => c.images = docker::records(snap)?,
+        Kind::Volumes => c.volumes = docker::volume::records(snap)?,
         Kind::Files | Kind::Stream => {}
     }
     for item in repo.items(snap) {
@@ -283,7 +295,7 @@ pub fn describe(repo: &Repository, id: &SnapshotId, snap: &Snapshot) -> Result<C
         c.entries += 1;
         c.bytes += item.size;
         let listed = matches!(item.kind, ItemKind::File | ItemKind::Stream)
-            && (kind != Kind::Files || c.streams.len() < LISTED_FILES);
+            && (!matches!(kind, Kind::Files | Kind::Volumes) || c.streams.len() < LISTED_FILES);
         if listed {
             c.streams.push(StreamSummary {
                 path: item.path_lossy(),

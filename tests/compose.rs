@@ -229,35 +229,7 @@ fn a_compose_stack_comes_back_from_its_baseline_with_no_host_client() {
 /// A tiny image holding only `sleep`: a running container with no
 /// PostgreSQL tools.
 fn sleeper_image() -> String {
-    let r = "relic-test/sleeper:1";
-    if docker(&["image", "inspect", r]).status.success() {
-        return r.into();
-    }
-    let d = tempfile::tempdir().unwrap();
-    let root = d.path().join("root");
-    std::fs::create_dir_all(root.join("bin")).unwrap();
-    std::fs::copy("/bin/sleep", root.join("bin/sleep")).unwrap();
-    let ldd = Command::new("ldd").arg("/bin/sleep").output().unwrap();
-    for lib in String::from_utf8_lossy(&ldd.stdout)
-        .split_whitespace()
-        .filter(|w| w.starts_with('/'))
-    {
-        let to = root.join(lib.trim_start_matches('/'));
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(lib, to).unwrap();
-    }
-    let tar = d.path().join("root.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
-    docker_ok(&["import", tar.to_str().unwrap(), r]);
-    r.into()
+    host_binaries_image("relic-test/sleeper:1", &["/bin/sleep"], &[])
 }
 
 #[test]

@@ -172,7 +172,7 @@ pub struct RestoreArgs {
     /// Refuse unless the snapshot is at this Alembic revision.
     #[arg(long, requires = "into_postgres")]
     pub expect_revision: Option<String>,
-    /// Skip the safety snapshot of the target (database or stack).
+    /// Skip the safety snapshot of the target (database, volume or stack).
     #[arg(long)]
     pub no_safety_snapshot: bool,
     /// Print the plan and the checks, change nothing.
@@ -200,6 +200,15 @@ pub struct RestoreArgs {
     /// backed up by, or an image id prefix.
     #[arg(long, value_name = "REF")]
     pub image: Option<String>,
+    /// Write a volume of the snapshot (--item volumes/NAME when it holds
+    /// several) into the Docker named volume NAME: created when missing,
+    /// emptied first, so it holds exactly the snapshot's files.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["stdout", "to", "into_postgres", "into_docker"])]
+    pub into_volume: Option<String>,
+    /// Stop the running containers that use a volume restored into, and
+    /// start them again after (without it such a volume is refused).
+    #[arg(long)]
+    pub stop: bool,
 }
 
 // `relic check`.
@@ -366,6 +375,24 @@ pub enum BackupSource {
         #[command(flatten)]
         snapshot: SnapshotArgs,
     },
+    /// Back up Docker named volumes through the engine (DOCKER_HOST): each
+    /// volume's files (modes, owners, mtimes, symlinks) under
+    /// volumes/NAME, read by a helper container from a local image.
+    Volume {
+        /// Volume names (`docker volume ls`).
+        #[arg(required = true)]
+        volumes: Vec<String>,
+        /// Snapshot name (default: the volume's name, or `volumes`).
+        #[arg(long)]
+        name: Option<String>,
+        /// Stop the running containers that use a volume while it is
+        /// copied, and start them again after (a running PostgreSQL
+        /// server's data volume is refused without it).
+        #[arg(long)]
+        stop: bool,
+        #[command(flatten)]
+        snapshot: SnapshotArgs,
+    },
     /// Back up Docker images through the engine (DOCKER_HOST), one
     /// `docker save` tar per image, or a `docker save` archive file.
     Image {
@@ -464,6 +491,10 @@ pub struct SnapshotCmd {
     /// and exit 3 (without it: no snapshot, exit 1). Never for a baseline.
     #[arg(long)]
     pub allow_partial: bool,
+    /// Stop the running containers that use the stack's volumes while
+    /// each is copied, and start them again after.
+    #[arg(long)]
+    pub stop: bool,
     #[command(flatten)]
     pub snapshot: SnapshotArgs,
 }
@@ -505,6 +536,10 @@ pub struct EmergencyCmd {
     /// Print the plan, change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Stop the running containers that use the stack's volumes while
+    /// they are restored, and start them again after.
+    #[arg(long)]
+    pub stop: bool,
 }
 
 #[derive(Subcommand)]

@@ -106,7 +106,7 @@ impl Engine {
         }
     }
 
-    fn engine_error(&self, e: bollard::errors::Error) -> Error {
+    pub(super) fn engine_error(&self, e: bollard::errors::Error) -> Error {
         Error::Engine {
             host: self.host.clone(),
             what: e.to_string(),
@@ -148,16 +148,28 @@ impl Engine {
     /// transfer runs on the runtime's thread; a bounded channel keeps at
     /// most a few MiB in flight.
     pub fn export(&self, image: &str) -> impl Read {
+        let body = self.docker.export_images(&[image]);
+        self.body_reader(
+            body,
+            format!("exporting from the Docker engine at {}", self.host),
+        )
+    }
+
+    /// A response body as a reader: the transfer runs on the runtime's
+    /// thread, a bounded channel keeps at most a few MiB in flight; an
+    /// error of the body ends the reader with `what: error`.
+    pub(super) fn body_reader(
+        &self,
+        body: impl futures_util::Stream<Item = std::result::Result<Bytes, bollard::errors::Error>>
+            + Send
+            + 'static,
+        what: String,
+    ) -> ChannelReader {
         let (tx, rx) = tokio::sync::mpsc::channel(256);
-        let docker = self.docker.clone();
-        let image = image.to_string();
-        let host = self.host.clone();
         self.rt.spawn(async move {
-            let mut body = docker.export_images(&[image.as_str()]);
+            let mut body = Box::pin(body);
             while let Some(part) = body.next().await {
-                let part = part.map_err(|e| {
-                    io::Error::other(format!("exporting from the Docker engine at {host}: {e}"))
-                });
+                let part = part.map_err(|e| io::Error::other(format!("{what}: {e}")));
                 let stop = part.is_err();
                 if tx.send(part).await.is_err() || stop {
                     break;
@@ -173,41 +185,62 @@ impl Engine {
         &self,
         write: impl FnOnce(&mut dyn Write) -> repo::Result<()> + Send,
     ) -> Result<Vec<String>> {
+        self.upload(write, |body| async move {
+            let opts = ImportImageOptions {
+                quiet: true,
+                ..Default::default()
+            };
+            let mut s = self.docker.import_image_stream(opts, body, None);
+            let mut msgs = Vec::new();
+            while let Some(m) = s.next().await {
+                let m = m?;
+                if let Some(line) = m.stream.or(m.status) {
+                    let line = line.trim();
+                    if !line.is_empty() {
+                        msgs.push(line.to_string());
+                    }
+                }
+            }
+            Ok(msgs)
+        })
+    }
+
+    /// Streams `write`'s output as the body of the request `send` makes
+    /// (a load, an upload into a container); `write` runs on its own
+    /// thread, a bounded channel keeps at most a few MiB in flight. A
+    /// failing `write` makes the engine see a failed upload, never a
+    /// short body; its error is the one returned.
+    pub(super) fn upload<T, F>(
+        &self,
+        write: impl FnOnce(&mut dyn Write) -> repo::Result<()> + Send,
+        send: impl FnOnce(UploadBody) -> F,
+    ) -> Result<T>
+    where
+        F: std::future::Future<Output = std::result::Result<T, bollard::errors::Error>>,
+    {
         let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(16);
         std::thread::scope(|s| {
             let writer = s.spawn(move || {
-                let mut w = ChannelWriter::new(tx, "the Docker engine stopped reading the image");
-                let r = write(&mut w);
+                let mut w = ChannelWriter::new(tx, "the Docker engine stopped reading");
+                let r = write(&mut w).and_then(|()| w.flush().map_err(repo::Error::Output));
                 if let Err(e) = &r {
-                    // Make the engine see a failed upload, not a short tar.
                     let _ = w.tx.blocking_send(Err(io::Error::other(e.to_string())));
                 }
                 r
             });
-            let body = futures_util::stream::unfold(rx, |mut rx| async move {
+            let body = Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
                 rx.recv().await.map(|x| (x, rx))
-            });
-            let loaded = self.rt.block_on(async {
-                let opts = ImportImageOptions {
-                    quiet: true,
-                    ..Default::default()
-                };
-                let mut s = self.docker.import_image_stream(opts, body, None);
-                let mut msgs = Vec::new();
-                while let Some(m) = s.next().await {
-                    let m = m?;
-                    if let Some(line) = m.stream.or(m.status) {
-                        let line = line.trim();
-                        if !line.is_empty() {
-                            msgs.push(line.to_string());
-                        }
-                    }
+            }));
+            let sent = self.rt.block_on(send(body));
+            match (writer.join().expect("upload thread"), sent) {
+                (Ok(()), Ok(v)) => Ok(v),
+                // The engine stopped reading: its answer says why.
+                (Err(repo::Error::Output(e)), Err(s)) if e.kind() == io::ErrorKind::BrokenPipe => {
+                    Err(self.engine_error(s))
                 }
-                Ok::<_, bollard::errors::Error>(msgs)
-            });
-            let written = writer.join().expect("restore thread");
-            written?;
-            loaded.map_err(|e| self.engine_error(e))
+                (Err(w), _) => Err(w.into()),
+                (Ok(()), Err(s)) => Err(self.engine_error(s)),
+            }
         })
     }
 
@@ -234,6 +267,10 @@ impl Engine {
             .map_err(|e| self.engine_error(e))
     }
 }
+
+/// The body of an upload: what the writer of [`Engine::upload`] sends.
+pub(super) type UploadBody =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = io::Result<Bytes>> + Send + 'static>>;
 
 /// A reader of chunks a task on the runtime sends through a bounded
 /// channel (an export's body, a command's output); an error sent ends it.

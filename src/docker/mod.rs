@@ -12,8 +12,9 @@
 //! This module owns the image records a snapshot keeps, image backup and
 //! restore; its children own the tar splitter (`tar.rs`), what an archive
 //! says about its images (`archive.rs`), the engine client (`engine.rs`)
-//! retagging for drills (`retag.rs`) and the tags that keep images a load
-//! replaces reachable (`replaced.rs`).
+//! retagging for drills (`retag.rs`), the tags that keep images a load
+//! replaces reachable (`replaced.rs`), commands run in containers
+//! (`exec.rs`) and named volumes (`volume.rs`).
 
 mod archive;
 mod compose;
@@ -24,6 +25,7 @@ mod retag;
 mod tar;
 #[cfg(test)]
 mod testing;
+pub mod volume;
 
 pub use archive::ArchiveImage;
 pub use compose::{ComposeContainer, PROJECT_LABEL, SERVICE_LABEL};
@@ -65,6 +67,21 @@ pub enum Error {
         service: String,
         services: Vec<String>,
     },
+    #[error("there is no volume '{volume}' in the Docker engine at {host} (`docker volume ls` lists them)")]
+    NoSuchVolume { volume: String, host: String },
+    /// A restore into a volume that running containers use.
+    #[error("volume '{volume}' is used by running container(s) {}: writing under them would corrupt what they hold; nothing was changed", .containers.join(", "))]
+    VolumeInUse {
+        volume: String,
+        containers: Vec<String>,
+    },
+    /// A backup of a running database server's data volume.
+    #[error("volume '{volume}' holds the data of the PostgreSQL server running in container '{container}': a copy taken while it runs would be torn; back up the database itself, or stop the container for the copy")]
+    DatabaseVolume { volume: String, container: String },
+    #[error("the Docker engine at {host} has no image to make a helper container for volume '{volume}' from (nothing is pulled): build or load any image first")]
+    NoHelperImage { volume: String, host: String },
+    #[error("volume '{volume}': {what}")]
+    Volume { volume: String, what: String },
     #[error("not a docker save archive: {0}")]
     BadArchive(String),
     #[error("{0}")]

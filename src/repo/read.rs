@@ -220,6 +220,16 @@ impl Repository {
         out: &mut dyn Write,
         progress: &dyn Progress,
     ) -> Result<()> {
+        // A small item (most files of a tree) is read on this thread:
+        // starting a pool of readers per file costs more than reading it.
+        if let ChunkList::Inline(ids) = &item.content {
+            if ids.len() <= SMALL_ITEM_CHUNKS {
+                return self.restore_small(item, ids, out, progress);
+            }
+        }
+        // Asked after the small items went: std reads the cgroup's CPU
+        // quota files at every call (3 opens, 1 ms of a small file's
+        // restore).
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
@@ -229,13 +239,6 @@ impl Repository {
             + 1;
         let mut hasher = blake3::Hasher::new();
         let mut size = 0u64;
-        // A small item (most files of a tree) is read on this thread:
-        // starting a pool of readers per file costs more than reading it.
-        if let ChunkList::Inline(ids) = &item.content {
-            if ids.len() <= SMALL_ITEM_CHUNKS {
-                return self.restore_small(item, ids, out, progress);
-            }
-        }
         std::thread::scope(|s| -> Result<()> {
             let (tx, rx) = bounded::<ReadJob>(workers * 2);
             for _ in 0..workers {

@@ -1,5 +1,6 @@
-//! `relic.toml`: what a stack is made of (its databases, images, files,
-//! git checkout and hooks), read and checked, with errors naming the file.
+//! `relic.toml`: what a stack is made of (its databases, images, named
+//! volumes, files, git checkout and hooks), read and checked, with errors
+//! naming the file.
 
 use super::{Error, Hooks, Result};
 use crate::postgres;
@@ -29,6 +30,9 @@ pub struct StackConfig {
     /// Docker image references.
     #[serde(default)]
     pub images: Vec<String>,
+    /// Docker named volumes, each stored under `volumes/<name>`.
+    #[serde(default)]
+    pub volumes: Vec<String>,
     /// With no `images`, the images are the ones the compose project's
     /// containers run, as they run now.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -126,11 +130,19 @@ impl StackConfig {
         if cfg.databases.is_empty()
             && cfg.images.is_empty()
             && !cfg.compose
+            && cfg.volumes.is_empty()
             && cfg.files.as_ref().is_none_or(|f| f.paths.is_empty())
         {
             return Err(bad(
-                "the stack has no parts: add a [[database]], images = [...] or [files]".into(),
+                "the stack has no parts: add a [[database]], images = [...], volumes = [...] or [files]".into(),
             ));
+        }
+        let mut volumes = std::collections::HashSet::new();
+        for v in &cfg.volumes {
+            crate::docker::volume::check_name(v).map_err(|e| bad(format!("volumes: {e}")))?;
+            if !volumes.insert(v) {
+                return Err(bad(format!("volume '{v}' is listed twice")));
+            }
         }
         let mut names = std::collections::HashSet::new();
         for d in &cfg.databases {
@@ -428,6 +440,21 @@ post_restore = ["redis-cli flushall"]
         assert_eq!(again.databases[0].conninfo, merged.databases[0].conninfo);
         assert_eq!(again.files_root(), merged.files_root());
         assert_eq!(again.images, merged.images);
+    }
+
+    #[test]
+    fn volumes_are_a_part_and_their_names_are_checked() {
+        let p = Path::new("/s/relic.toml");
+        let cfg =
+            StackConfig::parse("name = \"s\"\nvolumes = [\"pg_data\", \"uploads\"]\n", p).unwrap();
+        assert_eq!(cfg.volumes, ["pg_data", "uploads"]);
+        for (text, says) in [
+            ("volumes = [\"a/b\"]", "not a volume name"),
+            ("volumes = [\"up\", \"up\"]", "listed twice"),
+        ] {
+            let err = StackConfig::parse(&format!("name = \"s\"\n{text}\n"), p).unwrap_err();
+            assert!(err.to_string().contains(says), "{text}: {err}");
+        }
     }
 
     #[test]

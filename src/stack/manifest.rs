@@ -3,6 +3,7 @@
 //! command that restores it). It is data: `relic manifest` words it.
 
 use super::{Error, Result};
+use crate::docker::volume::VolumeRecord;
 use crate::docker::ImageRecord;
 use crate::postgres::{DbInfo, TableCount};
 use crate::snapshot::{PartFailure, Snapshot};
@@ -19,6 +20,9 @@ pub struct Manifest {
     pub config: String,
     pub databases: Vec<DbPart>,
     pub images: Vec<ImageRecord>,
+    /// Docker named volumes (absent from manifests made before them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeRecord>,
     pub files: Option<FilesSummary>,
     pub git: Option<GitState>,
     /// The command that restores this snapshot.

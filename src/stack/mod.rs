@@ -3,8 +3,9 @@
 //! snapshot, described by `relic.toml`, restored through one safety chain.
 //!
 //! A stack snapshot holds the items `db/<name>.sql` (pg_dump streams),
-//! `images/<reference>.tar` (docker save tars, split at their entries) and
-//! `files/<path>` (files and directories relative to the stack's root), and a
+//! `images/<reference>.tar` (docker save tars, split at their entries),
+//! `volumes/<name>/<path>` (named volumes' files) and `files/<path>` (files
+//! and directories relative to the stack's root), and a
 //! manifest in its metadata (`stack.manifest`, JSON) that says what each part
 //! is, how big, its checksums, Alembic revision, image ids and git commit,
 //! and the command that restores it.
@@ -180,6 +181,8 @@ pub enum Absent {
     Database(String),
     /// An image reference the engine does not have.
     Image(String),
+    /// A volume the engine does not have.
+    Volume(String),
 }
 
 /// One step of a stack restore's safety chain, reported as it happens;
@@ -229,6 +232,16 @@ pub enum RestoreStep {
         bytes: u64,
         root: PathBuf,
     },
+    /// A dry run, step 4: `entries` entries of `bytes` would be written
+    /// into `volume` (`exists`: it is there now, and would be emptied
+    /// first), stopping the running containers `stops` meanwhile.
+    WouldRestoreVolume {
+        volume: String,
+        entries: u64,
+        bytes: u64,
+        exists: bool,
+        stops: Vec<String>,
+    },
     /// A dry run, step 5: a post-restore hook would run.
     WouldRunHook { command: String },
     /// A dry run, step 6: what was restored would be verified.
@@ -245,6 +258,9 @@ pub enum RestoreStep {
     Images(docker::LoadStep),
     /// Step 4: the files are being restored under `root`.
     RestoringFiles { root: PathBuf },
+    /// Steps 3 and 4: what a volume's copy (the safety snapshot's) or
+    /// restore does.
+    Volume(docker::volume::VolumeStep),
     /// Step 4 (pre-restore, before any part is restored) or 5
     /// (post-restore): a hook runs.
     RunningHook { which: String, command: String },
@@ -274,7 +290,9 @@ impl RestoreStep {
             | S::RestoringDatabase { .. }
             | S::OpenConnections { .. }
             | S::Images(_)
-            | S::RestoringFiles { .. } => 4,
+            | S::RestoringFiles { .. }
+            | S::WouldRestoreVolume { .. }
+            | S::Volume(_) => 4,
             S::RunningHook { which, .. } | S::HookOutput { which, .. }
                 if which == "pre-restore" =>
             {

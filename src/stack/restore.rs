@@ -7,6 +7,7 @@ use super::manifest::{manifest, DbPart, FilesSummary, Manifest};
 use super::snapshot::{present_parts, snapshot};
 use super::{redact, stack_items, verify_files, Error, HookEvent, Result, StackConfig};
 use super::{Absent, RestoreStep, Room, SafetySkip, SpacePart, TargetRevision};
+use crate::docker::volume::{self, VolumeRecord};
 use crate::docker::{self, Engine, ImageRecord};
 use crate::postgres::{self, Check};
 use crate::progress::{Progress, Unit};
@@ -16,12 +17,15 @@ use crate::SnapshotId;
 use serde::Serialize;
 use std::path::PathBuf;
 
+mod volumes;
+
 /// Which parts a restore touches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Part {
     Db,
     Images,
     Files,
+    Volumes,
 }
 
 impl std::str::FromStr for Part {
@@ -31,7 +35,8 @@ impl std::str::FromStr for Part {
             "db" => Ok(Part::Db),
             "images" => Ok(Part::Images),
             "files" => Ok(Part::Files),
-            _ => Err(format!("'{s}' is not a part: db, images or files")),
+            "volumes" => Ok(Part::Volumes),
+            _ => Err(format!("'{s}' is not a part: db, images, files or volumes")),
         }
     }
 }
@@ -44,6 +49,9 @@ pub struct RestoreOptions {
     pub safety_snapshot: bool,
     /// Restore a database alone despite an Alembic revision mismatch.
     pub force: bool,
+    /// Stop the running containers that use a volume restored into (and
+    /// start them again after); without it such a volume is refused.
+    pub stop: bool,
 }
 
 /// What a restore did and checked.
@@ -60,7 +68,8 @@ pub(super) fn wants(opts: &RestoreOptions, p: Part) -> bool {
 }
 
 /// Restores a stack snapshot through the chain: disk space, verify, safety
-/// snapshot, restore (databases, then images, then files), hooks, verify.
+/// snapshot, restore (databases, then images, files and volumes), hooks,
+/// verify.
 /// Each step must pass before the next; `say` hears each as it happens. A
 /// refusal before anything changed is [`Error::Refused`],
 /// [`Error::NoRoom`] or [`Error::RevisionMismatch`]; a failure after is
@@ -79,8 +88,9 @@ pub fn restore(
     let engine = check_disk_space(&plan, say)?;
     verify_snapshot(repo, id, snap, opts, say)?;
     check_alembic_revisions(&plan, opts, say)?;
+    let targets = volumes::check_in_use(&plan, engine.as_ref(), opts)?;
     if opts.dry_run {
-        describe_dry_run(&plan, cfg, say);
+        describe_dry_run(&plan, cfg, &targets, say);
         return Ok(Report::default());
     }
     let safety = take_safety_snapshot(repo, id, cfg, opts, engine.as_ref(), progress, say)?;
@@ -90,6 +100,8 @@ pub fn restore(
     restore_databases(repo, &plan, &items, &mut trail, progress, say)?;
     let image_checks = restore_images(repo, snap, &plan, &mut trail, progress, say)?;
     restore_files(repo, snap, &plan, &mut trail, progress, say)?;
+    let e = engine.as_ref();
+    volumes::restore(repo, snap, &plan, e, opts, &mut trail, progress, say)?;
     run_hooks(cfg, "post-restore", &trail, say)?;
     let checks = verify_restored(&plan, &items, image_checks, &trail, say)?;
     Ok(Report {
@@ -106,6 +118,7 @@ struct Plan<'m> {
     /// Each database part with where it is restored into.
     dbs: Vec<(&'m DbPart, postgres::Target)>,
     images: &'m [ImageRecord],
+    volumes: &'m [VolumeRecord],
     files: Option<&'m FilesSummary>,
     files_root: PathBuf,
 }
@@ -134,6 +147,11 @@ impl<'m> Plan<'m> {
             } else {
                 &[]
             },
+            volumes: if wants(opts, Part::Volumes) {
+                &m.volumes
+            } else {
+                &[]
+            },
             files: if wants(opts, Part::Files) {
                 m.files.as_ref()
             } else {
@@ -147,11 +165,12 @@ impl<'m> Plan<'m> {
 /// Step 1: refuses, before anything is changed, when a filesystem a part is
 /// restored onto lacks room for it (the parts' sizes plus 10% and 64 MiB per
 /// filesystem; a database counts half again its dump for tables and
-/// indexes). Connects to the Docker engine when images are restored, to find
-/// its data root, and returns it for the safety snapshot.
+/// indexes). Connects to the Docker engine when images or volumes are
+/// restored, to find its data root (where local volumes are too), and
+/// returns it for the safety snapshot and the volumes.
 fn check_disk_space(plan: &Plan, say: &mut dyn FnMut(RestoreStep)) -> Result<Option<Engine>> {
     say(RestoreStep::DiskSpace);
-    let engine = if plan.images.is_empty() {
+    let engine = if plan.images.is_empty() && plan.volumes.is_empty() {
         None
     } else {
         Some(Engine::connect()?)
@@ -172,7 +191,8 @@ fn check_disk_space(plan: &Plan, say: &mut dyn FnMut(RestoreStep)) -> Result<Opt
             needs.push((
                 SpacePart::DockerRoot,
                 dir,
-                plan.images.iter().map(|i| i.size).sum(),
+                plan.images.iter().map(|i| i.size).sum::<u64>()
+                    + plan.volumes.iter().map(|v| v.bytes).sum::<u64>(),
             ));
         }
     }
@@ -267,7 +287,12 @@ fn check_alembic_revisions(
 
 /// A dry run, after the checks: says what steps 3 to 6 would do, and
 /// changes nothing.
-fn describe_dry_run(plan: &Plan, cfg: &StackConfig, say: &mut dyn FnMut(RestoreStep)) {
+fn describe_dry_run(
+    plan: &Plan,
+    cfg: &StackConfig,
+    targets: &[volume::Target],
+    say: &mut dyn FnMut(RestoreStep),
+) {
     say(RestoreStep::WouldTakeSafetySnapshot);
     for (d, db_target) in &plan.dbs {
         say(RestoreStep::WouldRestoreDatabase {
@@ -291,6 +316,7 @@ fn describe_dry_run(plan: &Plan, cfg: &StackConfig, say: &mut dyn FnMut(RestoreS
             root: plan.files_root.clone(),
         });
     }
+    volumes::describe(plan, targets, say);
     for (which, list) in [
         ("pre-restore", &cfg.hooks.pre_restore),
         ("post-restore", &cfg.hooks.post_restore),
@@ -342,7 +368,8 @@ fn take_safety_snapshot(
             .collect(),
         meta: super::safety_meta(repo, id, engine)?,
     };
-    let (sid, _) = snapshot(repo, &current, &safety, false, progress)?;
+    let mut on = |s| say(RestoreStep::Volume(s));
+    let (sid, _) = snapshot(repo, &current, &safety, false, opts.stop, progress, &mut on)?;
     say(RestoreStep::SafetySnapshotTaken { id: sid });
     Ok(Some(sid.to_hex()))
 }
@@ -370,6 +397,7 @@ fn absent_parts(
             }
         }
     }
+    volumes::absent(cfg, opts, present, &mut out);
     out
 }
 

@@ -5,6 +5,7 @@
 use super::manifest::{manifest, DbPart, FilesSummary, GitState, Manifest, MANIFEST_KEY};
 use super::restore::{wants, Part, RestoreOptions};
 use super::{config::CONFIG_ITEM, Error, HookEvent, Result, StackConfig};
+use crate::docker::volume::{self, VolumeStep};
 use crate::docker::{self, Engine};
 use crate::postgres;
 use crate::progress::{Progress, Unit};
@@ -17,17 +18,20 @@ use std::process::Command;
 /// A stack's backup as its relic.toml describes it: the pre-backup hooks
 /// (one failing: no snapshot), the [`snapshot`], then the post-backup
 /// hooks (one failing fails the backup; the snapshot stays). `said`
-/// hears each hook and its output.
+/// hears each hook and its output, `volumes` what the volume copies do.
+#[allow(clippy::too_many_arguments)]
 pub fn backup(
     repo: &Repository,
     cfg: &StackConfig,
     opts: &SnapshotOptions,
     allow_partial: bool,
+    stop: bool,
     progress: &dyn Progress,
     said: &mut dyn FnMut(HookEvent),
+    volumes: &mut dyn FnMut(VolumeStep),
 ) -> Result<(SnapshotId, Snapshot)> {
     super::hooks::run(cfg, "pre-backup", &cfg.hooks.pre_backup, said)?;
-    let done = snapshot(repo, cfg, opts, allow_partial, progress)?;
+    let done = snapshot(repo, cfg, opts, allow_partial, stop, progress, volumes)?;
     super::hooks::run(cfg, "post-backup", &cfg.hooks.post_backup, said).map_err(|e| {
         Error::Hook {
             which: "post-backup".into(),
@@ -39,8 +43,11 @@ pub fn backup(
 }
 
 /// Backs up every part of the stack into one snapshot (no hooks: a
-/// restore's safety snapshot is one too). The engine and every
-/// image are looked up and the git state read before anything is written.
+/// restore's safety snapshot is one too). The engine, every image and
+/// volume are looked up and the git state read before anything is
+/// written. `stop`: the running containers that use a volume are stopped
+/// while it is copied (else a running database's volume fails); `say`
+/// hears what the volume copies do.
 /// Any part failing leaves no snapshot, unless `allow_partial`: then the
 /// parts that succeeded are stored and the snapshot is marked partial
 /// ([`crate::snapshot::PARTIAL_KEY`], and the manifest's `partial`) with
@@ -51,7 +58,9 @@ pub fn snapshot(
     cfg: &StackConfig,
     opts: &SnapshotOptions,
     allow_partial: bool,
+    stop: bool,
     progress: &dyn Progress,
+    say: &mut dyn FnMut(VolumeStep),
 ) -> Result<(SnapshotId, Snapshot)> {
     if allow_partial && matches!(opts.tier, Tier::Immaculate | Tier::Sacred) {
         return Err(Error::PartialBaseline { tier: opts.tier });
@@ -70,15 +79,22 @@ pub fn snapshot(
             Err(e)
         }
     };
-    let wants_engine =
-        !cfg.images.is_empty() || cfg.compose || cfg.databases.iter().any(|d| d.service.is_some());
+    let wants_engine = !cfg.images.is_empty()
+        || !cfg.volumes.is_empty()
+        || cfg.compose
+        || cfg.databases.iter().any(|d| d.service.is_some());
     let engine = if !wants_engine {
         None
     } else {
         match Engine::connect() {
             Ok(e) => Some(e),
             Err(e) => {
-                fail(&mut failed, "images".into(), e.into())?;
+                let part = if cfg.images.is_empty() {
+                    "volumes"
+                } else {
+                    "images"
+                };
+                fail(&mut failed, part.into(), e.into())?;
                 None
             }
         }
@@ -116,6 +132,15 @@ pub fn snapshot(
             match e.inspect(r) {
                 Ok(info) => found.push((r, info)),
                 Err(err) => fail(&mut failed, format!("images/{r}"), err.into())?,
+            }
+        }
+    }
+    let mut volumes = Vec::new();
+    if let Some(e) = &engine {
+        for v in &cfg.volumes {
+            match e.volume(v) {
+                Ok(_) => volumes.push(v),
+                Err(err) => fail(&mut failed, volume::item_name(v), err.into())?,
             }
         }
     }
@@ -188,6 +213,14 @@ pub fn snapshot(
                 Err(e) => fail(&mut failed, "files".into(), e.into())?,
             }
         }
+        if let Some(e) = &engine {
+            for v in &volumes {
+                match volume::backup_into(w, e, v, stop, progress, say) {
+                    Ok(record) => m.volumes.push(record),
+                    Err(err) => fail(&mut failed, volume::item_name(v), err.into())?,
+                }
+            }
+        }
         // The relic.toml itself: the snapshot restores with nothing else.
         let s = w.store_stream(cfg.text.as_bytes())?;
         w.add_item(&s.into_item(CONFIG_ITEM, 0o600))?;
@@ -211,6 +244,12 @@ pub fn snapshot(
             w.set_meta(
                 docker::META_KEY,
                 serde_json::to_string(&m.images).expect("records serialize"),
+            );
+        }
+        if !m.volumes.is_empty() {
+            w.set_meta(
+                volume::META_KEY,
+                serde_json::to_string(&m.volumes).expect("records serialize"),
             );
         }
         Ok(())
@@ -248,8 +287,8 @@ fn git_state(path: &Path) -> Result<GitState> {
 }
 
 /// The stack with only the parts that exist now (for the safety snapshot):
-/// reachable databases, images in the engine, files on disk; None when
-/// nothing exists.
+/// reachable databases, images and volumes in the engine, files on disk;
+/// None when nothing exists.
 pub(super) fn present_parts(
     cfg: &StackConfig,
     opts: &RestoreOptions,
@@ -262,6 +301,8 @@ pub(super) fn present_parts(
     });
     c.images
         .retain(|r| wants(opts, Part::Images) && engine.is_some_and(|e| e.inspect(r).is_ok()));
+    c.volumes
+        .retain(|v| wants(opts, Part::Volumes) && engine.is_some_and(|e| e.volume(v).is_ok()));
     let root = cfg.files_root();
     if let Some(f) = &mut c.files {
         if wants(opts, Part::Files) {
@@ -274,7 +315,7 @@ pub(super) fn present_parts(
             c.files = None;
         }
     }
-    if c.databases.is_empty() && c.images.is_empty() && c.files.is_none() {
+    if c.databases.is_empty() && c.images.is_empty() && c.volumes.is_empty() && c.files.is_none() {
         return None;
     }
     Some(c)

@@ -131,3 +131,49 @@ impl Drop for Images {
 pub fn prefix(tag: &str) -> String {
     format!("relic-t{}-{tag}", std::process::id())
 }
+
+/// An image `reference` holding the host's `binaries` and the libraries
+/// they load (`docker import`ed, owned by root; `changes` are `docker
+/// import -c` lines), made once: no registry.
+pub fn host_binaries_image(reference: &str, binaries: &[&str], changes: &[&str]) -> String {
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = MAKING.lock().unwrap();
+    if docker(&["image", "inspect", reference]).status.success() {
+        return reference.to_string();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let mut files: Vec<String> = binaries.iter().map(|b| b.to_string()).collect();
+    for bin in binaries {
+        let ldd = Command::new("ldd").arg(bin).output().unwrap();
+        files.extend(
+            String::from_utf8_lossy(&ldd.stdout)
+                .split_whitespace()
+                .filter(|w| w.starts_with('/'))
+                .map(str::to_string),
+        );
+    }
+    for f in &files {
+        let to = root.join(f.trim_start_matches('/'));
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(f, &to).unwrap();
+    }
+    let tarball = dir.path().join("root.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .args(["--numeric-owner", "--owner=0", "--group=0", "-cf"])
+        .arg(&tarball)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut args = vec!["import".to_string()];
+    for c in changes {
+        args.extend(["-c".to_string(), c.to_string()]);
+    }
+    args.extend([tarball.display().to_string(), reference.to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    docker_ok(&args);
+    reference.to_string()
+}

@@ -1,5 +1,6 @@
 //! `relic backup`: standard input, files and directories, a PostgreSQL
-//! database (`backup pg`) or Docker images (`backup image`).
+//! database (`backup pg`), Docker images (`backup image`) or named volumes
+//! (`backup volume`).
 
 use crate::cli::args::{BackupArgs, BackupSource, Cli, SnapshotArgs};
 use crate::cli::progress::Bar;
@@ -41,6 +42,12 @@ pub fn run(cli: &Cli, args: &BackupArgs, bar: &Bar) -> Result<Outcome> {
             bar,
         )
         .map(|()| Outcome::Done),
+        Some(BackupSource::Volume {
+            volumes,
+            name,
+            stop,
+            snapshot,
+        }) => volume(cli, volumes, name.as_deref(), *stop, snapshot, bar),
         None => paths(cli, args, bar),
     }
 }
@@ -119,6 +126,39 @@ fn postgres(
         done.with_context(|| format!("database backup '{name}' failed; no snapshot was written"))?;
     bar.finish();
     render::backup(&id, &snap, snapshot.json)
+}
+
+/// Docker named volumes, through the engine; partial when an entry could
+/// not be stored (a device, a fifo).
+fn volume(
+    cli: &Cli,
+    volumes: &[String],
+    name: Option<&str>,
+    stop: bool,
+    snapshot: &SnapshotArgs,
+    bar: &Bar,
+) -> Result<Outcome> {
+    let name = match (name, volumes) {
+        (Some(n), _) => n.to_string(),
+        (None, [one]) => one.clone(),
+        (None, _) => "volumes".to_string(),
+    };
+    let opts = snapshot.options(&name)?;
+    let repo = open(cli)?;
+    let mut say = |s: relic::docker::volume::VolumeStep| bar.say(&render::volume_step(&s));
+    let (id, snap) = relic::docker::volume::backup(&repo, &opts, volumes, stop, bar, &mut say)
+        .map_err(render::volume_error)
+        .with_context(|| format!("volume backup '{name}' failed; no snapshot was written"))?;
+    bar.finish();
+    render::backup(&id, &snap, snapshot.json)?;
+    if let Some(n) = snap.meta.get("files.skipped") {
+        eprintln!(
+            "warning: {n} entries (devices, fifos) are not in snapshot {}",
+            id.short()
+        );
+        return Ok(Outcome::Partial);
+    }
+    Ok(Outcome::Done)
 }
 
 /// Images through the engine, or a `docker save` archive.

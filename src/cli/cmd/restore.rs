@@ -1,5 +1,6 @@
 //! `relic restore`: a snapshot to standard output, a file or a directory,
-//! into PostgreSQL or the Docker engine, or a whole stack (`cmd::stack`).
+//! into PostgreSQL, the Docker engine or a named volume, or a whole stack
+//! (`cmd::stack`).
 
 use crate::cli::args::{Cli, RestoreArgs};
 use crate::cli::cmd::stack;
@@ -15,7 +16,11 @@ use relic::{files, Repository, Snapshot, SnapshotId};
 use std::path::Path;
 
 pub fn run(cli: &Cli, a: &RestoreArgs, bar: &Bar) -> Result<Outcome> {
-    let destination = a.stdout || a.to.is_some() || a.into_postgres.is_some() || a.into_docker;
+    let destination = a.stdout
+        || a.to.is_some()
+        || a.into_postgres.is_some()
+        || a.into_docker
+        || a.into_volume.is_some();
     let loaded = if destination {
         None
     } else {
@@ -27,7 +32,7 @@ pub fn run(cli: &Cli, a: &RestoreArgs, bar: &Bar) -> Result<Outcome> {
     let (id, snap) = repo.find_snapshot(&a.snapshot)?;
     if !destination {
         let Ok(m) = relic::stack::manifest(&id, &snap) else {
-            bail!("say where to restore: --stdout, --to PATH, --into-postgres or --into-docker");
+            bail!("say where to restore: --stdout, --to PATH, --into-postgres, --into-docker or --into-volume");
         };
         if a.item.is_some() {
             bail!("say where --item goes: --to PATH, --stdout, --into-postgres or --into-docker (nothing was changed)");
@@ -40,12 +45,22 @@ pub fn run(cli: &Cli, a: &RestoreArgs, bar: &Bar) -> Result<Outcome> {
             verify_data: a.verify_data,
             safety_snapshot: !a.no_safety_snapshot,
             force: a.force,
+            stop: a.stop,
         };
         stack::restore(&repo, &id, &snap, &cfg, &opts, bar)?;
         return Ok(Outcome::Done);
     }
     if a.only.is_some() {
         bail!("--only applies to a stack restore (without --to, --stdout, --into-postgres or --into-docker); to take one part out, use --item");
+    }
+    if let Some(volume) = &a.into_volume {
+        if a.force || a.verify_data {
+            bail!("--force and --verify-data do not apply to --into-volume");
+        }
+        return into_volume(&repo, a, &id, &snap, volume, bar);
+    }
+    if a.stop {
+        bail!("--stop applies to --into-volume and stack restores");
     }
     if a.into_postgres.is_none() && (a.dry_run || a.force || a.verify_data || a.no_safety_snapshot)
     {
@@ -164,7 +179,7 @@ fn to_file_or_dir(
             {
                 Some(single_stream(repo, id, snap, a.image.as_deref())?)
             }
-            Kind::Docker | Kind::Stack | Kind::Files if a.stdout => {
+            Kind::Docker | Kind::Stack | Kind::Files | Kind::Volumes if a.stdout => {
                 bail!("{what} holds more than one stream: use --item (relic ls lists them), or --to DIR")
             }
             _ => None,
@@ -235,6 +250,47 @@ fn to_file_or_dir(
     if !st.complete() {
         return Ok(Outcome::Partial);
     }
+    Ok(Outcome::Done)
+}
+
+/// `--into-volume`: one volume of the snapshot (`--item` says which when
+/// it holds several) into a Docker named volume.
+fn into_volume(
+    repo: &Repository,
+    a: &RestoreArgs,
+    id: &SnapshotId,
+    snap: &Snapshot,
+    volume: &str,
+    bar: &Bar,
+) -> Result<Outcome> {
+    use relic::docker::volume;
+    let record = volume::select(&volume::records(snap)?, a.item.as_deref())
+        .with_context(|| format!("snapshot {}", id.short()))?;
+    let engine = relic::docker::Engine::connect()?;
+    if a.dry_run {
+        let target = volume::target(&engine, volume)?;
+        for line in render::volume_plan(&record, &target, a.stop, !a.no_safety_snapshot) {
+            println!("{line}");
+        }
+        return Ok(Outcome::Done);
+    }
+    let mut say = |s: volume::VolumeStep| bar.say(&render::volume_step(&s));
+    let to = volume::RestoreTo {
+        volume: volume.to_string(),
+        stop: a.stop,
+        safety_for: (!a.no_safety_snapshot).then_some(*id),
+    };
+    let done = volume::restore(&engine, repo, snap, &record, &to, bar, &mut say)
+        .map_err(render::volume_error)
+        .with_context(|| {
+            format!(
+                "restoring {} of snapshot {} into volume '{volume}'",
+                record.item,
+                id.short()
+            )
+        })?;
+    bar.finish();
+    render::volume_restored(&record, id, &done);
     Ok(Outcome::Done)
 }
 

@@ -26,9 +26,19 @@ pub fn snapshot(cli: &Cli, cmd: &SnapshotCmd, bar: &Bar) -> Result<Outcome> {
     let allow_partial = cmd.allow_partial || (cfg.allow_partial && !baseline);
     let repo = open_stack(cli, Some(&cfg))?;
     let mut said = |e: stack::HookEvent| bar.say(&render::hook_event(&e));
-    let (id, snap) = stack::backup(&repo, &cfg, &opts, allow_partial, bar, &mut said)
-        .map_err(render::stack_hint)
-        .with_context(|| format!("stack snapshot '{name}' failed; no snapshot was written"))?;
+    let mut volumes = |s: relic::docker::volume::VolumeStep| bar.say(&render::volume_step(&s));
+    let (id, snap) = stack::backup(
+        &repo,
+        &cfg,
+        &opts,
+        allow_partial,
+        cmd.stop,
+        bar,
+        &mut said,
+        &mut volumes,
+    )
+    .map_err(render::stack_hint)
+    .with_context(|| format!("stack snapshot '{name}' failed; no snapshot was written"))?;
     bar.finish();
     render::backup(&id, &snap, cmd.snapshot.json)?;
     let partial = snap.partial();
@@ -195,6 +205,7 @@ pub fn emergency(cli: &Cli, cmd: &EmergencyCmd, bar: &Bar) -> Result<()> {
     let opts = stack::RestoreOptions {
         dry_run: cmd.dry_run,
         safety_snapshot: true,
+        stop: cmd.stop,
         ..Default::default()
     };
     if !cmd.dry_run {

@@ -4,6 +4,7 @@
 
 use super::stack::{head, human};
 use relic::contents::{Contents, Kind};
+use relic::docker::volume::VolumeRecord;
 use relic::docker::ImageRecord;
 use relic::snapshot::PartFailure;
 use relic::stack::Manifest;
@@ -94,6 +95,7 @@ pub fn restore_commands(repo: &str, id: &SnapshotId, c: &Contents) -> Vec<(Strin
                     ),
                 );
             }
+            volume_commands(&mut add, &m.volumes, true);
             if let Some(f) = &m.files {
                 add(
                     "the files alone",
@@ -126,6 +128,10 @@ pub fn restore_commands(repo: &str, id: &SnapshotId, c: &Contents) -> Vec<(Strin
                 );
             }
         }
+        Kind::Volumes => {
+            volume_commands(&mut add, &c.volumes, c.volumes.len() > 1);
+            add("every volume's files, under DIR", " --to DIR".into());
+        }
         Kind::Files => add("every file, under DIR", " --to DIR".into()),
         Kind::Stream => {
             add("the stream, to a file", " --to FILE".into());
@@ -135,12 +141,44 @@ pub fn restore_commands(repo: &str, id: &SnapshotId, c: &Contents) -> Vec<(Strin
     out
 }
 
+/// The commands that write each volume back into the volume of its name
+/// (`item`: name it with --item).
+fn volume_commands(add: &mut dyn FnMut(&str, String), volumes: &[VolumeRecord], item: bool) {
+    for v in volumes {
+        let item = if item {
+            format!(" --item {}", sh(&v.item))
+        } else {
+            String::new()
+        };
+        add(
+            &format!("volume {} alone, into the Docker volume of its name (emptied first; --stop stops the containers that use it)", v.name),
+            format!("{item} --into-volume {}", sh(&v.name)),
+        );
+    }
+}
+
+/// The volumes section.
+fn volumes(s: &mut String, volumes: &[VolumeRecord]) {
+    let rows = volumes.iter().map(|v| {
+        vec![
+            v.name.clone(),
+            v.item.clone(),
+            v.driver.clone(),
+            v.entries.to_string(),
+            human(v.bytes),
+        ]
+    });
+    let columns = ["volume", "item", "driver", "entries", "size"];
+    table(s, "Volumes", &columns, rows);
+}
+
 /// A snapshot that is not a stack's, as Markdown.
 fn plain(id: &SnapshotId, snap: &Snapshot, c: &Contents) -> String {
     let mut s = String::new();
     let kind = match c.kind {
         Kind::Postgres => "PostgreSQL database",
         Kind::Docker => "Docker image",
+        Kind::Volumes => "Docker volumes",
         Kind::Files => "files",
         Kind::Stream | Kind::Stack => "stream",
     };
@@ -162,6 +200,7 @@ fn plain(id: &SnapshotId, snap: &Snapshot, c: &Contents) -> String {
         }
     }
     images(&mut s, &c.images, "tags", |i| i.tags.join(", "));
+    volumes(&mut s, &c.volumes);
     let _ = writeln!(s, "\n## Content\n");
     let _ = writeln!(
         s,
@@ -179,7 +218,9 @@ fn plain(id: &SnapshotId, snap: &Snapshot, c: &Contents) -> String {
         );
     }
     let listed = c.streams.len() as u64;
-    if c.kind == Kind::Files && listed < c.entries {
+    if matches!(c.kind, Kind::Files | Kind::Volumes)
+        && listed as usize >= relic::contents::LISTED_FILES
+    {
         let _ = writeln!(
             s,
             "\n(the first {listed} files; `relic ls {} --json` lists every entry with its BLAKE3)",
@@ -192,22 +233,30 @@ fn plain(id: &SnapshotId, snap: &Snapshot, c: &Contents) -> String {
 
 /// The images section: `name` heads the first column, `first` fills it.
 fn images(s: &mut String, images: &[ImageRecord], name: &str, first: fn(&ImageRecord) -> String) {
-    if images.is_empty() {
+    let rows = images.iter().map(|i| {
+        vec![
+            first(i),
+            head(&i.id, 19).to_string(),
+            i.layers.len().to_string(),
+            human(i.size),
+            i.created.clone().unwrap_or_else(|| "-".into()),
+        ]
+    });
+    let columns = [name, "image id", "layers", "size", "created"];
+    table(s, "Images", &columns, rows);
+}
+
+/// A section of a Markdown table, left out when it has no rows.
+fn table(s: &mut String, title: &str, columns: &[&str], rows: impl Iterator<Item = Vec<String>>) {
+    let mut rows = rows.peekable();
+    if rows.peek().is_none() {
         return;
     }
-    let _ = writeln!(s, "\n## Images\n");
-    let _ = writeln!(s, "| {name} | image id | layers | size | created |");
-    let _ = writeln!(s, "|---|---|---|---|---|");
-    for i in images {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {} |",
-            first(i),
-            head(&i.id, 19),
-            i.layers.len(),
-            human(i.size),
-            i.created.as_deref().unwrap_or("-")
-        );
+    let _ = writeln!(s, "\n## {title}\n");
+    let _ = writeln!(s, "| {} |", columns.join(" | "));
+    let _ = writeln!(s, "|{}", "---|".repeat(columns.len()));
+    for r in rows {
+        let _ = writeln!(s, "| {} |", r.join(" | "));
     }
 }
 
@@ -281,6 +330,7 @@ fn stack(id: &SnapshotId, snap: &Snapshot, m: &Manifest) -> String {
         }
     }
     images(&mut s, &m.images, "reference", |i| i.reference.clone());
+    volumes(&mut s, &m.volumes);
     if let Some(f) = &m.files {
         let _ = writeln!(s, "\n## Files\n");
         let _ = writeln!(

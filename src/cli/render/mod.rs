@@ -10,6 +10,7 @@ mod ls;
 mod manifest;
 mod postgres;
 mod stack;
+mod volume;
 
 pub use diff::diff;
 pub use ls::ls;
@@ -19,6 +20,7 @@ pub use stack::{
     drill_error, drill_step, hook_event, load_step, stack_error, stack_hint, stack_step,
     target_change,
 };
+pub use volume::{volume_error, volume_plan, volume_restored, volume_step};
 
 use anyhow::Result;
 use indicatif::HumanBytes;

@@ -114,6 +114,22 @@ pub fn stack_step(step: &RestoreStep) -> String {
             human(*bytes),
             root.display()
         ),
+        S::WouldRestoreVolume {
+            volume,
+            entries,
+            bytes,
+            exists,
+            stops,
+        } => format!(
+            "{n} would {} volume '{volume}' and write {entries} entries ({}) into it{}",
+            if *exists { "empty" } else { "create" },
+            human(*bytes),
+            if stops.is_empty() {
+                String::new()
+            } else {
+                format!(", stopping {} meanwhile", stops.join(", "))
+            }
+        ),
         S::WouldRunHook { command } => format!("{n} would run: {command}"),
         S::WouldVerify => {
             format!("{n} would verify row counts and revisions, image ids and file checksums")
@@ -123,6 +139,9 @@ pub fn stack_step(step: &RestoreStep) -> String {
         }
         S::NotInSafetySnapshot(Absent::Image(r)) => {
             format!("    image {r} is not in the engine now: not in the safety snapshot")
+        }
+        S::NotInSafetySnapshot(Absent::Volume(v)) => {
+            format!("    volume '{v}' is not in the engine now: not in the safety snapshot")
         }
         S::SafetySnapshotSkipped(SafetySkip::NotWanted) => {
             format!("{n} safety snapshot: skipped (--no-safety-snapshot)")
@@ -147,6 +166,7 @@ pub fn stack_step(step: &RestoreStep) -> String {
             .map(|l| format!("    | {l}"))
             .collect::<Vec<_>>()
             .join("\n"),
+        S::Volume(v) => format!("    {}", super::volume_step(v)),
         S::Verified { checks } => format!("{n} verified {checks} checks"),
     }
 }
@@ -280,6 +300,7 @@ pub fn stack_hint(e: relic::stack::Error) -> anyhow::Error {
         e @ E::NoBaseline { .. } => {
             anyhow::anyhow!("{e}; make one with `relic snapshot --tier immaculate --name NAME`")
         }
+        E::Docker(e) => super::volume_error(e),
         e => e.into(),
     }
 }
