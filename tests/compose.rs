@@ -7,6 +7,7 @@
 mod common;
 use common::engine::*;
 use common::pgcontainer::PgContainer;
+use common::volumes::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -123,16 +124,29 @@ fn a_compose_stack_comes_back_from_its_baseline_with_no_host_client() {
     let images = Images::build(&prefix("compose"), 2 << 20, 1 << 20, 7);
     let backend = format!("{}-backend:latest", p.name);
     docker_ok(&["tag", &images.app, &backend]);
-    let mut made = Vec::new();
-    for (service, image) in [("backend", backend.as_str()), ("frontend", &images.base)] {
+    // The backend keeps uploads in a named volume.
+    let uploads = format!("{}_uploads", p.name);
+    let _ = docker(&["volume", "rm", "-f", &uploads]);
+    let src = tempfile::tempdir().unwrap();
+    tree(src.path());
+    fill(&uploads, src.path());
+    let create = |service: &str, image: &str| {
         let name = format!("{}-{service}-1", p.name);
         let mut args: Vec<String> = vec!["create".into(), "--name".into(), name.clone()];
         args.extend(p.labels(service));
+        if service == "backend" {
+            args.extend(["-v".into(), format!("{uploads}:/app/uploads")]);
+        }
         args.extend([image.to_string(), "/app".into()]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         docker_ok(&args);
-        made.push(name);
-    }
+        name
+    };
+    let made = vec![
+        create("backend", &backend),
+        create("frontend", &images.base),
+    ];
+    let uploads_before = listing(&uploads);
 
     // init-stack writes what the engine runs; a pre-backup hook in the
     // database's container is added to it.
@@ -144,6 +158,7 @@ fn a_compose_stack_comes_back_from_its_baseline_with_no_host_client() {
         format!("\"{backend}\""),
         format!("\"{}\"", images.base),
         "service = \"db\"".to_string(),
+        format!("volumes = [\n  \"{uploads}\",\n]"),
     ] {
         assert!(toml.contains(&want), "{want} in\n{toml}");
     }
@@ -190,9 +205,11 @@ fn a_compose_stack_comes_back_from_its_baseline_with_no_host_client() {
     let recorded = m["images"].to_string();
     assert!(recorded.contains(&backend), "{recorded}");
 
-    // The server is lost with its volume, and the compose name of the
-    // backend image is gone.
+    // The server is lost with its volume, the uploads volume too, and the
+    // compose name of the backend image is gone.
     drop(pg);
+    docker_ok(&["rm", "-f", &made[0]]);
+    docker_ok(&["volume", "rm", &uploads]);
     docker_ok(&["rmi", &backend]);
     pg = start_db(&p);
     assert_eq!(
@@ -221,9 +238,11 @@ fn a_compose_stack_comes_back_from_its_baseline_with_no_host_client() {
         image_id(&images.app),
         "compose's name runs the baseline's image"
     );
+    assert_same(&listing(&uploads), &uploads_before, "the uploads volume");
     for c in made {
         let _ = docker(&["rm", "-f", &c]);
     }
+    let _ = docker(&["volume", "rm", "-f", &uploads]);
 }
 
 /// A tiny image holding only `sleep`: a running container with no
