@@ -6,30 +6,10 @@
 
 mod common;
 use common::engine::*;
-use common::pgcontainer::PgContainer;
+use common::pgcontainer::{path_without_host_clients, PgContainer};
 use common::volumes::*;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
-
-/// A PATH whose `pg_dump` and `psql` always fail, before the real PATH:
-/// relic must use the container's own.
-fn path_without_host_clients(fake: &Path) -> String {
-    for tool in ["pg_dump", "psql"] {
-        let path = fake.join(tool);
-        std::fs::write(
-            &path,
-            format!("#!/bin/sh\necho host {tool} used >&2\nexit 99\n"),
-        )
-        .unwrap();
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
-    }
-    format!(
-        "{}:{}",
-        fake.display(),
-        std::env::var("PATH").unwrap_or_default()
-    )
-}
 
 struct Project {
     name: String,

@@ -6,7 +6,7 @@
 
 mod common;
 use common::engine::*;
-use common::pgcontainer::PgContainer;
+use common::pgcontainer::{path_without_host_clients, PgContainer};
 use relic::docker::{Engine, Error, ExecSpec};
 use std::io::Read;
 use std::path::Path;
@@ -95,21 +95,7 @@ fn the_containers_own_pg_dump_streams_out_through_the_engine() {
 /// host's (of another major version, or none at all).
 fn relic_no_host_pg_dump(repo: &Path, args: &[&str]) -> std::process::Output {
     let fake = tempfile::tempdir().unwrap();
-    for tool in ["pg_dump", "psql"] {
-        let path = fake.path().join(tool);
-        std::fs::write(
-            &path,
-            format!("#!/bin/sh\necho host {tool} used >&2\nexit 99\n"),
-        )
-        .unwrap();
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
-    }
-    let path = format!(
-        "{}:{}",
-        fake.path().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = path_without_host_clients(fake.path());
     Command::new(common::bin())
         .env("RELIC_PASSWORD", common::PASSWORD)
         .env("DOCKER_HOST", host())

@@ -78,3 +78,23 @@ impl Drop for PgContainer {
         let _ = docker(&["volume", "rm", "-f", &self.volume]);
     }
 }
+
+/// A PATH whose `pg_dump` and `psql` always fail, before the real PATH:
+/// relic must use the container's own.
+pub fn path_without_host_clients(fake: &Path) -> String {
+    for tool in ["pg_dump", "psql"] {
+        let path = fake.join(tool);
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\necho host {tool} used >&2\nexit 99\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+    format!(
+        "{}:{}",
+        fake.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
