@@ -180,6 +180,22 @@ fn a_compose_stack_comes_back_from_its_baseline_with_no_host_client() {
         second * 10 < first,
         "the second snapshot added {second} bytes to {first}"
     );
+    // Without a relic.toml, --compose takes the project as it runs.
+    let bare = tempfile::tempdir().unwrap();
+    let out = p.ok(&[
+        "snapshot",
+        "--compose",
+        bare.path().to_str().unwrap(),
+        "--project",
+        &p.name,
+        "--name",
+        "as-it-runs",
+    ]);
+    assert!(out.contains("as-it-runs"), "{out}");
+    let m: serde_json::Value =
+        serde_json::from_str(&p.ok(&["manifest", "as-it-runs", "--json"])).unwrap();
+    assert_eq!(m["databases"][0]["name"], "db", "{m}");
+    assert_eq!(m["images"].as_array().unwrap().len(), 3, "{m}");
     let m: serde_json::Value =
         serde_json::from_str(&p.ok(&["manifest", "known-good", "--json"])).unwrap();
     let recorded = m["images"].to_string();

@@ -98,6 +98,15 @@ pub fn write_atomically<E: From<io::Error>>(
     r
 }
 
+/// Writes `data` to `path` whole or not at all ([`write_atomically`]),
+/// readable by its owner only (a relic.toml may hold passwords).
+pub fn write_private(path: &Path, data: &[u8]) -> io::Result<()> {
+    write_atomically(path, |f| {
+        f.set_permissions(fs::Permissions::from_mode(0o600))?;
+        f.write_all(data)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -98,13 +98,9 @@ pub fn init_stack(cmd: &InitStackCmd) -> Result<()> {
             path.display()
         );
     }
-    relic::files::user::write_atomically(&path, |f| {
-        use std::os::unix::fs::PermissionsExt;
-        // It will hold the databases' passwords when the user adds them.
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        f.write_all(text.as_bytes())
-    })
-    .with_context(|| format!("writing {}", path.display()))?;
+    // It will hold the databases' passwords when the user adds them.
+    relic::files::user::write_private(&path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
     println!(
         "wrote {}: edit it, then `relic snapshot --config {}`",
         path.display(),
