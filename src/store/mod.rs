@@ -22,6 +22,7 @@ pub use s3::S3;
 use crate::objectlock;
 use std::collections::HashSet;
 use std::io::{self, Read, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 /// What an object is; decides where it lives.
@@ -102,6 +103,11 @@ pub trait Store: Send + Sync {
     fn hash(&self, kind: Kind, name: &str) -> Result<([u8; 32], u64)>;
     /// A small object's bytes.
     fn read(&self, kind: Kind, name: &str) -> Result<Vec<u8>>;
+    /// The bytes of each of `ranges` of an object (offsets; each within
+    /// its size), in order: what a reader of a few blobs of a pack needs,
+    /// never the whole object. Object storage coalesces nearby ranges into
+    /// one request and sends several at once.
+    fn read_ranges(&self, kind: Kind, name: &str, ranges: &[Range<u64>]) -> Result<Vec<Vec<u8>>>;
     /// Streams an object into `out`; returns its size.
     fn get_into(&self, kind: Kind, name: &str, out: &mut dyn Write) -> Result<u64>;
     /// Writes a small object unless one of that name exists; false then.

@@ -263,6 +263,46 @@ impl Store for S3 {
         })
     }
 
+    fn read_ranges(
+        &self,
+        kind: Kind,
+        name: &str,
+        ranges: &[std::ops::Range<u64>],
+    ) -> Result<Vec<Vec<u8>>> {
+        let path = self.path(kind, name);
+        // object_store merges ranges less than 1 MiB apart into one GET
+        // and sends up to ten at once.
+        let got = self
+            .rt
+            .block_on(self.store.get_ranges(&path, ranges))
+            .map_err(|e| self.err(e))?;
+        // A range past the end comes back cut short (HTTP range rules):
+        // that is an object shorter than the index says, an error.
+        ranges
+            .iter()
+            .zip(got)
+            .map(|(r, b)| {
+                if b.len() as u64 == r.end.saturating_sub(r.start) {
+                    Ok(b.to_vec())
+                } else {
+                    Err(Error::Io {
+                        store: self.describe(),
+                        source: io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!(
+                                "{}: bytes {}..{} asked, {} came",
+                                object_path(kind, name),
+                                r.start,
+                                r.end,
+                                b.len()
+                            ),
+                        ),
+                    })
+                }
+            })
+            .collect()
+    }
+
     fn get_into(&self, kind: Kind, name: &str, out: &mut dyn Write) -> Result<u64> {
         let path = self.path(kind, name);
         let io_err = |source| Error::Io {

@@ -4,6 +4,7 @@
 pub mod engine;
 pub mod pg;
 pub mod pgcontainer;
+pub mod s3;
 pub mod volumes;
 
 use std::io::Write;
