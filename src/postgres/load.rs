@@ -146,11 +146,6 @@ impl<W: std::io::Write> SingleTransaction<W> {
         }
     }
 
-    /// The writer it wraps.
-    pub fn into_inner(self) -> W {
-        self.inner
-    }
-
     fn line(&mut self, line: &[u8]) {
         let body = line.strip_suffix(b"\n").unwrap_or(line);
         if self.in_copy {

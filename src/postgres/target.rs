@@ -255,12 +255,7 @@ impl Target {
                 spec.discard_stdout = true;
                 let mut exec = inside.engine.exec(&inside.container, &spec)?;
                 let input = exec.input().expect("stdin attached");
-                let mut filtered = SingleTransaction::new(input);
-                let streamed = repo
-                    .restore_item(item, &mut filtered, progress)
-                    .and_then(|()| filtered.finish().map_err(repo::Error::Output));
-                let input = filtered.into_inner();
-                drop(input);
+                let streamed = send_dump(repo, item, input, progress);
                 let status = exec.finish()?;
                 if !status.success() {
                     return Err(Error::Psql {
@@ -357,6 +352,19 @@ pub(super) fn scalar(rows: Rows) -> Option<String> {
     rows.into_iter().next()?.into_iter().next()?
 }
 
+/// Writes a stored dump into `input` (psql's) as one transaction, then
+/// closes it: the COMMIT goes only after the whole stream.
+fn send_dump(
+    repo: &Repository,
+    item: &crate::snapshot::Item,
+    input: impl std::io::Write,
+    progress: &dyn Progress,
+) -> repo::Result<()> {
+    let mut filtered = SingleTransaction::new(input);
+    repo.restore_item(item, &mut filtered, progress)?;
+    filtered.finish().map_err(repo::Error::Output)
+}
+
 fn host_load(
     repo: &Repository,
     item: &crate::snapshot::Item,
@@ -376,16 +384,11 @@ fn host_load(
             program: "psql",
             source,
         })?;
-    let mut stdin = child.stdin.take().expect("piped stdin");
+    let stdin = child.stdin.take().expect("piped stdin");
     crate::files::widen_pipe(&stdin);
     let stderr = child.stderr.take().expect("piped stderr");
     let err_reader = std::thread::spawn(move || tail_of(stderr));
-    let mut filtered = SingleTransaction::new(&mut stdin);
-    let streamed = repo
-        .restore_item(item, &mut filtered, progress)
-        .and_then(|()| filtered.finish().map_err(repo::Error::Output));
-    drop(filtered);
-    drop(stdin);
+    let streamed = send_dump(repo, item, stdin, progress);
     let status = child
         .wait()
         .map_err(|e| Error::Repo(repo::Error::Output(e)))?;

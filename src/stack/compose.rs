@@ -46,17 +46,12 @@ fn is_postgres(c: &ComposeContainer) -> bool {
         || c.volumes.iter().any(|(_, at)| at.starts_with(PG_DATA))
 }
 
-/// The images a compose stack with no `images` list backs up: those its
-/// containers run.
-pub fn discover_images(containers: &[ComposeContainer]) -> Vec<String> {
-    image_names(containers)
-}
-
-/// The image names of `containers` (their `image`, as created), an id
-/// left out.
-fn image_names(containers: &[ComposeContainer]) -> Vec<String> {
+/// The image names of `containers` (their `image`, as created, what a
+/// compose stack with no `images` list backs up), an id left out, sorted,
+/// each once.
+pub fn image_names<'a>(containers: impl IntoIterator<Item = &'a ComposeContainer>) -> Vec<String> {
     let mut out: Vec<String> = containers
-        .iter()
+        .into_iter()
         .filter(|c| !c.image.starts_with("sha256:") && !c.image.is_empty())
         .map(|c| normalize_reference(&c.image))
         .collect();
@@ -99,12 +94,7 @@ pub fn discover(engine: &Engine, project: &str) -> Result<Discovered> {
 /// The names compose runs image `id` by that `tags` (the archive's) do
 /// not hold: what a restore tags it with besides.
 pub fn compose_tags(containers: &[ComposeContainer], id: &str, tags: &[String]) -> Vec<String> {
-    let of_image: Vec<ComposeContainer> = containers
-        .iter()
-        .filter(|c| c.image_id == id)
-        .cloned()
-        .collect();
-    image_names(&of_image)
+    image_names(containers.iter().filter(|c| c.image_id == id))
         .into_iter()
         .filter(|n| !tags.contains(n))
         .collect()

@@ -122,7 +122,7 @@ pub fn snapshot(
                 )),
             )?;
         }
-        super::compose::discover_images(&containers)
+        super::compose::image_names(&containers)
     } else {
         cfg.images.clone()
     };
