@@ -12,7 +12,6 @@ use crate::pack::{self, BlobKind};
 use crate::progress::{Progress, Unit};
 use crate::repo::{Repository, Result};
 use crate::snapshot::Snapshot;
-use crate::store::Kind;
 use crossbeam_channel::bounded;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
@@ -62,25 +61,21 @@ struct Damage {
 }
 
 /// Checks one pack; with `read_data`, reads and verifies all of it.
-fn check_pack(repo: &Repository, name: &str, read_data: bool, d: &Mutex<Damage>) {
+fn check_pack(repo: &Repository, (name, size): (&str, u64), read_data: bool, d: &Mutex<Damage>) {
     let id = PackId::from_hex(name).expect("listed names are hex");
     let mut local = Damage::default();
     let result = (|| -> std::result::Result<(), String> {
-        let f = repo
-            .backend()
-            .open(Kind::Pack, name)
-            .map_err(|e| e.to_string())?;
-        let len = f.metadata().map_err(|e| e.to_string())?.len();
-        let entries =
-            pack::read_trailer(name, &f, len, repo.keys().cipher()).map_err(|e| e.to_string())?;
-        local.blobs += entries.len() as u64;
         if !read_data {
+            // The trailer alone (ranged reads from a bucket).
+            let entries = repo.pack_trailer(name, size).map_err(|e| e.to_string())?;
+            local.blobs += entries.len() as u64;
             return Ok(());
         }
-        let bytes = repo
-            .backend()
-            .read(Kind::Pack, name)
+        let data = repo.pack_data(name).map_err(|e| e.to_string())?;
+        let entries = pack::read_trailer(name, data.reader(), data.len(), repo.keys().cipher())
             .map_err(|e| e.to_string())?;
+        local.blobs += entries.len() as u64;
+        let bytes = data.bytes().map_err(|e| e.to_string())?;
         local.bytes += bytes.len() as u64;
         let mut h = repo.keys().object_hasher();
         h.update(&bytes);
@@ -166,7 +161,7 @@ fn check_pack(repo: &Repository, name: &str, read_data: bool, d: &Mutex<Damage>)
 
 /// Checks the whole repository.
 pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Result<CheckReport> {
-    let names = repo.pack_names()?;
+    let names = repo.pack_list()?;
     progress.start(
         if read_data {
             "reading packs"
@@ -182,11 +177,13 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
             .map(|n| n.get())
             .unwrap_or(2)
             .clamp(1, 8)
+    } else if repo.origin().is_some() {
+        crate::repo::FETCH_JOBS
     } else {
         1
     };
     std::thread::scope(|s| {
-        let (tx, rx) = bounded::<&str>(threads * 2);
+        let (tx, rx) = bounded::<(&str, u64)>(threads * 2);
         for _ in 0..threads {
             let rx = rx.clone();
             let damage = &damage;
@@ -197,8 +194,8 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
                 }
             });
         }
-        for n in &names {
-            if tx.send(n.as_str()).is_err() {
+        for (n, size) in &names {
+            if tx.send((n.as_str(), *size)).is_err() {
                 break;
             }
         }

@@ -31,7 +31,6 @@ mod pack;
 pub mod postgres;
 pub mod progress;
 pub mod prune;
-pub mod remote;
 pub mod repo;
 pub mod retention;
 mod runtime;

@@ -1,4 +1,5 @@
-//! Repository locks: files in `locks/` saying who holds the repository and how.
+//! Repository locks: objects in `locks/` (files, or objects in the bucket a
+//! repository lives in) saying who holds the repository and how.
 //!
 //! Backups take a shared lock; commands that delete (prune, repair) take an
 //! exclusive one. A held lock is rewritten in place every minute. A lock whose
@@ -7,7 +8,7 @@
 //! removed by the next opener, so a `kill -9` never blocks the repository
 //! for long; `relic unlock` clears locks by hand.
 
-use crate::store::{Kind, Local};
+use crate::store::{self, Kind, Store};
 use crate::sys::{hostname, pid_alive, pid_namespace};
 use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
 use serde::{Deserialize, Serialize};
@@ -36,6 +37,8 @@ pub enum Error {
     Lost,
     #[error("lock file: {0}")]
     Io(#[from] io::Error),
+    #[error("lock: {0}")]
+    Store(#[from] store::Error),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -138,7 +141,7 @@ fn new_name(bytes: &[u8]) -> String {
 pub struct Lock {
     /// None for a read-only repository, where nobody can take a lock and
     /// nothing can be deleted under us.
-    backend: Option<Local>,
+    backend: Option<Arc<dyn Store>>,
     name: String,
     /// Set by the refresher when the lock file was gone (another process
     /// judged it stale and removed it) or could not be refreshed in time.
@@ -158,7 +161,11 @@ impl Lock {
     }
 
     /// Takes a lock, waiting up to `wait` for conflicting holders to finish.
-    pub fn acquire(backend: &Local, exclusive: bool, wait: Duration) -> Result<Lock, Error> {
+    pub fn acquire(
+        backend: &Arc<dyn Store>,
+        exclusive: bool,
+        wait: Duration,
+    ) -> Result<Lock, Error> {
         let started = Instant::now();
         loop {
             // Written anew on every attempt: a lock taken after a long wait
@@ -166,7 +173,7 @@ impl Lock {
             let info = LockInfo::new(exclusive);
             let bytes = serde_json::to_vec(&info).expect("lock info serializes");
             let name = new_name(&bytes);
-            backend.write_once(Kind::Lock, &name, &bytes)?;
+            backend.put_bytes(Kind::Lock, &name, &bytes)?;
             let mut lock = Lock {
                 backend: Some(backend.clone()),
                 name,
@@ -185,7 +192,9 @@ impl Lock {
                             holder: other.describe(now_secs()),
                         });
                     }
-                    std::thread::sleep(Duration::from_millis(200));
+                    // Jittered: two takers that saw each other and both
+                    // backed off do not retry in step.
+                    std::thread::sleep(Duration::from_millis(100 + rand::random::<u64>() % 250));
                 }
             }
         }
@@ -198,7 +207,7 @@ impl Lock {
         let Some(backend) = &self.backend else {
             return Ok(());
         };
-        if self.lost.load(Ordering::SeqCst) || !backend.path(Kind::Lock, &self.name).exists() {
+        if self.lost.load(Ordering::SeqCst) || !exists(backend.as_ref(), &self.name)? {
             return Err(Error::Lost);
         }
         Ok(())
@@ -222,13 +231,13 @@ impl Lock {
                     Err(RecvTimeoutError::Timeout) => {}
                     _ => return,
                 }
-                if !backend.path(Kind::Lock, &name).exists() {
+                if matches!(exists(backend.as_ref(), &name), Ok(false)) {
                     lost.store(true, Ordering::SeqCst);
                     return;
                 }
                 info.refreshed = now_secs();
                 let bytes = serde_json::to_vec(&info).expect("lock info serializes");
-                if backend.replace(Kind::Lock, &name, &bytes).is_ok() {
+                if backend.rewrite_lock(&name, &bytes).is_ok() {
                     last_ok = Instant::now();
                 } else if last_ok.elapsed() + 2 * REFRESH_EVERY > STALE_AFTER {
                     lost.store(true, Ordering::SeqCst);
@@ -244,7 +253,7 @@ impl Lock {
             return Ok(None);
         };
         let now = now_secs();
-        for (name, info) in list(backend)? {
+        for (name, info) in list(backend.as_ref())? {
             if name == self.name {
                 continue;
             }
@@ -260,8 +269,17 @@ impl Lock {
     }
 }
 
+/// True while the lock object `name` is there.
+fn exists(backend: &dyn Store, name: &str) -> Result<bool, Error> {
+    match backend.read(Kind::Lock, name) {
+        Ok(_) => Ok(true),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Every readable lock of a repository: name → what it says.
-pub fn list(backend: &Local) -> Result<Vec<(String, LockInfo)>, Error> {
+pub fn list(backend: &dyn Store) -> Result<Vec<(String, LockInfo)>, Error> {
     let mut out = Vec::new();
     for name in backend.list(Kind::Lock)? {
         // Released meanwhile, or written by something else: not a lock.
@@ -277,7 +295,10 @@ pub fn list(backend: &Local) -> Result<Vec<(String, LockInfo)>, Error> {
 
 /// Removes the repository's locks (only the stale ones with `stale_only`);
 /// returns those removed and those left.
-pub fn unlock(backend: &Local, stale_only: bool) -> Result<(Vec<LockInfo>, Vec<LockInfo>), Error> {
+pub fn unlock(
+    backend: &dyn Store,
+    stale_only: bool,
+) -> Result<(Vec<LockInfo>, Vec<LockInfo>), Error> {
     let now = now_secs();
     let (mut removed, mut left) = (Vec::new(), Vec::new());
     for (name, info) in list(backend)? {
@@ -285,11 +306,8 @@ pub fn unlock(backend: &Local, stale_only: bool) -> Result<(Vec<LockInfo>, Vec<L
             left.push(info);
             continue;
         }
-        match backend.remove(Kind::Lock, &name) {
-            Ok(()) => removed.push(info),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        }
+        backend.remove(Kind::Lock, &name)?;
+        removed.push(info);
     }
     Ok((removed, left))
 }
@@ -309,20 +327,25 @@ impl Drop for Lock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Local;
+
+    fn store(b: &Local) -> Arc<dyn Store> {
+        Arc::new(b.clone())
+    }
 
     #[test]
     fn shared_locks_coexist_exclusive_waits_and_stale_ones_go() {
         let d = tempfile::tempdir().unwrap();
         let b = Local::new(d.path());
         b.create_layout().unwrap();
-        let a = Lock::acquire(&b, false, Duration::ZERO).unwrap();
-        let c = Lock::acquire(&b, false, Duration::ZERO).unwrap();
+        let a = Lock::acquire(&store(&b), false, Duration::ZERO).unwrap();
+        let c = Lock::acquire(&store(&b), false, Duration::ZERO).unwrap();
         assert!(matches!(
-            Lock::acquire(&b, true, Duration::from_millis(300)),
+            Lock::acquire(&store(&b), true, Duration::from_millis(300)),
             Err(Error::Held { .. })
         ));
         drop((a, c));
-        let x = Lock::acquire(&b, true, Duration::ZERO).unwrap();
+        let x = Lock::acquire(&store(&b), true, Duration::ZERO).unwrap();
         drop(x);
         // A lock of a dead process on this host is stale.
         let stale = LockInfo {
@@ -335,7 +358,7 @@ mod tests {
             &serde_json::to_vec(&stale).unwrap(),
         )
         .unwrap();
-        Lock::acquire(&b, false, Duration::ZERO).unwrap();
+        Lock::acquire(&store(&b), false, Duration::ZERO).unwrap();
         assert!(b.list(Kind::Lock).unwrap().is_empty());
         assert!(pid_alive(std::process::id()));
     }
@@ -345,7 +368,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let b = Local::new(d.path());
         b.create_layout().unwrap();
-        let l = Lock::acquire(&b, false, Duration::ZERO).unwrap();
+        let l = Lock::acquire(&store(&b), false, Duration::ZERO).unwrap();
         l.check_held().unwrap();
         unlock(&b, false).unwrap();
         assert!(matches!(l.check_held(), Err(Error::Lost)));
@@ -390,7 +413,9 @@ mod tests {
             &serde_json::to_vec(&fresh).unwrap(),
         )
         .unwrap();
-        let e = Lock::acquire(&b, false, Duration::ZERO).err().unwrap();
+        let e = Lock::acquire(&store(&b), false, Duration::ZERO)
+            .err()
+            .unwrap();
         let msg = e.to_string();
         assert!(
             msg.contains("a-renamed-container") && msg.contains("unlock"),
@@ -409,7 +434,7 @@ mod tests {
             &serde_json::to_vec(&old).unwrap(),
         )
         .unwrap();
-        drop(Lock::acquire(&b, true, Duration::ZERO).unwrap());
+        drop(Lock::acquire(&store(&b), true, Duration::ZERO).unwrap());
         assert!(b.list(Kind::Lock).unwrap().is_empty());
     }
 }

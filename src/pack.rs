@@ -231,9 +231,96 @@ const TRAILER_AAD: &[u8] = b"relic pack trailer";
 
 /// Reads and checks (and with a cipher, opens) the trailer of an open pack
 /// file of `len` bytes.
+/// Where a pack's bytes are read from: its file, or the pieces of it
+/// fetched from object storage.
+pub trait ReadAt {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+}
+
+impl ReadAt for ObjectFile {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        FileExt::read_exact_at(self, buf, offset)
+    }
+}
+
+impl ReadAt for Vec<u8> {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        read_slice(self, buf, offset)
+    }
+}
+
+fn read_slice(bytes: &[u8], buf: &mut [u8], offset: u64) -> io::Result<()> {
+    let start = usize::try_from(offset).unwrap_or(usize::MAX);
+    let src = start
+        .checked_add(buf.len())
+        .and_then(|end| bytes.get(start..end))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "past the end"))?;
+    buf.copy_from_slice(src);
+    Ok(())
+}
+
+/// A few ranges of a pack, fetched at once: what reading a trailer from
+/// object storage needs (the header and the tail), served from memory.
+pub struct Pieces(pub Vec<(u64, Vec<u8>)>);
+
+impl ReadAt for Pieces {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        for (start, bytes) in &self.0 {
+            if offset >= *start && offset + buf.len() as u64 <= start + bytes.len() as u64 {
+                return read_slice(bytes, buf, offset - start);
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!(
+                "bytes {offset}..{} were not fetched",
+                offset + buf.len() as u64
+            ),
+        ))
+    }
+}
+
+/// The range of a pack of `len` bytes that [`read_trailer_at_end`] reads
+/// when its trailer is at most `tail` bytes.
+pub fn trailer_range(len: u64, tail: u64) -> std::ops::Range<u64> {
+    len.saturating_sub(tail.max(FOOTER_LEN as u64))..len
+}
+
+/// The length of the trailer a footer announces, if it is a footer.
+pub fn trailer_len(footer: &[u8]) -> Option<u64> {
+    let f: &[u8; FOOTER_LEN] = footer
+        .get(footer.len().checked_sub(FOOTER_LEN)?..)?
+        .try_into()
+        .ok()?;
+    (&f[20..] == FOOTER_MAGIC).then(|| u32::from_le_bytes(f[..4].try_into().expect("4")) as u64)
+}
+
 pub fn read_trailer(
     pack: &str,
-    file: &ObjectFile,
+    file: &(impl ReadAt + ?Sized),
+    len: u64,
+    cipher: Option<&Cipher>,
+) -> Result<Vec<Entry>, Error> {
+    let entries = read_trailer_at_end(pack, file, len, cipher)?;
+    let mut header = [0u8; 8];
+    file.read_exact_at(&mut header, 0)
+        .map_err(|source| Error::Io {
+            pack: pack.to_string(),
+            source,
+        })?;
+    if &header != HEADER {
+        return Err(corrupt(pack, "bad header"));
+    }
+    Ok(entries)
+}
+
+/// [`read_trailer`] from the end of a pack alone, without its header:
+/// what object storage is asked for (one ranged GET of the tail). The
+/// trailer's checksum and authentication still hold; the header is
+/// checked wherever the whole pack is read.
+pub fn read_trailer_at_end(
+    pack: &str,
+    file: &(impl ReadAt + ?Sized),
     len: u64,
     cipher: Option<&Cipher>,
 ) -> Result<Vec<Entry>, Error> {
@@ -259,11 +346,6 @@ pub fn read_trailer(
     file.read_exact_at(&mut trailer, body_end).map_err(io_err)?;
     if blake3::hash(&trailer).as_bytes()[..16] != footer[4..20] {
         return Err(corrupt(pack, "trailer checksum mismatch"));
-    }
-    let mut header = [0u8; 8];
-    file.read_exact_at(&mut header, 0).map_err(io_err)?;
-    if &header != HEADER {
-        return Err(corrupt(pack, "bad header"));
     }
     if let Some(c) = cipher {
         c.open(TRAILER_AAD, &mut trailer)

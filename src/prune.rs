@@ -24,10 +24,8 @@ use crate::pack::{self, PackWriter};
 use crate::progress::{Progress, Unit};
 use crate::repo::{Error, Repository, Result};
 use crate::snapshot::ChunkList;
-use crate::store::Kind;
 use serde::Serialize;
 use std::collections::HashMap;
-use std::os::unix::fs::FileExt;
 
 /// Packs whose live fraction is under this are repacked by default.
 pub const DEFAULT_REPACK_BELOW: f64 = 0.5;
@@ -189,16 +187,7 @@ pub fn prune(
         Unit::Items,
     );
     for name in plan.delete.iter().chain(&plan.repack) {
-        match repo.backend().remove(Kind::Pack, name) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(Error::Io {
-                    path: repo.backend().path(Kind::Pack, name).display().to_string(),
-                    source,
-                })
-            }
-        }
+        repo.remove_pack(name)?;
         repo.index()
             .remove_pack(&PackId::from_hex(name).expect("hex"))?;
         progress.inc(1);
@@ -229,6 +218,7 @@ fn repack(repo: &Repository, packs: &[String], progress: &dyn Progress) -> Resul
         match &r {
             Ok(()) if !w.is_empty() => {
                 let sealed = w.seal(backend).map_err(io)?;
+                repo.upload_pack(&sealed.id, sealed.size)?;
                 repo.index()
                     .add_pack(sealed.id, sealed.size, &sealed.entries)?;
             }
@@ -254,9 +244,9 @@ fn repack_into(
     };
     let mut body = Vec::new();
     for name in packs {
-        let f = backend.open(Kind::Pack, name).map_err(io)?;
-        let len = f.metadata().map_err(io)?.len();
-        let entries = pack::read_trailer(name, &f, len, repo.keys().cipher())?;
+        let data = repo.pack_data(name)?;
+        let f = data.reader();
+        let entries = pack::read_trailer(name, f, data.len(), repo.keys().cipher())?;
         let pid = PackId::from_hex(name).expect("hex");
         for e in entries {
             // Live means: the index points this id at this pack and it is marked.
@@ -273,6 +263,7 @@ fn repack_into(
             w.add(e, &body).map_err(io)?;
             if w.size() >= pack::TARGET_SIZE {
                 let sealed = writer.take().expect("writer").seal(backend).map_err(io)?;
+                repo.upload_pack(&sealed.id, sealed.size)?;
                 repo.index()
                     .add_pack(sealed.id, sealed.size, &sealed.entries)?;
             }

@@ -33,6 +33,37 @@ pub fn get() -> io::Result<&'static Runtime> {
     Ok(RUNTIME.get_or_init(|| rt))
 }
 
+/// Runs `f` on every item, `jobs` at a time on plain threads (requests to
+/// a store wait on the runtime); stops at the first error and returns it.
+pub fn parallel<T: Sync, E: Send>(
+    items: &[T],
+    jobs: usize,
+    f: impl Fn(&T) -> Result<(), E> + Sync,
+) -> Result<(), E> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let next = AtomicUsize::new(0);
+    let failure: Mutex<Option<E>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, 32).min(items.len()) {
+            s.spawn(|| {
+                while failure.lock().expect("failure lock").is_none() {
+                    let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                        return;
+                    };
+                    if let Err(e) = f(item) {
+                        failure.lock().expect("failure lock").get_or_insert(e);
+                    }
+                }
+            });
+        }
+    });
+    failure
+        .into_inner()
+        .expect("failure lock")
+        .map_or(Ok(()), Err)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -15,12 +15,12 @@ use crate::index::{self, Index};
 use crate::objectlock;
 use crate::progress::{Progress, Unit};
 use crate::repo::Repository;
+use crate::runtime::parallel;
 use crate::store::{self, object_path, Kind, Local, Store};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
-use std::io;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -117,6 +117,7 @@ pub fn sync(
         None => None,
     };
     let mut report = sync_from(
+        repo.origin().unwrap_or(repo.backend()),
         repo.backend(),
         repo.index(),
         &repo.config().id,
@@ -136,7 +137,7 @@ pub fn sync(
     let started = std::time::Instant::now();
     progress.start("locking", Some(objects.len() as u64), Unit::Items);
     let changed = AtomicU64::new(0);
-    let locked = parallel(&objects, opts.jobs, |(kind, name)| {
+    let locked = parallel(&objects, opts.jobs, |(kind, name)| -> Result<()> {
         if dest.retain(*kind, name, lock.mode, min, until)? {
             changed.fetch_add(1, Ordering::Relaxed);
         }
@@ -211,7 +212,7 @@ pub fn protected_objects(repo: &Repository) -> Result<Vec<(Kind, String)>> {
     }
     // Without the config and a key slot the packs cannot be read.
     snaps.push((Kind::Config, "config".into()));
-    for k in Store::list(repo.backend(), Kind::Key)? {
+    for k in repo.origin().unwrap_or(repo.backend()).list(Kind::Key)? {
         snaps.push((Kind::Key, k));
     }
     let mut packs: Vec<PackId> = packs.into_iter().collect();
@@ -221,10 +222,12 @@ pub fn protected_objects(repo: &Repository) -> Result<Vec<(Kind, String)>> {
     Ok(out)
 }
 
-/// [`sync`] from a repository's directory and index, without its key (the
-/// objects travel as they are).
+/// [`sync`] from a repository's store and index, without its key (the
+/// objects travel as they are). Objects of a source that is not a
+/// directory pass through a temp file in `staging`.
 pub fn sync_from(
-    src: &Local,
+    src: &dyn Store,
+    staging: &Local,
     index: &Index,
     id: &str,
     dest: &dyn Store,
@@ -235,10 +238,6 @@ pub fn sync_from(
     let mut report = Report {
         dest: dest.describe(),
         ..Default::default()
-    };
-    let io_src = |source: io::Error| store::Error::Io {
-        store: src.describe(),
-        source,
     };
     let ours = id.to_string();
 
@@ -259,20 +258,21 @@ pub fn sync_from(
     let have_packs = dest.list(Kind::Pack)?;
     let have_snaps = dest.list(Kind::Snapshot)?;
     let mut todo_packs = Vec::new();
-    for name in src.list(Kind::Pack).map_err(io_src)? {
+    let mut packs = src.list_sized(Kind::Pack)?;
+    packs.sort();
+    for (name, size) in packs {
         if have_packs.contains(&name) {
             report.skipped_existing += 1;
             continue;
         }
-        let size = src.size(Kind::Pack, &name).map_err(io_src)?;
         todo_packs.push((name, size));
     }
-    let todo_snaps: Vec<String> = src
-        .list(Kind::Snapshot)
-        .map_err(io_src)?
+    let mut todo_snaps: Vec<String> = src
+        .list(Kind::Snapshot)?
         .into_iter()
         .filter(|n| !have_snaps.contains(n))
         .collect();
+    todo_snaps.sort();
     report.packs = todo_packs.len() as u64;
     report.pack_bytes = todo_packs.iter().map(|p| p.1).sum();
     report.snapshots = todo_snaps.len() as u64;
@@ -286,24 +286,24 @@ pub fn sync_from(
     // once the packs it names exist, which is why snapshots come last.
     let mut singles: Vec<(Kind, String)> = Vec::new();
     if report.created {
-        for k in src.list(Kind::Key).map_err(io_src)? {
+        for k in src.list(Kind::Key)? {
             singles.push((Kind::Key, k));
         }
     } else {
         let have = dest.list(Kind::Key)?;
-        for k in src.list(Kind::Key).map_err(io_src)? {
+        for k in src.list(Kind::Key)? {
             if !have.contains(&k) {
                 singles.push((Kind::Key, k));
             }
         }
     }
     for (kind, name) in &singles {
-        if send(src, dest, *kind, name, false)?.0 {
+        if send(src, staging, dest, *kind, name, false)?.0 {
             report.other += 1;
         }
     }
     if report.created {
-        send(src, dest, Kind::Config, "config", false)?;
+        send(src, staging, dest, Kind::Config, "config", false)?;
         report.other += 1;
     }
 
@@ -314,8 +314,8 @@ pub fn sync_from(
     let verified = AtomicU64::new(0);
     let sent = waves.into_iter().try_for_each(|wave| {
         let wave: Vec<&(String, u64)> = wave.iter().map(|&i| &todo_packs[i]).collect();
-        parallel(&wave, opts.jobs, |(name, size)| {
-            if send(src, dest, Kind::Pack, name, opts.verify)?.1 {
+        parallel(&wave, opts.jobs, |(name, size)| -> Result<()> {
+            if send(src, staging, dest, Kind::Pack, name, opts.verify)?.1 {
                 verified.fetch_add(1, Ordering::Relaxed);
             }
             progress.inc(*size);
@@ -328,49 +328,22 @@ pub fn sync_from(
     // 3. Snapshots and audit records: only now do they name packs that are
     // all there.
     for name in &todo_snaps {
-        if send(src, dest, Kind::Snapshot, name, opts.verify)?.1 {
+        if send(src, staging, dest, Kind::Snapshot, name, opts.verify)?.1 {
             verified.fetch_add(1, Ordering::Relaxed);
         }
     }
     let have_audit = dest.list(Kind::Audit)?;
     if let Ok(audit) = src.list(Kind::Audit) {
+        let mut audit: Vec<String> = audit.into_iter().collect();
+        audit.sort();
         for name in audit.into_iter().filter(|n| !have_audit.contains(n)) {
-            send(src, dest, Kind::Audit, &name, false)?;
+            send(src, staging, dest, Kind::Audit, &name, false)?;
             report.other += 1;
         }
     }
     report.verified = verified.into_inner();
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
-}
-
-/// Runs `f` on every item, `jobs` threads at a time; at the first failure
-/// no further item is started, and that failure is returned.
-pub(crate) fn parallel<T: Sync>(
-    items: &[T],
-    jobs: usize,
-    f: impl Fn(&T) -> Result<()> + Sync,
-) -> Result<()> {
-    let next = AtomicUsize::new(0);
-    let failure: Mutex<Option<Error>> = Mutex::new(None);
-    std::thread::scope(|s| {
-        for _ in 0..jobs.clamp(1, 32).min(items.len()) {
-            s.spawn(|| {
-                while failure.lock().expect("failure lock").is_none() {
-                    let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                        return;
-                    };
-                    if let Err(e) = f(item) {
-                        failure.lock().expect("failure lock").get_or_insert(e);
-                    }
-                }
-            });
-        }
-    });
-    failure
-        .into_inner()
-        .expect("failure lock")
-        .map_or(Ok(()), Err)
 }
 
 /// Orders the packs to send (indexes into `todo`) into waves: wave 0 holds
@@ -427,17 +400,26 @@ fn pack_waves(index: &Index, todo: &[(String, u64)]) -> Result<Vec<Vec<usize>>> 
 /// with `verify`, re-reads it at the destination and compares its BLAKE3
 /// with the source's. Returns (copied, verified).
 fn send(
-    src: &Local,
+    src: &dyn Store,
+    staging: &Local,
     dest: &dyn Store,
     kind: Kind,
     name: &str,
     verify: bool,
 ) -> Result<(bool, bool)> {
-    let size = src.size(kind, name).map_err(|source| store::Error::Io {
-        store: src.describe(),
-        source,
-    })?;
-    let copied = dest.put_file(kind, name, &src.path(kind, name), size)?;
+    let io_at = |store: &dyn Store| {
+        let store = store.describe();
+        move |source| store::Error::Io { store, source }
+    };
+    let copied = match src.local_file(kind, name)? {
+        Some((path, size)) => dest.put_file(kind, name, &path, size)?,
+        None => {
+            let mut tmp = staging.temp_object().map_err(io_at(staging))?;
+            let size = src.get_into(kind, name, &mut tmp)?;
+            tmp.flush().map_err(io_at(staging))?;
+            dest.put_file(kind, name, tmp.path(), size)?
+        }
+    };
     if !verify {
         return Ok((copied, false));
     }

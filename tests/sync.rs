@@ -293,19 +293,36 @@ fn a_repository_living_on_s3_takes_every_command_from_any_machine() {
         format!(r#"{{"host":"other","pid":1,"time":{now},"exclusive":true}}"#),
     )
     .unwrap();
-    let held = on_s3(
-        &s3,
-        a.path(),
-        &["backup", "--stdin", "--name", "db"],
-        b"more",
-    );
-    fails_with(&held, "locked exclusively");
+    // The backup waits for it, saying so, and goes on once it is gone.
+    let mut held = {
+        let mut c = Command::new(bin());
+        c.env("RELIC_PASSWORD", PASSWORD)
+            .env("XDG_CACHE_HOME", a.path())
+            .args([
+                "-r",
+                "s3://bucket/live",
+                "backup",
+                "--stdin",
+                "--name",
+                "db",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in s3_env(&s3) {
+            c.env(k, v);
+        }
+        c.spawn().unwrap()
+    };
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(held.try_wait().unwrap().is_none(), "the backup waits");
     std::fs::remove_file(live.join("locks/elsewhere")).unwrap();
-    s3_ok(
-        &s3,
-        a.path(),
-        &["backup", "--stdin", "--name", "db"],
-        b"more",
+    let out = held.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("locked exclusively"),
+        "{}",
+        stderr(&out)
     );
     // No lock is left behind.
     assert_eq!(
@@ -327,7 +344,7 @@ fn a_repository_on_s3_with_wrong_credentials_or_none_there_is_a_clear_error() {
     let s3 = S3::start();
     let cache = tempfile::tempdir().unwrap();
     let out = on_s3(&s3, cache.path(), &["snapshots"], b"");
-    fails_with(&out, "no relic repository there");
+    fails_with(&out, "no relic repository at s3://bucket/live");
     s3_ok(&s3, cache.path(), &["init"], b"");
     let mut c = Command::new(bin());
     c.env("RELIC_PASSWORD", PASSWORD)

@@ -10,7 +10,7 @@ mod progress;
 pub mod render;
 mod secret;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use args::{Cli, Command, IndexCommand};
 use clap::Parser;
 use progress::Bar;
@@ -47,67 +47,17 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// Parallel transfers to and from a repository on S3.
-const REMOTE_JOBS: usize = 4;
-
-/// Runs a command on a local repository, or on the local mirror of one on
-/// S3: pulled first, pushed after (see relic::remote), under a lock in the
-/// bucket.
-fn run_anywhere(mut cli: Cli) -> Result<Outcome> {
-    if matches!(cli.command, Command::InitStack(_)) {
-        return run_one(cli);
-    }
-    let spec = match open::repo_path(&cli) {
-        Ok(p) => p.to_string_lossy().into_owned(),
-        Err(_) => return run_one(cli),
-    };
-    if !spec.starts_with("s3://") {
-        return run_one(cli);
-    }
-    let bar = Bar::new(cli.quiet);
-    let remote = relic::remote::Remote::open(&spec)?;
-    let init = matches!(cli.command, Command::Init { .. });
-    let exclusive = matches!(
-        cli.command,
-        Command::Prune { .. } | Command::Repair { .. } | Command::Index(_)
-    );
-    // Listing and reading need no lock (and read-only credentials suffice
-    // for them: a lock that cannot be written is then only a warning).
-    let _lock = if init {
-        remote.prepare_init()?;
-        None
-    } else {
-        let lock = match remote.lock(exclusive) {
-            Ok(l) => Some(l),
-            Err(relic::sync::Error::Store(e @ relic::store::Error::AccessDenied { .. }))
-                if !exclusive =>
-            {
-                eprintln!("warning: no lock taken ({e})");
-                None
-            }
-            Err(e) => return Err(e).context("cannot lock the repository"),
-        };
-        remote
-            .pull(REMOTE_JOBS, &bar)
-            .with_context(|| format!("cannot read repository {spec}"))?;
-        lock
-    };
-    cli.repo = Some(remote.mirror().to_path_buf());
-    let result = run_one(cli);
-    // What the command wrote goes to the bucket even when it failed later
-    // (a safety snapshot taken before a failed restore, say).
-    let pushed = remote
-        .push(REMOTE_JOBS, &bar)
-        .with_context(|| format!("cannot write repository {spec}; the local mirror {} holds the changes, the next command sends them", remote.mirror().display()));
-    match (result, pushed) {
-        (Ok(outcome), Ok(_)) => Ok(outcome),
-        (Err(e), Ok(_)) => Err(e),
-        (Ok(_), Err(e)) => Err(e),
-        (Err(e), Err(p)) => {
-            eprintln!("warning: {p:#}");
-            Err(e)
+/// Runs a command. A repository on S3 is worked on in place, through its
+/// cache (see relic::repo's origin module); a mirror an older relic kept
+/// of it is removed, saying so.
+fn run_anywhere(cli: Cli) -> Result<Outcome> {
+    if let Ok(spec) = open::repo_path(&cli) {
+        let spec = spec.to_string_lossy();
+        if spec.starts_with("s3://") {
+            open::remove_legacy_mirror(&spec);
         }
     }
+    run_one(cli)
 }
 
 /// Runs one command.

@@ -5,8 +5,10 @@ use super::args::Cli;
 use super::secret;
 use anyhow::{bail, Context, Result};
 use relic::stack::StackConfig;
+use relic::store::Store;
 use relic::Repository;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// `-r`, RELIC_REPO, or the `repository` of ./relic.toml.
 pub fn repo_path(cli: &Cli) -> Result<PathBuf> {
@@ -28,9 +30,45 @@ pub fn open(cli: &Cli) -> Result<Repository> {
     open_path(&repo_path(cli)?)
 }
 
+/// The bucket of an `s3://bucket/prefix` repository.
+pub fn bucket(spec: &str) -> Result<Option<Arc<dyn Store>>> {
+    let Some(rest) = spec.strip_prefix("s3://") else {
+        return Ok(None);
+    };
+    let s3 = relic::store::S3::new(rest).with_context(|| format!("cannot use {spec}"))?;
+    Ok(Some(Arc::new(s3)))
+}
+
+/// An older relic kept a complete copy of an S3 repository under
+/// `$XDG_CACHE_HOME/relic/remote/`; it is no longer used.
+pub fn remove_legacy_mirror(spec: &str) {
+    let tag = blake3::hash(spec.trim_end_matches('/').as_bytes()).to_hex();
+    let dir = relic::repo::cache_root().join("remote").join(&tag[..16]);
+    if dir.join("config").exists() {
+        match relic::store::Local::new(&dir).destroy() {
+            Ok(()) => eprintln!(
+                "note: removed {}, the full local mirror an older relic kept of {spec}; relic now reads the bucket directly",
+                dir.display()
+            ),
+            Err(e) => eprintln!(
+                "note: {} (an older relic's full mirror of {spec}) is no longer used and can be deleted: {e}",
+                dir.display()
+            ),
+        }
+    }
+}
+
 pub fn open_path(path: &Path) -> Result<Repository> {
     let path = path.to_path_buf();
     let context = || format!("cannot open repository {}", path.display());
+    if let Some(origin) = bucket(&path.to_string_lossy())? {
+        let config = Repository::read_remote_config(origin.as_ref()).with_context(context)?;
+        let pass = (config.encryption != "none")
+            .then(secret::passphrase)
+            .transpose()?;
+        return Repository::open_remote(origin, pass.as_ref().map(|p| p.as_bytes()))
+            .with_context(context);
+    }
     let config = Repository::read_config(&path).with_context(context)?;
     let pass = if config.encryption == "none" {
         None
@@ -56,7 +94,15 @@ pub fn load_config(path: Option<&Path>, required: bool) -> Result<Option<StackCo
 pub fn open_stack(cli: &Cli, cfg: Option<&StackConfig>) -> Result<Repository> {
     match (
         &cli.repo,
-        cfg.and_then(|c| c.repository.as_ref().map(|r| c.dir().join(r))),
+        cfg.and_then(|c| {
+            c.repository.as_ref().map(|r| {
+                if r.to_string_lossy().starts_with("s3://") {
+                    r.clone()
+                } else {
+                    c.dir().join(r)
+                }
+            })
+        }),
     ) {
         (None, Some(path)) => open_path(&path),
         _ => open(cli),

@@ -343,7 +343,10 @@ fn owned_mode(f: &File, item: &Item, as_root: bool) -> u32 {
 }
 
 fn mtime(item: &Item) -> std::time::SystemTime {
-    if item.mtime_ns >= 0 {
+    if item.kind == crate::snapshot::ItemKind::Stream && item.mtime_ns == 0 {
+        // A stream has no time of its own: restored now.
+        std::time::SystemTime::now()
+    } else if item.mtime_ns >= 0 {
         UNIX_EPOCH + Duration::from_nanos(item.mtime_ns as u64)
     } else {
         UNIX_EPOCH - Duration::from_nanos(item.mtime_ns.unsigned_abs())

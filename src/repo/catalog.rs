@@ -117,13 +117,9 @@ impl Repository {
                 }
             }
         }
-        let _lock = Lock::acquire(&self.backend, false, LOCK_WAIT)?;
+        let _lock = Lock::acquire(&self.locks, false, LOCK_WAIT)?;
         for id in ids {
-            match self.backend.remove(Kind::Snapshot, &id.to_hex()) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_at(self.backend.root())(e)),
-            }
+            self.remove_object(Kind::Snapshot, &id.to_hex())?;
             self.index.remove_snapshot(id)?;
         }
         Ok(())
@@ -240,7 +236,7 @@ impl Repository {
         if victims.is_empty() {
             return Err(snapshot::Error::NoBaseline(name.to_string()).into());
         }
-        let _lock = Lock::acquire(&self.backend, false, LOCK_WAIT)?;
+        let _lock = Lock::acquire(&self.locks, false, LOCK_WAIT)?;
         let record = AuditRecord {
             action: "retire".into(),
             name: name.to_string(),
@@ -256,13 +252,9 @@ impl Repository {
             c.seal(AUDIT_AAD, &mut bytes);
         }
         let id = blake3::hash(&bytes).to_hex().to_string();
-        self.backend
-            .write_once(Kind::Audit, &id, &bytes)
-            .map_err(io_at(self.backend.root()))?;
+        self.write_object(Kind::Audit, &id, &bytes)?;
         for (sid, _) in &victims {
-            self.backend
-                .remove(Kind::Snapshot, &sid.to_hex())
-                .map_err(io_at(self.backend.root()))?;
+            self.remove_object(Kind::Snapshot, &sid.to_hex())?;
             self.index.remove_snapshot(sid)?;
         }
         Ok(victims.iter().map(|(id, _)| *id).collect())
@@ -312,9 +304,7 @@ impl Repository {
         let mut h = self.keys.object_hasher();
         h.update(&bytes);
         let id = SnapshotId::from(h.finalize());
-        self.backend
-            .write_once(Kind::Snapshot, &id.to_hex(), &bytes)
-            .map_err(io_at(self.backend.root()))?;
+        self.write_object(Kind::Snapshot, &id.to_hex(), &bytes)?;
         self.index.put_snapshot(&id, &bytes)?;
         Ok(id)
     }

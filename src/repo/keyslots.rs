@@ -4,7 +4,7 @@
 use super::{io_at, Error, Repository, Result};
 use crate::crypto::{KdfParams, KeySlot};
 use crate::keys::Keys;
-use crate::store::{Kind, Local};
+use crate::store::{Kind, Local, Store};
 
 impl Repository {
     /// The key slots: id → slot.
@@ -49,6 +49,7 @@ impl Repository {
         }
         write_slot(
             &self.backend,
+            self.origin.as_deref(),
             &self.keys,
             KeySlot::create(self.keys.master(), passphrase, kdf)?,
         )
@@ -81,9 +82,7 @@ impl Repository {
                 "refusing to remove the slot of the passphrase in use; use `key passwd` to replace it".into(),
             ));
         }
-        self.backend
-            .remove(Kind::Key, &id)
-            .map_err(io_at(self.backend.root()))?;
+        self.remove_object(Kind::Key, &id)?;
         Ok(id)
     }
 
@@ -94,18 +93,24 @@ impl Repository {
             .clone()
             .ok_or_else(|| Error::KeySlot("the repository is not encrypted".into()))?;
         let id = self.add_key(new, kdf)?;
-        self.backend
-            .remove(Kind::Key, &old)
-            .map_err(io_at(self.backend.root()))?;
+        self.remove_object(Kind::Key, &old)?;
         Ok(id)
     }
 }
 
 /// MACs a key slot and writes it under the hash of its JSON; returns its id.
-pub(super) fn write_slot(backend: &Local, keys: &Keys, mut slot: KeySlot) -> Result<String> {
+pub(super) fn write_slot(
+    backend: &Local,
+    origin: Option<&dyn Store>,
+    keys: &Keys,
+    mut slot: KeySlot,
+) -> Result<String> {
     slot.mac = keys.meta_mac(&slot.mac_input());
     let bytes = serde_json::to_vec_pretty(&slot).expect("slot serializes");
     let id = blake3::hash(&bytes).to_hex().to_string();
+    if let Some(o) = origin {
+        o.put_bytes(Kind::Key, &id, &bytes)?;
+    }
     backend
         .write_once(Kind::Key, &id, &bytes)
         .map_err(io_at(backend.root()))?;

@@ -22,11 +22,11 @@ use crate::lock::{self, Lock};
 use crate::pack;
 use crate::progress::Progress;
 use crate::snapshot;
-use crate::store::{Kind, Local, ObjectFile};
+use crate::store::{self, Kind, Local, ObjectFile, Store};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -34,6 +34,7 @@ use thiserror::Error;
 mod backup;
 mod catalog;
 mod keyslots;
+mod origin;
 mod read;
 mod reconcile;
 mod write;
@@ -42,6 +43,7 @@ mod writer;
 pub use backup::SnapshotOptions;
 pub use catalog::{AuditRecord, SnapshotList};
 use keyslots::{unlock, write_slot};
+pub use origin::{cache_root, PackData, FETCH_JOBS};
 pub use reconcile::{DamagedPack, RebuildReport};
 pub use write::WriteStats;
 pub use writer::{FinishedTree, StoredStream, Writer};
@@ -54,6 +56,9 @@ pub const FORMAT_VERSION: u32 = 2;
 pub const OLDEST_FORMAT: u32 = 1;
 /// Batches in flight per stream; bounds memory to about this many MiB.
 const WINDOW: usize = 8;
+/// A pack sealed in a bucket repository's cache this long ago and still
+/// there was left by a process that died before uploading it.
+const STALE_UPLOAD: Duration = Duration::from_secs(3600);
 /// How long a backup waits for an exclusive lock (a prune) to go away.
 const LOCK_WAIT: Duration = Duration::from_secs(3600);
 
@@ -75,6 +80,8 @@ pub enum Error {
     Snapshot(#[from] snapshot::Error),
     #[error(transparent)]
     Lock(#[from] lock::Error),
+    #[error(transparent)]
+    Store(#[from] store::Error),
     #[error("chunk {0} is missing from the repository; run `relic check`")]
     MissingChunk(String),
     #[error("chunk {chunk} cannot be decoded: its delta base {base} is missing from the repository; run `relic check`")]
@@ -196,7 +203,13 @@ impl Default for InitOptions {
 }
 
 pub struct Repository {
+    /// The repository's directory, or the local cache of one in a bucket.
     backend: Local,
+    /// The bucket that holds every object, when the repository is not a
+    /// directory (see [`origin`]).
+    origin: Option<Arc<dyn Store>>,
+    /// Where locks live: the origin, else the directory.
+    locks: Arc<dyn Store>,
     config: Config,
     keys: Keys,
     chunker: Chunker,
@@ -211,6 +224,34 @@ pub struct Repository {
 impl Repository {
     /// Creates a repository in an empty or missing directory.
     pub fn init(path: &Path, opts: &InitOptions) -> Result<Repository> {
+        Self::init_in(path, None, opts)
+    }
+
+    /// Creates a repository in a store that holds none (a bucket), with
+    /// its cache under [`cache_root`].
+    pub fn init_remote(origin: Arc<dyn Store>, opts: &InitOptions) -> Result<Repository> {
+        if !origin.list(Kind::Config)?.is_empty() {
+            return Err(Error::AlreadyExists(origin.describe()));
+        }
+        let id = hex::encode(rand::random::<[u8; 16]>());
+        let cache = cache_root().join(&id);
+        Self::init_with_id(&cache, Some(origin), id, opts)
+    }
+
+    fn init_in(
+        path: &Path,
+        origin: Option<Arc<dyn Store>>,
+        opts: &InitOptions,
+    ) -> Result<Repository> {
+        Self::init_with_id(path, origin, hex::encode(rand::random::<[u8; 16]>()), opts)
+    }
+
+    fn init_with_id(
+        path: &Path,
+        origin: Option<Arc<dyn Store>>,
+        id: String,
+        opts: &InitOptions,
+    ) -> Result<Repository> {
         if !Local::new(path).is_vacant().map_err(io_at(path))? {
             return Err(Error::AlreadyExists(path.display().to_string()));
         }
@@ -224,7 +265,7 @@ impl Repository {
         let keys = Keys::generate(encrypt);
         let mut config = Config {
             version: FORMAT_VERSION,
-            id: hex::encode(rand::random::<[u8; 16]>()),
+            id,
             chunker: opts.chunker,
             compression_level: opts.compression_level,
             delta_max_depth: opts.delta_max_depth,
@@ -235,6 +276,7 @@ impl Repository {
         if let Some(pass) = &opts.passphrase {
             write_slot(
                 &backend,
+                origin.as_deref(),
                 &keys,
                 KeySlot::create(keys.master(), pass, opts.kdf)?,
             )?;
@@ -242,10 +284,15 @@ impl Repository {
         config.mac = keys.meta_mac(&config.mac_input());
         let bytes = serde_json::to_vec_pretty(&config).expect("config serializes");
         // The config is written last: its presence marks a complete repository.
+        if let Some(o) = &origin {
+            if !o.put_bytes(Kind::Config, "config", &bytes)? {
+                return Err(Error::AlreadyExists(o.describe()));
+            }
+        }
         backend
             .write_once(Kind::Config, "config", &bytes)
             .map_err(io_at(path))?;
-        Repository::open(path, opts.passphrase.as_deref())
+        Repository::open_in(path, origin, opts.passphrase.as_deref())
     }
 
     /// Reads a repository's config without unlocking it.
@@ -264,9 +311,56 @@ impl Repository {
         })
     }
 
+    /// Reads the config of a repository in a bucket.
+    pub fn read_remote_config(origin: &dyn Store) -> Result<Config> {
+        Ok(Self::remote_config(origin)?.0)
+    }
+
+    fn remote_config(origin: &dyn Store) -> Result<(Config, Vec<u8>)> {
+        let bytes = match origin.read(Kind::Config, "config") {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => return Err(Error::NotARepository(origin.describe())),
+            Err(e) => return Err(e.into()),
+        };
+        let config = serde_json::from_slice(&bytes).map_err(|e| Error::Config {
+            path: format!("{}/config", origin.describe()),
+            what: e.to_string(),
+        })?;
+        Ok((config, bytes))
+    }
+
+    /// Opens a repository in a bucket through its cache (made or brought
+    /// up to date here; see [`origin`]).
+    pub fn open_remote(origin: Arc<dyn Store>, passphrase: Option<&[u8]>) -> Result<Repository> {
+        let (config, bytes) = Self::remote_config(origin.as_ref())?;
+        if config.id.is_empty() || !config.id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::Config {
+                path: format!("{}/config", origin.describe()),
+                what: format!("repository id {:?} is not hex", config.id),
+            });
+        }
+        let cache = Local::new(cache_root().join(&config.id));
+        cache.create_layout().map_err(io_at(cache.root()))?;
+        if cache.read(Kind::Config, "config").ok().as_deref() != Some(&bytes[..]) {
+            cache
+                .replace(Kind::Config, "config", &bytes)
+                .map_err(io_at(cache.root()))?;
+        }
+        origin::refresh_small(&cache, origin.as_ref())?;
+        Self::open_in(cache.root(), Some(origin), passphrase)
+    }
+
     /// Opens a repository (an encrypted one with its passphrase) and brings
     /// its index up to date with the packs and snapshots on disk.
     pub fn open(path: &Path, passphrase: Option<&[u8]>) -> Result<Repository> {
+        Self::open_in(path, None, passphrase)
+    }
+
+    fn open_in(
+        path: &Path,
+        origin: Option<Arc<dyn Store>>,
+        passphrase: Option<&[u8]>,
+    ) -> Result<Repository> {
         let config = Self::read_config(path)?;
         let cfg_path = path.join("config");
         let bad = |what: String| Error::Config {
@@ -299,19 +393,26 @@ impl Repository {
         // is read with an index of its own in the user's cache.
         let read_only = !backend.is_writable();
         let index_dir = if read_only {
-            std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-                .unwrap_or_else(std::env::temp_dir)
-                .join("relic/index")
-                .join(&config.id)
+            cache_root().join("index").join(&config.id)
         } else {
             path.join("index")
         };
         let index = Index::open(&index_dir)?;
+        if origin.is_some() {
+            // Packs a killed backup sealed and did not upload: never
+            // indexed, never named by a snapshot. (A pack of a backup
+            // running beside this command is younger and is left alone.)
+            backend.remove_older_than(Kind::Pack, STALE_UPLOAD);
+        }
+        let locks: Arc<dyn Store> = match &origin {
+            Some(o) => o.clone(),
+            None => Arc::new(backend.clone()),
+        };
         let repo = Repository {
             read_only,
             backend,
+            origin,
+            locks,
             config,
             keys,
             chunker,
@@ -371,17 +472,16 @@ impl Repository {
         &self.keys
     }
 
-    /// The names of the pack files on disk.
+    /// The names of the packs.
     pub fn pack_names(&self) -> Result<Vec<String>> {
-        self.backend
-            .list(Kind::Pack)
-            .map_err(io_at(self.backend.root()))
+        Ok(self.pack_list()?.into_iter().map(|(n, _)| n).collect())
     }
 
     /// Brings the index up to date with what other processes wrote since
     /// this one opened the repository.
     pub fn refresh(&self) -> Result<()> {
         self.index.catch_up()?;
+        self.refresh_cache()?;
         self.reconcile(&crate::progress::NoProgress)
     }
 
@@ -410,13 +510,13 @@ impl Repository {
     }
 
     fn lock(&self, exclusive: bool, progress: &dyn Progress) -> Result<Lock> {
-        let lock = match Lock::acquire(&self.backend, exclusive, Duration::ZERO) {
+        let lock = match Lock::acquire(&self.locks, exclusive, Duration::ZERO) {
             Ok(l) => l,
             Err(lock::Error::Held { holder }) => {
                 progress.warn(&format!(
                     "waiting for other commands to finish (the repository is locked {holder})"
                 ));
-                Lock::acquire(&self.backend, exclusive, LOCK_WAIT)?
+                Lock::acquire(&self.locks, exclusive, LOCK_WAIT)?
             }
             Err(e) => return Err(e.into()),
         };

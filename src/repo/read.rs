@@ -1,6 +1,7 @@
 //! The read path: blobs from packs (deltas through their bases), chunk
 //! lists, a snapshot's items, and an item's content streamed back out.
 
+use super::origin::Prefetched;
 use super::{io_at, Error, Repository, Result, WINDOW};
 use crate::compress::Decompressor;
 use crate::id::{ChunkId, PackId};
@@ -12,7 +13,6 @@ use crate::store::{Kind, ObjectFile};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::collections::VecDeque;
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 /// Chunks a restore worker reads at once (about 1 MiB at the default size).
@@ -20,6 +20,9 @@ pub(super) const READ_BATCH: usize = 32;
 
 /// Items of at most this many chunks are restored without a thread pool.
 pub(super) const SMALL_ITEM_CHUNKS: usize = 4;
+
+/// Readers of a restore from a bucket (each with one batch in flight).
+const REMOTE_READERS: usize = 12;
 
 pub(super) struct ReadJob {
     pub(super) ids: Vec<ChunkId>,
@@ -57,6 +60,9 @@ impl Repository {
     /// `out`; a delta is decoded through its chain of bases, and the
     /// plaintext of the chain's root (the whole chunk it ends in) is also
     /// appended to `root` when given.
+    // The scratch buffers and the prefetched bodies travel down the
+    // recursion through a chain of bases.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn read_chain(
         &self,
         id: &ChunkId,
@@ -65,6 +71,7 @@ impl Repository {
         body: &mut Vec<u8>,
         out: &mut Vec<u8>,
         mut root: Option<&mut Vec<u8>>,
+        mut pre: Option<&mut Prefetched>,
     ) -> Result<()> {
         let damaged = |what: String| Error::DamagedBlob {
             chunk: id.to_hex(),
@@ -86,14 +93,23 @@ impl Repository {
                     )));
                 }
                 let mut plain = Vec::with_capacity(be.raw_length as usize);
-                self.read_chain(&b.id, &be, dec, body, &mut plain, root.take())?;
+                self.read_chain(
+                    &b.id,
+                    &be,
+                    dec,
+                    body,
+                    &mut plain,
+                    root.take(),
+                    pre.as_deref_mut(),
+                )?;
                 Some(plain)
             }
         };
-        let f = self.pack_file(&e.pack)?;
-        body.resize(e.length as usize, 0);
-        f.read_exact_at(body, e.offset as u64)
-            .map_err(|err| damaged(format!("cannot read: {err}")))?;
+        self.read_body(e, body, pre)
+            .map_err(|err| match err.downcast::<Error>() {
+                Ok(e) => e,
+                Err(err) => damaged(format!("cannot read: {err}")),
+            })?;
         if let Some(c) = self.keys.cipher() {
             c.open(&id.0, body)
                 .map_err(|_| damaged("authentication failed".into()))?;
@@ -112,6 +128,17 @@ impl Repository {
         Ok(())
     }
 
+    /// The index entries of `ids`, in order.
+    pub(super) fn entries(&self, ids: &[ChunkId]) -> Result<Vec<ChunkEntry>> {
+        ids.iter()
+            .map(|id| {
+                self.index
+                    .get(id)?
+                    .ok_or_else(|| Error::MissingChunk(id.to_hex()))
+            })
+            .collect()
+    }
+
     /// Reads one blob by id.
     pub fn read_blob(&self, id: &ChunkId) -> Result<Vec<u8>> {
         let e = self
@@ -120,7 +147,7 @@ impl Repository {
             .ok_or_else(|| Error::MissingChunk(id.to_hex()))?;
         let mut dec = Decompressor::new().map_err(Error::Input)?;
         let (mut body, mut out) = (Vec::new(), Vec::new());
-        self.read_chain(id, &e, &mut dec, &mut body, &mut out, None)?;
+        self.read_chain(id, &e, &mut dec, &mut body, &mut out, None, None)?;
         Ok(out)
     }
 
@@ -237,6 +264,13 @@ impl Repository {
             // One more than the cores: this thread hashes and writes, and
             // while it waits on a batch the cores stay busy.
             + 1;
+        // From a bucket the readers mostly wait on requests: more of them,
+        // and as many batches ahead, keep the link busy.
+        let (workers, window) = if self.origin.is_some() {
+            (REMOTE_READERS, REMOTE_READERS)
+        } else {
+            (workers, WINDOW)
+        };
         let mut hasher = blake3::Hasher::new();
         let mut size = 0u64;
         std::thread::scope(|s| -> Result<()> {
@@ -246,6 +280,7 @@ impl Repository {
                 s.spawn(move || self.read_worker(rx));
             }
             drop(rx);
+            let ahead = window;
             let mut window: VecDeque<Receiver<Result<Vec<u8>>>> = VecDeque::new();
             let mut spare: Vec<Vec<u8>> = Vec::new();
             let mut emit = |r: Receiver<Result<Vec<u8>>>, spare: &mut Vec<Vec<u8>>| -> Result<()> {
@@ -271,7 +306,7 @@ impl Repository {
                 })
                 .map_err(|_| Error::PipelineClosed)?;
                 window.push_back(rrx);
-                if window.len() > WINDOW {
+                if window.len() > ahead {
                     emit(window.pop_front().expect("non-empty"), &mut spare)?;
                 }
             }
@@ -304,13 +339,11 @@ impl Repository {
                 None => slot.insert(Decompressor::new().map_err(Error::Input)?),
             };
             let (mut body, mut data) = (Vec::new(), Vec::new());
-            for id in ids {
-                let e = self
-                    .index
-                    .get(id)?
-                    .ok_or_else(|| Error::MissingChunk(id.to_hex()))?;
+            let entries = self.entries(ids)?;
+            let mut pre = self.prefetch(&entries)?;
+            for (id, e) in ids.iter().zip(&entries) {
                 data.clear();
-                self.read_chain(id, &e, dec, &mut body, &mut data, None)?;
+                self.read_chain(id, e, dec, &mut body, &mut data, None, Some(&mut pre))?;
                 hasher.update(&data);
                 size += data.len() as u64;
                 out.write_all(&data).map_err(Error::Output)?;
@@ -332,12 +365,10 @@ impl Repository {
             let r = (|| {
                 out.clear();
                 out.reserve(job.ids.len() * self.config.chunker.avg_size as usize * 2);
-                for id in &job.ids {
-                    let e = self
-                        .index
-                        .get(id)?
-                        .ok_or_else(|| Error::MissingChunk(id.to_hex()))?;
-                    self.read_chain(id, &e, &mut dec, &mut body, &mut out, None)?;
+                let entries = self.entries(&job.ids)?;
+                let mut pre = self.prefetch(&entries)?;
+                for (id, e) in job.ids.iter().zip(&entries) {
+                    self.read_chain(id, e, &mut dec, &mut body, &mut out, None, Some(&mut pre))?;
                 }
                 Ok(out)
             })();

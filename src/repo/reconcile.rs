@@ -1,7 +1,7 @@
 //! Keeping the index a faithful copy of what is on disk: the reconcile that
 //! runs on open and after a lock, and the salvaging rebuild of `repair`.
 
-use super::{io_at, Error, Repository, Result};
+use super::{io_at, origin, Error, Repository, Result};
 use crate::compress::Decompressor;
 use crate::id::{ChunkId, PackId, SnapshotId};
 use crate::index::{self, ChunkEntry};
@@ -19,28 +19,29 @@ impl Repository {
     /// learns in memory.
     pub(super) fn reconcile(&self, progress: &dyn Progress) -> Result<()> {
         let root = self.backend.root();
-        let on_disk: HashSet<String> = self
-            .backend
-            .list(Kind::Pack)
-            .map_err(io_at(root))?
-            .into_iter()
-            .collect();
+        let on_disk: HashMap<String, u64> = self.pack_list()?.into_iter().collect();
         let indexed: HashSet<String> = self
             .index
             .packs()?
             .into_iter()
             .map(|(id, _)| id.to_hex())
             .collect();
-        for name in on_disk.difference(&indexed) {
-            match self.read_pack_trailer(name) {
-                Ok((size, entries)) => {
+        let new: Vec<(&String, &u64)> = on_disk
+            .iter()
+            .filter(|(n, _)| !indexed.contains(*n))
+            .collect();
+        // Trailers of a bucket's packs come by ranged GETs, several at once.
+        crate::runtime::parallel(&new, origin::FETCH_JOBS, |(name, size)| -> Result<()> {
+            match self.read_pack_trailer_sized(name, **size) {
+                Ok(entries) => {
                     let id = PackId::from_hex(name).expect("listed names are hex");
-                    self.index.add_pack(id, size, &entries)?;
+                    self.index.add_pack(id, **size, &entries)?;
                 }
                 Err(e) => progress.warn(&format!("not indexing {e}")),
             }
-        }
-        for name in indexed.difference(&on_disk) {
+            Ok(())
+        })?;
+        for name in indexed.iter().filter(|n| !on_disk.contains_key(*n)) {
             self.index
                 .remove_pack(&PackId::from_hex(name).expect("hex"))?;
         }
@@ -104,10 +105,7 @@ impl Repository {
         if self.index.is_secondary() {
             return Err(index::Error::Busy.into());
         }
-        let names = self
-            .backend
-            .list(Kind::Pack)
-            .map_err(io_at(self.backend.root()))?;
+        let names = self.pack_list()?;
         progress.start(
             "reading pack trailers",
             Some(names.len() as u64),
@@ -116,11 +114,9 @@ impl Repository {
         let mut report = RebuildReport::default();
         let mut good = Vec::new();
         let mut bad: Vec<(PackId, String)> = Vec::new();
-        for name in &names {
-            match self.read_pack_trailer(name) {
-                Ok((size, entries)) => {
-                    good.push((PackId::from_hex(name).expect("hex"), size, entries))
-                }
+        for (name, size) in &names {
+            match self.read_pack_trailer_sized(name, *size) {
+                Ok(entries) => good.push((PackId::from_hex(name).expect("hex"), *size, entries)),
                 Err(e @ pack::Error::Corrupt { .. }) => {
                     progress.warn(&format!("{e}: salvaging its blobs"));
                     bad.push((PackId::from_hex(name).expect("hex"), e.to_string()));
@@ -143,7 +139,8 @@ impl Repository {
             })?;
         }
         let mut salvaged = Vec::new();
-        if !self.read_only {
+        // A bucket's damaged packs are reported, not salvaged or moved.
+        if !self.read_only && self.origin.is_none() {
             for (pack, why) in &bad {
                 let found = known.remove(pack).unwrap_or_default();
                 let (saved, lost, packs) = self.salvage(pack, found)?;
@@ -180,7 +177,7 @@ impl Repository {
         }
         report.packs = good.len() as u64;
         self.index.flush()?;
-        if !self.read_only {
+        if !self.read_only && self.origin.is_none() {
             for (pack, _) in &bad {
                 self.backend
                     .set_aside(Kind::Pack, &pack.to_hex())

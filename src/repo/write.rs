@@ -9,7 +9,6 @@ use crate::id::{ChunkId, PackId};
 use crate::index::ChunkEntry;
 use crate::pack::{self, Base, BlobKind, Entry, PackWriter};
 use crate::progress::Progress;
-use crate::store::Kind;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::collections::HashSet;
 use std::io;
@@ -20,6 +19,8 @@ use std::time::{Duration, Instant};
 /// A delta against a chain's root is preferred to one against the newest
 /// similar chunk when at most ROOT_FACTOR times as large plus ROOT_SLACK
 /// bytes (docs/design.md).
+/// Packs uploaded at once to a bucket.
+const UPLOADS: usize = 4;
 pub(super) const ROOT_SLACK: usize = 128;
 
 pub(super) const ROOT_FACTOR: usize = 4;
@@ -100,7 +101,9 @@ impl Repository {
         let result = std::thread::scope(|s| {
             let (job_tx, job_rx) = bounded::<Job>(workers * 2);
             let (blob_tx, blob_rx) = bounded::<Blob>(64);
-            let (seal_tx, seal_rx) = bounded::<PackWriter>(1);
+            // A bucket's packs are uploaded by the sealers, several at once.
+            let sealers = if self.origin.is_some() { UPLOADS } else { 1 };
+            let (seal_tx, seal_rx) = bounded::<PackWriter>(sealers);
             let handles: Vec<_> = (0..workers)
                 .map(|_| {
                     let (rx, tx) = (job_rx.clone(), blob_tx.clone());
@@ -109,7 +112,13 @@ impl Repository {
                 .collect();
             drop(job_rx);
             let packer = s.spawn(move || shared.pack(blob_rx, seal_tx));
-            let sealer = s.spawn(move || shared.seal(seal_rx));
+            let sealer: Vec<_> = (0..sealers)
+                .map(|_| {
+                    let rx = seal_rx.clone();
+                    s.spawn(move || shared.seal(rx))
+                })
+                .collect();
+            drop(seal_rx);
             let mut w = Writer::new(shared, job_tx, blob_tx, compressor, progress);
             let r = f(&mut w);
             drop(w);
@@ -117,7 +126,12 @@ impl Repository {
                 h.join().expect("worker panicked");
             }
             let p = packer.join().expect("packer panicked");
-            let q = sealer.join().expect("sealer panicked");
+            let q: Result<()> = sealer
+                .into_iter()
+                .map(|h| h.join().expect("sealer panicked"))
+                .collect::<Vec<_>>()
+                .into_iter()
+                .collect();
             // A failure of the packer or sealer is the cause of any
             // "pipeline closed" seen upstream (and of a source that failed
             // on it): report the real cause.
@@ -149,14 +163,11 @@ impl Repository {
     /// Fails unless every pack in `packs` is on disk: the last check before
     /// a snapshot that deduplicated against them is written.
     pub(super) fn verify_packs_present(&self, packs: &HashSet<PackId>) -> Result<()> {
-        for p in packs {
-            let path = self.backend.path(Kind::Pack, &p.to_hex());
-            if !path.exists() {
-                return Err(Error::RepositoryChanged(format!(
-                    "pack {} that this backup shares chunks with is gone (pruned?)",
-                    p.short()
-                )));
-            }
+        if let Some(p) = self.packs_missing(packs)?.first() {
+            return Err(Error::RepositoryChanged(format!(
+                "pack {} that this backup shares chunks with is gone (pruned?)",
+                p.short()
+            )));
         }
         Ok(())
     }
@@ -316,7 +327,7 @@ impl Shared<'_> {
         // chunk is stored whole: `check` reports the damage.
         if self
             .repo
-            .read_chain(&bid, &be, dec, &mut ctx.scratch, &mut ctx.base, root)
+            .read_chain(&bid, &be, dec, &mut ctx.scratch, &mut ctx.base, root, None)
             .is_err()
             || !delta::usable_base(&ctx.base)
         {
@@ -404,6 +415,7 @@ impl Shared<'_> {
         let r = (|| {
             for w in packs.by_ref() {
                 let sealed = w.seal(backend).map_err(io_at(backend.root()))?;
+                self.repo.upload_pack(&sealed.id, sealed.size)?;
                 self.repo
                     .index
                     .add_pack(sealed.id, sealed.size, &sealed.entries)?;

@@ -2,7 +2,7 @@
 //! and to build the tree of items a snapshot names.
 
 use super::write::{Blob, Job, Shared, WorkCtx};
-use super::{now_ns, Error, Result, WINDOW};
+use super::{Error, Result, WINDOW};
 use crate::chunker::{Segmented, StreamChunker, Whole};
 use crate::id::ChunkId;
 use crate::pack::BlobKind;
@@ -39,7 +39,10 @@ impl StoredStream {
             mode,
             uid: 0,
             gid: 0,
-            mtime_ns: now_ns(),
+            // A stream has no modification time (the snapshot's time says
+            // when it was read): 0, so that the same stream backed up again
+            // yields the same tree blob and writes nothing new.
+            mtime_ns: 0,
             size: self.size,
             hash: self.hash,
             target: None,

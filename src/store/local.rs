@@ -8,7 +8,6 @@
 
 use super::{hash_reader, Error, Kind, Result, Store};
 use rand::RngCore;
-use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -193,6 +192,27 @@ impl Local {
         Ok(out)
     }
 
+    /// Removes the objects of a kind last modified more than `age` ago
+    /// (best effort); returns how many went.
+    pub fn remove_older_than(&self, kind: Kind, age: std::time::Duration) -> usize {
+        let Ok(names) = self.list(kind) else {
+            return 0;
+        };
+        let mut n = 0;
+        for name in names {
+            let path = self.path(kind, &name);
+            let old = fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|e| e > age);
+            if old && fs::remove_file(&path).is_ok() {
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Removes the temp files left behind by processes that no longer run
     /// on this host (best effort: one that cannot be removed stays).
     pub fn remove_stale_temp_files(&self) {
@@ -281,6 +301,11 @@ pub struct TempObject {
 }
 
 impl TempObject {
+    /// Where the temp file is (until it is published or dropped).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     fn file(&mut self) -> &mut File {
         self.file.as_mut().expect("temp object is open")
     }
@@ -349,12 +374,27 @@ impl Store for Local {
         self.root.display().to_string()
     }
 
-    fn list(&self, kind: Kind) -> Result<HashSet<String>> {
-        match Local::list(self, kind) {
-            Ok(v) => Ok(v.into_iter().collect()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(HashSet::new()),
-            Err(e) => Err(self.err(e)),
+    fn local_file(&self, kind: Kind, name: &str) -> Result<Option<(PathBuf, u64)>> {
+        let size = self.size(kind, name).map_err(|e| self.err(e))?;
+        Ok(Some((self.path(kind, name), size)))
+    }
+
+    fn list_sized(&self, kind: Kind) -> Result<Vec<(String, u64)>> {
+        let names = match Local::list(self, kind) {
+            Ok(v) => v,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.err(e)),
+        };
+        let mut out = Vec::with_capacity(names.len());
+        for n in names {
+            match self.size(kind, &n) {
+                Ok(size) => out.push((n, size)),
+                // Removed since the listing (a prune): not there.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.err(e)),
+            }
         }
+        Ok(out)
     }
 
     fn put_file(&self, kind: Kind, name: &str, src: &Path, _size: u64) -> Result<bool> {
@@ -398,6 +438,11 @@ impl Store for Local {
     fn put_bytes(&self, kind: Kind, name: &str, bytes: &[u8]) -> Result<bool> {
         self.ensure_layout().map_err(|e| self.err(e))?;
         self.write_once(kind, name, bytes).map_err(|e| self.err(e))
+    }
+
+    fn rewrite_lock(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        self.replace(Kind::Lock, name, bytes)
+            .map_err(|e| self.err(e))
     }
 
     fn remove(&self, kind: Kind, name: &str) -> Result<()> {

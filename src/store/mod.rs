@@ -95,8 +95,18 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub trait Store: Send + Sync {
     /// Where this is, for people: a path or `s3://bucket/prefix`.
     fn describe(&self) -> String;
+    /// Names and sizes of the objects of a kind (nothing when the store
+    /// is empty): one listing, no request per object.
+    fn list_sized(&self, kind: Kind) -> Result<Vec<(String, u64)>>;
     /// Names of the objects of a kind (nothing when the store is empty).
-    fn list(&self, kind: Kind) -> Result<HashSet<String>>;
+    fn list(&self, kind: Kind) -> Result<HashSet<String>> {
+        Ok(self.list_sized(kind)?.into_iter().map(|(n, _)| n).collect())
+    }
+    /// The file holding an object and its size, when the store is a
+    /// directory.
+    fn local_file(&self, _kind: Kind, _name: &str) -> Result<Option<(PathBuf, u64)>> {
+        Ok(None)
+    }
     /// Copies a local file in; false when the object was already there.
     fn put_file(&self, kind: Kind, name: &str, src: &Path, size: u64) -> Result<bool>;
     /// Plain BLAKE3 and size of an object.
@@ -112,6 +122,9 @@ pub trait Store: Send + Sync {
     fn get_into(&self, kind: Kind, name: &str, out: &mut dyn Write) -> Result<u64>;
     /// Writes a small object unless one of that name exists; false then.
     fn put_bytes(&self, kind: Kind, name: &str, bytes: &[u8]) -> Result<bool>;
+    /// Replaces a lock object's bytes (its holder refreshing it): the one
+    /// kind of object ever rewritten.
+    fn rewrite_lock(&self, name: &str, bytes: &[u8]) -> Result<()>;
     /// Deletes an object; gone already is fine.
     fn remove(&self, kind: Kind, name: &str) -> Result<()>;
     /// Fails unless objects here can be put under S3 Object Lock.

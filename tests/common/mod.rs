@@ -1,9 +1,11 @@
 //! Helpers for integration tests: run the real `relic` binary, make data.
 #![allow(dead_code)]
 
+pub mod bucket;
 pub mod engine;
 pub mod pg;
 pub mod pgcontainer;
+pub mod proxy;
 pub mod s3;
 pub mod volumes;
 

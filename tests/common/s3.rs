@@ -1,7 +1,6 @@
 //! A real S3-compatible server for tests: s3s-fs (installed by
 //! scripts/test.sh) on a free loopback port.
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 pub const KEY: &str = "relic-test-key";
@@ -54,23 +53,9 @@ impl S3 {
         }
     }
 
-    /// Objects stored (s3s-fs keeps one data file per object, beside
-    /// hidden metadata files).
+    /// Objects stored.
     pub fn objects(&self) -> usize {
-        fn walk(p: &Path) -> usize {
-            std::fs::read_dir(p)
-                .unwrap()
-                .map(|e| {
-                    let e = e.unwrap();
-                    if e.file_type().unwrap().is_dir() {
-                        walk(&e.path())
-                    } else {
-                        usize::from(!e.file_name().to_string_lossy().starts_with('.'))
-                    }
-                })
-                .sum()
-        }
-        walk(&self.root.path().join("bucket"))
+        super::bucket::count(&self.root.path().join("bucket"))
     }
 }
 

@@ -9,11 +9,13 @@ use relic::Repository;
 
 pub fn run(cli: &Cli, a: &InitArgs) -> Result<()> {
     let path = open::repo_path(cli)?;
-    if path.join("config").exists() {
-        bail!(
-            "{} already exists and holds a relic repository",
-            path.display()
-        );
+    let bucket = open::bucket(&path.to_string_lossy())?;
+    let exists = match &bucket {
+        Some(b) => !b.list(relic::store::Kind::Config)?.is_empty(),
+        None => path.join("config").exists(),
+    };
+    if exists {
+        bail!("{} already holds a relic repository", path.display());
     }
     let passphrase = if a.no_encryption {
         None
@@ -30,8 +32,11 @@ pub fn run(cli: &Cli, a: &InitArgs) -> Result<()> {
             ..KdfParams::default()
         },
     };
-    let repo = Repository::init(&path, &opts)
-        .with_context(|| format!("cannot create repository {}", path.display()))?;
+    let repo = match bucket {
+        Some(b) => Repository::init_remote(b, &opts),
+        None => Repository::init(&path, &opts),
+    }
+    .with_context(|| format!("cannot create repository {}", path.display()))?;
     println!(
         "created {} repository {} at {}",
         if repo.keys().cipher().is_some() {

@@ -63,6 +63,9 @@ fn mode_string(i: &Item) -> String {
 }
 
 fn mtime(i: &Item) -> String {
+    if i.kind == relic::snapshot::ItemKind::Stream && i.mtime_ns == 0 {
+        return "-".into();
+    }
     jiff::Timestamp::from_nanosecond(i.mtime_ns as i128)
         .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
         .strftime("%Y-%m-%d %H:%M:%S")
