@@ -233,6 +233,7 @@ fn main() {
     let want = hash_file(&newest);
     let have_restic = Command::new("restic").arg("version").output().is_ok();
     let mut rows = Vec::new();
+    let mut needs = 0u64;
     for tool in ["relic", "restic"] {
         if tool == "restic" && !have_restic {
             eprintln!("restic not installed: skipped");
@@ -272,6 +273,14 @@ fn main() {
             let (_, d2, _) = proxy.counters.get();
             restore_down = d2 - d1;
             assert_eq!(hash_file(&out), want, "{tool} restored other bytes");
+        }
+        if tool == "relic" {
+            let o = t
+                .cmd(&cache_a, &["stats", newest_name, "--json"])
+                .output()
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            needs = v["stored_bytes"].as_u64().unwrap_or(0);
         }
         // Already stored: packs uploaded by a second backup of the newest.
         let again_packs = (tool == "relic").then(|| {
@@ -340,8 +349,9 @@ fn main() {
     let alone_bytes = bucket::bytes(&repo.join("packs"));
     let mb = |b: u64| b as f64 / 1e6;
     println!(
-        "newest day alone stores {:.1} MB (relic, local)",
-        mb(alone_bytes)
+        "newest day alone stores {:.1} MB (relic, local); in the series it needs {:.1} MB stored (its blobs and their delta bases: `relic stats`)",
+        mb(alone_bytes),
+        mb(needs)
     );
     let newest_len = newest.metadata().unwrap().len();
     println!(

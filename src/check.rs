@@ -7,7 +7,7 @@
 //! every blob must decompress to content that hashes to its id. Damage is
 //! reported per pack and blob, with the snapshots it touches.
 
-use crate::id::{ChunkId, PackId};
+use crate::id::{ChunkId, PackId, SnapshotId};
 use crate::pack::{self, BlobKind};
 use crate::progress::{Progress, Unit};
 use crate::repo::{Repository, Result};
@@ -336,6 +336,38 @@ fn check_snapshot(
         }
     }
     None
+}
+
+/// What restoring one snapshot reads.
+#[derive(Debug, Serialize)]
+pub struct RestoreNeeds {
+    pub snapshot: String,
+    /// Bytes of data it restores.
+    pub size: u64,
+    /// Distinct blobs it needs, delta bases included.
+    pub blobs: u64,
+    /// Their stored (compressed, sealed) bytes: what a restore reads.
+    pub stored_bytes: u64,
+    pub packs: u64,
+}
+
+/// The stored blobs a snapshot needs and their size.
+pub fn restore_needs(repo: &Repository, id: &SnapshotId, snap: &Snapshot) -> Result<RestoreNeeds> {
+    let mut n = RestoreNeeds {
+        snapshot: id.to_hex(),
+        size: snap.summary.size,
+        blobs: 0,
+        stored_bytes: 0,
+        packs: 0,
+    };
+    let mut packs = HashSet::new();
+    repo.snapshot_blobs(snap, |_, e| {
+        n.blobs += 1;
+        n.stored_bytes += e.length as u64;
+        packs.insert(e.pack);
+    })?;
+    n.packs = packs.len() as u64;
+    Ok(n)
 }
 
 /// What the repository holds.

@@ -167,44 +167,16 @@ pub fn retention_window(now: jiff::Timestamp, days: u32) -> (jiff::Timestamp, ji
 /// transitively, their delta bases, and the config and key slots without
 /// which none of it can be read. Packs first.
 pub fn protected_objects(repo: &Repository) -> Result<Vec<(Kind, String)>> {
-    use crate::snapshot::{ChunkList, Tier};
-    let index = repo.index();
-    let mut seen: HashSet<ChunkId> = HashSet::new();
+    use crate::snapshot::Tier;
     let mut packs: HashSet<PackId> = HashSet::new();
     let mut snaps = Vec::new();
-    let mut visit = |id: ChunkId| -> Result<()> {
-        let mut next = Some(id);
-        while let Some(id) = next.take() {
-            if !seen.insert(id) {
-                break;
-            }
-            let e = index
-                .get(&id)?
-                .ok_or_else(|| Error::Repo(crate::repo::Error::MissingChunk(id.to_hex())))?;
-            packs.insert(e.pack);
-            next = e.base.map(|b| b.id);
-        }
-        Ok(())
-    };
-    let walk = |list: &ChunkList, visit: &mut dyn FnMut(ChunkId) -> Result<()>| {
-        if let ChunkList::Indirect(blocks) = list {
-            for b in blocks {
-                visit(*b)?;
-            }
-        }
-        for id in repo.chunk_ids(list) {
-            visit(id?)?;
-        }
-        Ok::<(), Error>(())
-    };
     for (id, snap) in repo.snapshots()? {
         if !matches!(snap.tier, Tier::Immaculate | Tier::Sacred) {
             continue;
         }
-        walk(&snap.tree, &mut visit)?;
-        for item in repo.items(&snap) {
-            walk(&item?.content, &mut visit)?;
-        }
+        repo.snapshot_blobs(&snap, |_, e| {
+            packs.insert(e.pack);
+        })?;
         snaps.push((Kind::Snapshot, id.to_hex()));
     }
     if snaps.is_empty() {

@@ -5,7 +5,7 @@ mod common;
 use common::s3::*;
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 fn relic_env(repo: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(bin());
@@ -370,77 +370,6 @@ fn a_repository_on_s3_with_wrong_credentials_or_none_there_is_a_clear_error() {
                 .count()
                 == 0
     );
-}
-
-/// A moto S3 server (PyPI `moto[server]`, installed by scripts/deps.sh) on
-/// a free loopback port, killed on drop. Unlike s3s-fs it implements S3
-/// Object Lock: versioned buckets, PutObjectRetention, retention on HEAD,
-/// and it refuses to delete a retained object version.
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        // `python3 -m moto.server` rather than the `moto_server` script: a
-        // pip install under pyenv needs a rehash before scripts are on PATH.
-        let (child, port) = serve("python3", |c, port| {
-            c.args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ]);
-        });
-        Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
-            ("AWS_ACCESS_KEY_ID", KEY.to_string()),
-            ("AWS_SECRET_ACCESS_KEY", SECRET.to_string()),
-            ("AWS_REGION", "us-east-1".to_string()),
-        ]
-    }
-
-    /// Runs a Python snippet with `s3`, a boto3 client of this server, and
-    /// returns what it prints.
-    fn py(&self, code: &str) -> String {
-        let script = format!(
-            "import boto3, datetime, json\ns3 = boto3.client('s3', endpoint_url='{}', aws_access_key_id='{KEY}', aws_secret_access_key='{SECRET}', region_name='us-east-1')\n{code}",
-            self.endpoint
-        );
-        let out = Command::new("python3")
-            .arg("-c")
-            .arg(script)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "python: {}", stderr(&out));
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Every object in a bucket: key → (lock mode, retain-until as a Unix
-    /// time, version id).
-    fn objects(&self, bucket: &str) -> std::collections::BTreeMap<String, (String, i64, String)> {
-        let out = self.py(&format!(
-            "r = {{}}\nfor o in s3.list_objects_v2(Bucket='{bucket}').get('Contents', []):\n    h = s3.head_object(Bucket='{bucket}', Key=o['Key'])\n    u = h.get('ObjectLockRetainUntilDate')\n    r[o['Key']] = [h.get('ObjectLockMode') or '', int(u.timestamp()) if u else 0, h['VersionId']]\nprint(json.dumps(r))"
-        ));
-        serde_json::from_str(&out).unwrap()
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

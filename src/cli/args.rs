@@ -52,8 +52,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Sizes and ratios.
+    /// Sizes and ratios; with a snapshot, what restoring it reads (the
+    /// stored blobs it needs, delta bases included).
     Stats {
+        /// A snapshot (id prefix or name: the newest of that name).
+        snapshot: Option<String>,
         #[arg(long)]
         json: bool,
     },

@@ -74,7 +74,9 @@ fn run_one(cli: Cli) -> Result<Outcome> {
         Command::Restore(a) => cmd::restore::run(cli, a, bar),
         Command::Check(a) => cmd::check::check(cli, a, bar),
         Command::Repair { json } => cmd::repair::repair(cli, *json, bar),
-        Command::Stats { json } => done(cmd::check::stats(cli, *json)),
+        Command::Stats { snapshot, json } => {
+            done(cmd::check::stats(cli, snapshot.as_deref(), *json))
+        }
         Command::Forget(a) => done(cmd::forget::run(cli, a)),
         Command::Prune(a) => done(cmd::prune::run(cli, a, bar)),
         Command::Index(IndexCommand::Rebuild) => cmd::repair::rebuild_index(cli, bar),

@@ -58,24 +58,37 @@ pub fn remove_legacy_mirror(spec: &str) {
     }
 }
 
+/// Opens the repository to list its snapshots: a bucket's packs are not
+/// read (see `Repository::open_remote_catalog`).
+pub fn open_catalog(cli: &Cli) -> Result<Repository> {
+    open_as(&repo_path(cli)?, true)
+}
+
 pub fn open_path(path: &Path) -> Result<Repository> {
+    open_as(path, false)
+}
+
+fn open_as(path: &Path, catalog_only: bool) -> Result<Repository> {
     let path = path.to_path_buf();
     let context = || format!("cannot open repository {}", path.display());
-    if let Some(origin) = bucket(&path.to_string_lossy())? {
-        let config = Repository::read_remote_config(origin.as_ref()).with_context(context)?;
-        let pass = (config.encryption != "none")
-            .then(secret::passphrase)
-            .transpose()?;
-        return Repository::open_remote(origin, pass.as_ref().map(|p| p.as_bytes()))
-            .with_context(context);
-    }
-    let config = Repository::read_config(&path).with_context(context)?;
-    let pass = if config.encryption == "none" {
-        None
-    } else {
-        Some(secret::passphrase()?)
+    let (encrypted, origin) = match bucket(&path.to_string_lossy())? {
+        Some(origin) => {
+            let config = Repository::read_remote_config(origin.as_ref()).with_context(context)?;
+            (config.encryption != "none", Some(origin))
+        }
+        None => {
+            let config = Repository::read_config(&path).with_context(context)?;
+            (config.encryption != "none", None)
+        }
     };
-    Repository::open(&path, pass.as_ref().map(|p| p.as_bytes())).with_context(context)
+    let pass = encrypted.then(secret::passphrase).transpose()?;
+    let pass = pass.as_ref().map(|p| p.as_bytes());
+    match origin {
+        Some(o) if catalog_only => Repository::open_remote_catalog(o, pass),
+        Some(o) => Repository::open_remote(o, pass),
+        None => Repository::open(&path, pass),
+    }
+    .with_context(context)
 }
 
 /// Reads relic.toml: `path` when given (`required`), else ./relic.toml if

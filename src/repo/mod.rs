@@ -219,6 +219,9 @@ pub struct Repository {
     unlocked_slot: Option<String>,
     /// The directory cannot be written: reads only, index in the cache.
     read_only: bool,
+    /// Opened to list snapshots only: the index's packs are not brought
+    /// up to date with the bucket (see [`Self::open_remote_catalog`]).
+    catalog_only: bool,
 }
 
 impl Repository {
@@ -292,7 +295,7 @@ impl Repository {
         backend
             .write_once(Kind::Config, "config", &bytes)
             .map_err(io_at(path))?;
-        Repository::open_in(path, origin, opts.passphrase.as_deref())
+        Repository::open_in(path, origin, opts.passphrase.as_deref(), false)
     }
 
     /// Reads a repository's config without unlocking it.
@@ -332,6 +335,25 @@ impl Repository {
     /// Opens a repository in a bucket through its cache (made or brought
     /// up to date here; see [`origin`]).
     pub fn open_remote(origin: Arc<dyn Store>, passphrase: Option<&[u8]>) -> Result<Repository> {
+        Self::open_remote_as(origin, passphrase, false)
+    }
+
+    /// Opens a repository in a bucket to list its snapshots, and nothing
+    /// else: its snapshot objects are read, its packs' trailers are not
+    /// (a new host lists snapshots after reading the snapshots alone).
+    /// Nothing may be read or written through it but the snapshot list.
+    pub fn open_remote_catalog(
+        origin: Arc<dyn Store>,
+        passphrase: Option<&[u8]>,
+    ) -> Result<Repository> {
+        Self::open_remote_as(origin, passphrase, true)
+    }
+
+    fn open_remote_as(
+        origin: Arc<dyn Store>,
+        passphrase: Option<&[u8]>,
+        catalog_only: bool,
+    ) -> Result<Repository> {
         let (config, bytes) = Self::remote_config(origin.as_ref())?;
         if config.id.is_empty() || !config.id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::Config {
@@ -347,19 +369,20 @@ impl Repository {
                 .map_err(io_at(cache.root()))?;
         }
         origin::refresh_small(&cache, origin.as_ref())?;
-        Self::open_in(cache.root(), Some(origin), passphrase)
+        Self::open_in(cache.root(), Some(origin), passphrase, catalog_only)
     }
 
     /// Opens a repository (an encrypted one with its passphrase) and brings
     /// its index up to date with the packs and snapshots on disk.
     pub fn open(path: &Path, passphrase: Option<&[u8]>) -> Result<Repository> {
-        Self::open_in(path, None, passphrase)
+        Self::open_in(path, None, passphrase, false)
     }
 
     fn open_in(
         path: &Path,
         origin: Option<Arc<dyn Store>>,
         passphrase: Option<&[u8]>,
+        catalog_only: bool,
     ) -> Result<Repository> {
         let config = Self::read_config(path)?;
         let cfg_path = path.join("config");
@@ -409,6 +432,7 @@ impl Repository {
             None => Arc::new(backend.clone()),
         };
         let repo = Repository {
+            catalog_only,
             read_only,
             backend,
             origin,

@@ -89,8 +89,8 @@ impl PackData {
 pub(super) struct Prefetched(HashMap<(PackId, u32), Vec<u8>>);
 
 impl Prefetched {
-    pub(super) fn take(&mut self, e: &ChunkEntry) -> Option<Vec<u8>> {
-        self.0.remove(&(e.pack, e.offset))
+    pub(super) fn get(&self, e: &ChunkEntry) -> Option<&[u8]> {
+        self.0.get(&(e.pack, e.offset)).map(|b| &b[..])
     }
 }
 
@@ -249,8 +249,9 @@ impl Repository {
         body: &mut Vec<u8>,
         pre: Option<&mut Prefetched>,
     ) -> std::io::Result<()> {
-        if let Some(b) = pre.and_then(|p| p.take(e)) {
-            *body = b;
+        if let Some(b) = pre.and_then(|p| p.get(e)) {
+            body.clear();
+            body.extend_from_slice(b);
             return Ok(());
         }
         let at = e.offset as u64;

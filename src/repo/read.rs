@@ -21,7 +21,8 @@ pub(super) const READ_BATCH: usize = 32;
 /// Items of at most this many chunks are restored without a thread pool.
 pub(super) const SMALL_ITEM_CHUNKS: usize = 4;
 
-/// Readers of a restore from a bucket (each with one batch in flight).
+/// Readers of a restore from a bucket (each with one batch, about 4 MiB,
+/// in flight).
 const REMOTE_READERS: usize = 12;
 
 pub(super) struct ReadJob {
@@ -124,6 +125,48 @@ impl Repository {
         }
         if let (None, Some(root)) = (e.base, root) {
             root.extend_from_slice(&out[start..]);
+        }
+        Ok(())
+    }
+
+    /// Every blob a snapshot needs, each once: the blocks of its tree and
+    /// of its items' lists, their chunks and, transitively, their delta
+    /// bases. What restoring all of it reads.
+    pub fn snapshot_blobs(
+        &self,
+        snap: &Snapshot,
+        mut visit: impl FnMut(&ChunkId, &ChunkEntry),
+    ) -> Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        let mut one = |id: ChunkId| -> Result<()> {
+            let mut next = Some(id);
+            while let Some(id) = next.take() {
+                if !seen.insert(id) {
+                    break;
+                }
+                let e = self
+                    .index
+                    .get(&id)?
+                    .ok_or_else(|| Error::MissingChunk(id.to_hex()))?;
+                visit(&id, &e);
+                next = e.base.map(|b| b.id);
+            }
+            Ok(())
+        };
+        let mut walk = |list: &ChunkList| -> Result<()> {
+            if let ChunkList::Indirect(blocks) = list {
+                for b in blocks {
+                    one(*b)?;
+                }
+            }
+            for id in self.chunk_ids(list) {
+                one(id?)?;
+            }
+            Ok(())
+        };
+        walk(&snap.tree)?;
+        for item in self.items(snap) {
+            walk(&item?.content)?;
         }
         Ok(())
     }
@@ -266,10 +309,10 @@ impl Repository {
             + 1;
         // From a bucket the readers mostly wait on requests: more of them,
         // and as many batches ahead, keep the link busy.
-        let (workers, window) = if self.origin.is_some() {
-            (REMOTE_READERS, REMOTE_READERS)
+        let (workers, window, batch) = if self.origin.is_some() {
+            (REMOTE_READERS, REMOTE_READERS, 2 * READ_BATCH)
         } else {
-            (workers, WINDOW)
+            (workers, WINDOW, READ_BATCH)
         };
         let mut hasher = blake3::Hasher::new();
         let mut size = 0u64;
@@ -294,10 +337,7 @@ impl Repository {
             };
             let mut ids = self.chunk_ids(&item.content).peekable();
             while ids.peek().is_some() {
-                let batch = ids
-                    .by_ref()
-                    .take(READ_BATCH)
-                    .collect::<Result<Vec<ChunkId>>>()?;
+                let batch = ids.by_ref().take(batch).collect::<Result<Vec<ChunkId>>>()?;
                 let (rtx, rrx) = bounded(1);
                 tx.send(ReadJob {
                     ids: batch,

@@ -19,6 +19,38 @@ impl Repository {
     /// learns in memory.
     pub(super) fn reconcile(&self, progress: &dyn Progress) -> Result<()> {
         let root = self.backend.root();
+        if !self.catalog_only {
+            self.reconcile_packs(progress)?;
+        }
+        let snaps: HashSet<String> = self
+            .backend
+            .list(Kind::Snapshot)
+            .map_err(io_at(root))?
+            .into_iter()
+            .collect();
+        let cataloged: HashSet<String> = self
+            .index
+            .snapshots()?
+            .into_iter()
+            .map(|(id, _)| id.to_hex())
+            .collect();
+        for name in snaps.difference(&cataloged) {
+            // A damaged object stays out of the catalog; `check` reports it.
+            if let Ok(bytes) = self.read_snapshot_object(name) {
+                self.index
+                    .put_snapshot(&SnapshotId::from_hex(name).expect("hex"), &bytes)?;
+            }
+        }
+        for name in cataloged.difference(&snaps) {
+            self.index
+                .remove_snapshot(&SnapshotId::from_hex(name).expect("hex"))?;
+        }
+        self.backend.remove_stale_temp_files();
+        Ok(())
+    }
+
+    /// The packs part of [`Self::reconcile`].
+    fn reconcile_packs(&self, progress: &dyn Progress) -> Result<()> {
         let on_disk: HashMap<String, u64> = self.pack_list()?.into_iter().collect();
         let indexed: HashSet<String> = self
             .index
@@ -45,30 +77,6 @@ impl Repository {
             self.index
                 .remove_pack(&PackId::from_hex(name).expect("hex"))?;
         }
-        let snaps: HashSet<String> = self
-            .backend
-            .list(Kind::Snapshot)
-            .map_err(io_at(root))?
-            .into_iter()
-            .collect();
-        let cataloged: HashSet<String> = self
-            .index
-            .snapshots()?
-            .into_iter()
-            .map(|(id, _)| id.to_hex())
-            .collect();
-        for name in snaps.difference(&cataloged) {
-            // A damaged object stays out of the catalog; `check` reports it.
-            if let Ok(bytes) = self.read_snapshot_object(name) {
-                self.index
-                    .put_snapshot(&SnapshotId::from_hex(name).expect("hex"), &bytes)?;
-            }
-        }
-        for name in cataloged.difference(&snaps) {
-            self.index
-                .remove_snapshot(&SnapshotId::from_hex(name).expect("hex"))?;
-        }
-        self.backend.remove_stale_temp_files();
         Ok(())
     }
 

@@ -2,6 +2,7 @@
 //! one packer fills pack files, one sealer publishes and indexes them
 //! (docs/design.md draws it).
 
+use super::origin::Prefetched;
 use super::{io_at, Error, Repository, Result, Writer};
 use crate::compress::{Compressor, Decompressor};
 use crate::delta;
@@ -56,6 +57,9 @@ pub(super) struct WorkCtx {
     /// The plaintext of `base`'s chain root.
     pub(super) root: Vec<u8>,
     pub(super) delta: Vec<u8>,
+    /// Bodies of the delta bases a batch may use, fetched at once from a
+    /// bucket (empty for a directory, read blob by blob).
+    pub(super) pre: Prefetched,
 }
 
 /// State shared by the threads of a write session.
@@ -91,10 +95,17 @@ impl Repository {
             stored_bytes: AtomicU64::new(0),
             packs: AtomicU64::new(0),
         };
-        let workers = std::thread::available_parallelism()
+        let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
             .clamp(1, 8);
+        // Workers of a bucket's backup also wait on the bases they fetch:
+        // more of them keep the cores busy meanwhile.
+        let workers = if self.origin.is_some() {
+            cores * 3
+        } else {
+            cores
+        };
         let started = Instant::now();
         let shared = &shared;
         let compressor = self.work_ctx(false).map_err(Error::Input)?;
@@ -200,6 +211,7 @@ impl Repository {
             base: Vec::new(),
             root: Vec::new(),
             delta: Vec::new(),
+            pre: Prefetched::default(),
         })
     }
 }
@@ -327,7 +339,15 @@ impl Shared<'_> {
         // chunk is stored whole: `check` reports the damage.
         if self
             .repo
-            .read_chain(&bid, &be, dec, &mut ctx.scratch, &mut ctx.base, root, None)
+            .read_chain(
+                &bid,
+                &be,
+                dec,
+                &mut ctx.scratch,
+                &mut ctx.base,
+                root,
+                Some(&mut ctx.pre),
+            )
             .is_err()
             || !delta::usable_base(&ctx.base)
         {
@@ -356,6 +376,40 @@ impl Shared<'_> {
         Ok(Some(base))
     }
 
+    /// For a repository in a bucket: fetches, in one call per pack, the
+    /// bases the new chunks of a batch will likely be encoded against (a
+    /// GET per base would leave the workers waiting on the network).
+    fn prefetch_bases(&self, job: &Job, ctx: &mut WorkCtx) -> Result<()> {
+        ctx.pre = Prefetched::default();
+        let max_depth = self.repo.config.delta_max_depth;
+        if self.repo.origin.is_none() || job.kind != BlobKind::Data || max_depth == 0 {
+            return Ok(());
+        }
+        let mut want = Vec::new();
+        for c in &job.chunks {
+            let id = self.repo.keys.chunk_id(c);
+            if self.repo.index.get(&id)?.is_some() {
+                continue;
+            }
+            let Some(sk) = delta::sketch(c) else {
+                continue;
+            };
+            if let Some((_, e)) = self.repo.index.similar(&sk)? {
+                if e.depth() >= max_depth {
+                    if let Some((_, root)) = self.repo.chain_root(&e)? {
+                        want.push(root);
+                    }
+                } else {
+                    want.push(e);
+                }
+            }
+        }
+        // A base that cannot be fetched only means whole chunks; the
+        // reads that follow say why if it matters.
+        ctx.pre = self.repo.prefetch(&want).unwrap_or_default();
+        Ok(())
+    }
+
     /// Worker: hashes chunks, skips known ones, compresses new ones.
     pub(super) fn work(&self, jobs: Receiver<Job>, blobs: Sender<Blob>) {
         let mut ctx = match self.repo.work_ctx(self.repo.config.delta_max_depth > 0) {
@@ -363,6 +417,10 @@ impl Shared<'_> {
             Err(_) => return,
         };
         for job in jobs {
+            if let Err(e) = self.prefetch_bases(&job, &mut ctx) {
+                let _ = job.reply.send(Err(e));
+                continue;
+            }
             let r = job
                 .chunks
                 .iter()

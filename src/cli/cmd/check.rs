@@ -34,8 +34,27 @@ pub fn check(cli: &Cli, a: &CheckArgs, bar: &Bar) -> Result<Outcome> {
     Ok(Outcome::Done)
 }
 
-pub fn stats(cli: &Cli, json: bool) -> Result<()> {
-    let s = relic::check::stats(&open(cli)?)?;
+pub fn stats(cli: &Cli, snapshot: Option<&str>, json: bool) -> Result<()> {
+    let repo = open(cli)?;
+    if let Some(which) = snapshot {
+        let (id, snap) = repo.find_snapshot(which)?;
+        let n = relic::check::restore_needs(&repo, &id, &snap)?;
+        return if json {
+            render::json(&n)
+        } else {
+            println!(
+                "snapshot {} ({}): {} of data; restoring it reads {} stored in {} blobs of {} packs",
+                id.short(),
+                snap.name,
+                indicatif::HumanBytes(n.size),
+                indicatif::HumanBytes(n.stored_bytes),
+                n.blobs,
+                n.packs
+            );
+            Ok(())
+        };
+    }
+    let s = relic::check::stats(&repo)?;
     if json {
         render::json(&s)
     } else {

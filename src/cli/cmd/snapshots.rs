@@ -7,7 +7,7 @@ use crate::cli::render;
 use anyhow::{Context, Result};
 
 pub fn list(cli: &Cli, json: bool) -> Result<()> {
-    let repo = open(cli)?;
+    let repo = crate::cli::open::open_catalog(cli)?;
     let list = repo.load_snapshots(false)?;
     let damaged = relic::check::damaged_snapshots(&repo);
     for (name, e) in &list.damaged {
