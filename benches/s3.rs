@@ -3,7 +3,7 @@
 //! behind a proxy that counts the bytes and requests each way and can hold
 //! every request for a fixed delay.
 //!
-//!   cargo bench --bench s3 -- SERIES_DIR [--runs N] [--delay-ms 20]
+//!   cargo bench --bench s3 -- SERIES_DIR [--runs N] [--delay-ms 20] [--relic-only]
 //!
 //! SERIES_DIR holds day files in order (`scripts/gen-pgbench-series.sh
 //! DIR 7` makes the 7-day pgbench series). Needs s3s-fs (scripts/test.sh
@@ -231,7 +231,8 @@ fn main() {
     let newest = days.last().unwrap().clone();
     let newest_name = "day";
     let want = hash_file(&newest);
-    let have_restic = Command::new("restic").arg("version").output().is_ok();
+    let have_restic = Command::new("restic").arg("version").output().is_ok()
+        && !args.iter().any(|a| a == "--relic-only");
     let mut rows = Vec::new();
     let mut needs = 0u64;
     for tool in ["relic", "restic"] {

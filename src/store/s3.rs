@@ -18,9 +18,9 @@ use std::time::Duration;
 /// Objects bigger than this go up in parts.
 const MULTIPART_ABOVE: u64 = 16 << 20;
 const PART_SIZE: usize = 8 << 20;
-/// Ranges of one object closer than this are fetched by one GET: a gap of
-/// up to one average chunk costs less than another request.
-const COALESCE: u64 = 64 << 10;
+/// Ranges of one object closer than this are fetched by one GET: a small
+/// gap costs less than another request.
+const COALESCE: u64 = 16 << 10;
 
 /// An S3-compatible bucket (AWS, MinIO, Ceph, Garage, R2, B2…), configured
 /// from the variables the AWS tools read: AWS_ENDPOINT_URL, AWS_REGION,
