@@ -15,7 +15,8 @@ pub fn run(cli: &Cli, a: &InitArgs) -> Result<()> {
         None => path.join("config").exists(),
     };
     if exists {
-        bail!("{} already holds a relic repository", path.display());
+        let what = if bucket.is_some() { "" } else { "exists and " };
+        bail!("{} already {what}holds a relic repository", path.display());
     }
     let passphrase = if a.no_encryption {
         None
