@@ -71,11 +71,12 @@ fn check_pack(repo: &Repository, (name, size): (&str, u64), read_data: bool, d: 
             local.blobs += entries.len() as u64;
             return Ok(());
         }
+        // Every byte, read once; the trailer from memory.
         let data = repo.pack_data(name).map_err(|e| e.to_string())?;
-        let entries = pack::read_trailer(name, data.reader(), data.len(), repo.keys().cipher())
+        let bytes = data.bytes().map_err(|e| e.to_string())?;
+        let entries = pack::read_trailer(name, &*bytes, data.len(), repo.keys().cipher())
             .map_err(|e| e.to_string())?;
         local.blobs += entries.len() as u64;
-        let bytes = data.bytes().map_err(|e| e.to_string())?;
         local.bytes += bytes.len() as u64;
         let mut h = repo.keys().object_hasher();
         h.update(&bytes);

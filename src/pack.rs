@@ -229,9 +229,7 @@ pub fn decode_trailer(pack: &str, bytes: &[u8], body_end: u64) -> Result<Vec<Ent
 /// Associated data of a sealed trailer.
 const TRAILER_AAD: &[u8] = b"relic pack trailer";
 
-/// Reads and checks (and with a cipher, opens) the trailer of an open pack
-/// file of `len` bytes.
-/// Where a pack's bytes are read from: its file, or the pieces of it
+/// Where a pack's bytes are read from: its file, its bytes, or its tail
 /// fetched from object storage.
 pub trait ReadAt {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
@@ -240,6 +238,12 @@ pub trait ReadAt {
 impl ReadAt for ObjectFile {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         FileExt::read_exact_at(self, buf, offset)
+    }
+}
+
+impl ReadAt for [u8] {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        read_slice(self, buf, offset)
     }
 }
 
@@ -259,24 +263,22 @@ fn read_slice(bytes: &[u8], buf: &mut [u8], offset: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// A few ranges of a pack, fetched at once: what reading a trailer from
-/// object storage needs (the header and the tail), served from memory.
-pub struct Pieces(pub Vec<(u64, Vec<u8>)>);
+/// The tail of a pack fetched from object storage (the bytes from
+/// `start` to its end), served from memory: what reading its trailer needs.
+pub struct Tail {
+    pub start: u64,
+    pub bytes: Vec<u8>,
+}
 
-impl ReadAt for Pieces {
+impl ReadAt for Tail {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        for (start, bytes) in &self.0 {
-            if offset >= *start && offset + buf.len() as u64 <= start + bytes.len() as u64 {
-                return read_slice(bytes, buf, offset - start);
-            }
-        }
-        Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!(
-                "bytes {offset}..{} were not fetched",
-                offset + buf.len() as u64
-            ),
-        ))
+        let at = offset.checked_sub(self.start).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("byte {offset} is before the fetched tail"),
+            )
+        })?;
+        read_slice(&self.bytes, buf, at)
     }
 }
 
@@ -286,15 +288,18 @@ pub fn trailer_range(len: u64, tail: u64) -> std::ops::Range<u64> {
     len.saturating_sub(tail.max(FOOTER_LEN as u64))..len
 }
 
-/// The length of the trailer a footer announces, if it is a footer.
-pub fn trailer_len(footer: &[u8]) -> Option<u64> {
-    let f: &[u8; FOOTER_LEN] = footer
-        .get(footer.len().checked_sub(FOOTER_LEN)?..)?
+/// The length of the trailer the footer at the end of `tail` announces,
+/// if it is a footer.
+pub fn trailer_len(tail: &[u8]) -> Option<u64> {
+    let f: &[u8; FOOTER_LEN] = tail
+        .get(tail.len().checked_sub(FOOTER_LEN)?..)?
         .try_into()
         .ok()?;
     (&f[20..] == FOOTER_MAGIC).then(|| u32::from_le_bytes(f[..4].try_into().expect("4")) as u64)
 }
 
+/// Reads and checks (and with a cipher, opens) the trailer of a pack of
+/// `len` bytes, and checks its header.
 pub fn read_trailer(
     pack: &str,
     file: &(impl ReadAt + ?Sized),

@@ -117,7 +117,7 @@ pub fn sync(
         None => None,
     };
     let mut report = sync_from(
-        repo.origin().unwrap_or(repo.backend()),
+        repo.store(),
         repo.backend(),
         repo.index(),
         &repo.config().id,
@@ -184,7 +184,7 @@ pub fn protected_objects(repo: &Repository) -> Result<Vec<(Kind, String)>> {
     }
     // Without the config and a key slot the packs cannot be read.
     snaps.push((Kind::Config, "config".into()));
-    for k in repo.origin().unwrap_or(repo.backend()).list(Kind::Key)? {
+    for k in repo.store().list(Kind::Key)? {
         snaps.push((Kind::Key, k));
     }
     let mut packs: Vec<PackId> = packs.into_iter().collect();

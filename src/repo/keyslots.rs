@@ -108,12 +108,7 @@ pub(super) fn write_slot(
     slot.mac = keys.meta_mac(&slot.mac_input());
     let bytes = serde_json::to_vec_pretty(&slot).expect("slot serializes");
     let id = blake3::hash(&bytes).to_hex().to_string();
-    if let Some(o) = origin {
-        o.put_bytes(Kind::Key, &id, &bytes)?;
-    }
-    backend
-        .write_once(Kind::Key, &id, &bytes)
-        .map_err(io_at(backend.root()))?;
+    super::origin::write_through(backend, origin, Kind::Key, &id, &bytes)?;
     Ok(id)
 }
 

@@ -286,15 +286,15 @@ impl Repository {
         }
         config.mac = keys.meta_mac(&config.mac_input());
         let bytes = serde_json::to_vec_pretty(&config).expect("config serializes");
-        // The config is written last: its presence marks a complete repository.
-        if let Some(o) = &origin {
-            if !o.put_bytes(Kind::Config, "config", &bytes)? {
-                return Err(Error::AlreadyExists(o.describe()));
-            }
+        // The config is written last: its presence marks a complete
+        // repository (a bucket that got one meanwhile is not taken over).
+        if !origin::write_through(&backend, origin.as_deref(), Kind::Config, "config", &bytes)? {
+            return Err(Error::AlreadyExists(
+                origin
+                    .as_ref()
+                    .map_or_else(|| path.display().to_string(), |o| o.describe()),
+            ));
         }
-        backend
-            .write_once(Kind::Config, "config", &bytes)
-            .map_err(io_at(path))?;
         Repository::open_in(path, origin, opts.passphrase.as_deref(), false)
     }
 
@@ -541,6 +541,13 @@ impl Repository {
                     "waiting for other commands to finish (the repository is locked {holder})"
                 ));
                 Lock::acquire(&self.locks, exclusive, LOCK_WAIT)?
+            }
+            // Read-only credentials for a bucket (a host that only
+            // restores): reading goes ahead unlocked, as from a read-only
+            // disk; anything that writes fails at its first write.
+            Err(lock::Error::Store(e @ store::Error::AccessDenied { .. })) if !exclusive => {
+                progress.warn(&format!("no lock taken ({e}); going on without one"));
+                Lock::read_only()
             }
             Err(e) => return Err(e.into()),
         };

@@ -8,9 +8,9 @@
 //! snapshot objects and audit records (small objects, copied as they are).
 //! Its size is bounded by the index, not by the data.
 //!
-//! - Packs are read by ranges: the blobs a restore needs, a pack's header
-//!   and tail for its trailer; a whole pack only when every byte of it is
-//!   wanted (`check --read-data`, repacking).
+//! - Packs are read by ranges: the blobs a restore needs, a pack's tail
+//!   for its trailer; a whole pack only when every byte of it is wanted
+//!   (`check --read-data`, repacking).
 //! - A sealed pack is uploaded, then indexed and removed from the cache;
 //!   a snapshot is written only after every pack it needs is uploaded, so
 //!   the bucket is a consistent repository at every moment.
@@ -21,8 +21,8 @@
 use super::{io_at, Repository, Result};
 use crate::id::PackId;
 use crate::index::ChunkEntry;
-use crate::pack::{self, Pieces, ReadAt};
-use crate::store::{self, Kind, Local, ObjectFile, Store};
+use crate::pack::{self, ReadAt};
+use crate::store::{Kind, Local, ObjectFile, Store};
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::path::PathBuf;
@@ -94,24 +94,32 @@ impl Prefetched {
     }
 }
 
+/// Writes a small object unless it exists: in the origin first, when there
+/// is one, then in the local directory. False when it was there already
+/// (in the origin, or without one in the directory).
+pub(super) fn write_through(
+    local: &Local,
+    origin: Option<&dyn Store>,
+    kind: Kind,
+    name: &str,
+    bytes: &[u8],
+) -> Result<bool> {
+    let created = origin.map(|o| o.put_bytes(kind, name, bytes)).transpose()?;
+    let here = local
+        .write_once(kind, name, bytes)
+        .map_err(io_at(&local.path(kind, name)))?;
+    Ok(created.unwrap_or(here))
+}
+
 /// Brings the cached copies of the small objects in step with the origin:
 /// fetches what it has and the cache lacks, drops what it no longer has.
 pub(super) fn refresh_small(local: &Local, origin: &dyn Store) -> Result<()> {
     local.create_layout().map_err(io_at(local.root()))?;
     for kind in CACHED {
         let there = origin.list(kind)?;
-        let here: HashSet<String> = match local.list(kind) {
-            Ok(v) => v.into_iter().collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashSet::new(),
-            Err(e) => return Err(io_at(local.root())(e)),
-        };
+        let here = Store::list(local, kind)?;
         for gone in here.difference(&there) {
-            match local.remove(kind, gone) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(io_at(&local.path(kind, gone))(e))
-                }
-                _ => {}
-            }
+            Store::remove(local, kind, gone)?;
         }
         let missing: Vec<&String> = there.difference(&here).collect();
         crate::runtime::parallel(&missing, FETCH_JOBS, |name| -> Result<()> {
@@ -137,31 +145,20 @@ impl Repository {
         self.origin.as_deref()
     }
 
-    /// Where the repository is, for people: its directory or its URL.
-    pub fn describe(&self) -> String {
-        match &self.origin {
-            Some(o) => o.describe(),
-            None => self.backend.root().display().to_string(),
-        }
+    /// Where every object is: the origin, else the directory.
+    pub fn store(&self) -> &dyn Store {
+        self.origin.as_deref().unwrap_or(&self.backend)
     }
 
     /// Names and sizes of the packs (one listing of the origin).
     pub fn pack_list(&self) -> Result<Vec<(String, u64)>> {
-        match &self.origin {
-            Some(o) => Ok(o.list_sized(Kind::Pack)?),
-            None => Ok(Store::list_sized(&self.backend, Kind::Pack)?),
-        }
+        Ok(self.store().list_sized(Kind::Pack)?)
     }
 
     /// Writes a small object unless it exists: in the origin first, then
     /// in the local copy.
     pub(super) fn write_object(&self, kind: Kind, name: &str, bytes: &[u8]) -> Result<bool> {
-        if let Some(o) = &self.origin {
-            o.put_bytes(kind, name, bytes)?;
-        }
-        self.backend
-            .write_once(kind, name, bytes)
-            .map_err(io_at(&self.backend.path(kind, name)))
+        write_through(&self.backend, self.origin.as_deref(), kind, name, bytes)
     }
 
     /// Removes an object from the origin and the local copy; gone already
@@ -170,12 +167,7 @@ impl Repository {
         if let Some(o) = &self.origin {
             o.remove(kind, name)?;
         }
-        match self.backend.remove(kind, name) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(io_at(&self.backend.path(kind, name))(e))
-            }
-            _ => Ok(()),
-        }
+        Ok(Store::remove(&self.backend, kind, name)?)
     }
 
     /// Brings the cached small objects in step with the origin.
@@ -186,43 +178,44 @@ impl Repository {
         }
     }
 
-    /// Reads a pack's trailer: from its file, or from the origin with one
-    /// request for the header and the tail (two when the trailer is longer
-    /// than the tail).
-    pub(super) fn read_pack_trailer_sized(
+    /// A pack of `len` bytes (as listed): the blobs its trailer lists,
+    /// read from its file, or from the origin by one ranged GET of its
+    /// tail (two when the trailer is longer than [`TRAILER_TAIL`]).
+    pub fn pack_trailer(
         &self,
         name: &str,
         len: u64,
     ) -> std::result::Result<Vec<pack::Entry>, pack::Error> {
         let Some(o) = &self.origin else {
-            return self.read_pack_trailer(name).map(|(_, e)| e);
+            let io = |source| pack::Error::Io {
+                pack: name.to_string(),
+                source,
+            };
+            let f = self.backend.open(Kind::Pack, name).map_err(io)?;
+            let len = f.metadata().map_err(io)?.len();
+            return pack::read_trailer(name, &f, len, self.keys.cipher());
         };
-        let remote = |e: store::Error| pack::Error::Io {
-            pack: name.to_string(),
-            source: std::io::Error::other(e.to_string()),
-        };
-        let fetch = |tail: u64| -> std::result::Result<Pieces, pack::Error> {
+        let fetch = |tail: u64| -> std::result::Result<pack::Tail, pack::Error> {
             let r = pack::trailer_range(len, tail);
-            let got = o
+            let bytes = o
                 .read_ranges(Kind::Pack, name, std::slice::from_ref(&r))
-                .map_err(remote)?;
-            Ok(Pieces(vec![r.start].into_iter().zip(got).collect()))
+                .map_err(|e| pack::Error::Io {
+                    pack: name.to_string(),
+                    source: std::io::Error::other(e.to_string()),
+                })?
+                .pop()
+                .unwrap_or_default();
+            Ok(pack::Tail {
+                start: r.start,
+                bytes,
+            })
         };
-        let mut pieces = fetch(TRAILER_TAIL)?;
-        let tlen = pieces
-            .0
-            .last()
-            .and_then(|(_, b)| pack::trailer_len(b))
-            .unwrap_or(0);
+        let mut tail = fetch(TRAILER_TAIL)?;
+        let tlen = pack::trailer_len(&tail.bytes).unwrap_or(0);
         if tlen + pack::FOOTER_LEN as u64 > TRAILER_TAIL && tlen < len {
-            pieces = fetch(tlen + pack::FOOTER_LEN as u64)?;
+            tail = fetch(tlen + pack::FOOTER_LEN as u64)?;
         }
-        pack::read_trailer_at_end(name, &pieces, len, self.keys.cipher())
-    }
-
-    /// A pack's trailer: the blobs it holds.
-    pub fn pack_trailer(&self, name: &str, size: u64) -> Result<Vec<pack::Entry>> {
-        Ok(self.read_pack_trailer_sized(name, size)?)
+        pack::read_trailer_at_end(name, &tail, len, self.keys.cipher())
     }
 
     /// A whole pack: its file, or its bytes from the origin.
@@ -247,8 +240,8 @@ impl Repository {
         &self,
         e: &ChunkEntry,
         body: &mut Vec<u8>,
-        pre: Option<&mut Prefetched>,
-    ) -> std::io::Result<()> {
+        pre: Option<&Prefetched>,
+    ) -> Result<()> {
         if let Some(b) = pre.and_then(|p| p.get(e)) {
             body.clear();
             body.extend_from_slice(b);
@@ -257,20 +250,19 @@ impl Repository {
         let at = e.offset as u64;
         match &self.origin {
             Some(o) => {
-                let mut got = o
-                    .read_ranges(
-                        Kind::Pack,
-                        &e.pack.to_hex(),
-                        std::slice::from_ref(&(at..at + e.length as u64)),
-                    )
-                    .map_err(std::io::Error::other)?;
+                let mut got = o.read_ranges(
+                    Kind::Pack,
+                    &e.pack.to_hex(),
+                    std::slice::from_ref(&(at..at + e.length as u64)),
+                )?;
                 *body = got.pop().unwrap_or_default();
                 Ok(())
             }
             None => {
-                let f = self.pack_file(&e.pack).map_err(std::io::Error::other)?;
+                let f = self.pack_file(&e.pack)?;
                 body.resize(e.length as usize, 0);
                 f.read_exact_at(body, at)
+                    .map_err(io_at(&self.backend.path(Kind::Pack, &e.pack.to_hex())))
             }
         }
     }

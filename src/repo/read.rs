@@ -72,7 +72,7 @@ impl Repository {
         body: &mut Vec<u8>,
         out: &mut Vec<u8>,
         mut root: Option<&mut Vec<u8>>,
-        mut pre: Option<&mut Prefetched>,
+        pre: Option<&Prefetched>,
     ) -> Result<()> {
         let damaged = |what: String| Error::DamagedBlob {
             chunk: id.to_hex(),
@@ -94,23 +94,15 @@ impl Repository {
                     )));
                 }
                 let mut plain = Vec::with_capacity(be.raw_length as usize);
-                self.read_chain(
-                    &b.id,
-                    &be,
-                    dec,
-                    body,
-                    &mut plain,
-                    root.take(),
-                    pre.as_deref_mut(),
-                )?;
+                self.read_chain(&b.id, &be, dec, body, &mut plain, root.take(), pre)?;
                 Some(plain)
             }
         };
-        self.read_body(e, body, pre)
-            .map_err(|err| match err.downcast::<Error>() {
-                Ok(e) => e,
-                Err(err) => damaged(format!("cannot read: {err}")),
-            })?;
+        self.read_body(e, body, pre).map_err(|err| match err {
+            // The pack is gone: read_body says so itself.
+            Error::DamagedBlob { what, .. } => damaged(what),
+            err => damaged(format!("cannot read: {err}")),
+        })?;
         if let Some(c) = self.keys.cipher() {
             c.open(&id.0, body)
                 .map_err(|_| damaged("authentication failed".into()))?;
@@ -380,10 +372,10 @@ impl Repository {
             };
             let (mut body, mut data) = (Vec::new(), Vec::new());
             let entries = self.entries(ids)?;
-            let mut pre = self.prefetch(&entries)?;
+            let pre = self.prefetch(&entries)?;
             for (id, e) in ids.iter().zip(&entries) {
                 data.clear();
-                self.read_chain(id, e, dec, &mut body, &mut data, None, Some(&mut pre))?;
+                self.read_chain(id, e, dec, &mut body, &mut data, None, Some(&pre))?;
                 hasher.update(&data);
                 size += data.len() as u64;
                 out.write_all(&data).map_err(Error::Output)?;
@@ -406,9 +398,9 @@ impl Repository {
                 out.clear();
                 out.reserve(job.ids.len() * self.config.chunker.avg_size as usize * 2);
                 let entries = self.entries(&job.ids)?;
-                let mut pre = self.prefetch(&entries)?;
+                let pre = self.prefetch(&entries)?;
                 for (id, e) in job.ids.iter().zip(&entries) {
-                    self.read_chain(id, e, &mut dec, &mut body, &mut out, None, Some(&mut pre))?;
+                    self.read_chain(id, e, &mut dec, &mut body, &mut out, None, Some(&pre))?;
                 }
                 Ok(out)
             })();

@@ -64,7 +64,7 @@ impl Repository {
             .collect();
         // Trailers of a bucket's packs come by ranged GETs, several at once.
         crate::runtime::parallel(&new, origin::FETCH_JOBS, |(name, size)| -> Result<()> {
-            match self.read_pack_trailer_sized(name, **size) {
+            match self.pack_trailer(name, **size) {
                 Ok(entries) => {
                     let id = PackId::from_hex(name).expect("listed names are hex");
                     self.index.add_pack(id, **size, &entries)?;
@@ -78,19 +78,6 @@ impl Repository {
                 .remove_pack(&PackId::from_hex(name).expect("hex"))?;
         }
         Ok(())
-    }
-
-    pub(super) fn read_pack_trailer(
-        &self,
-        name: &str,
-    ) -> std::result::Result<(u64, Vec<pack::Entry>), pack::Error> {
-        let io = |source| pack::Error::Io {
-            pack: name.to_string(),
-            source,
-        };
-        let f = self.backend.open(Kind::Pack, name).map_err(io)?;
-        let len = f.metadata().map_err(io)?.len();
-        Ok((len, pack::read_trailer(name, &f, len, self.keys.cipher())?))
     }
 
     /// Makes the index a faithful copy of the packs and snapshots on disk,
@@ -123,7 +110,7 @@ impl Repository {
         let mut good = Vec::new();
         let mut bad: Vec<(PackId, String)> = Vec::new();
         for (name, size) in &names {
-            match self.read_pack_trailer_sized(name, *size) {
+            match self.pack_trailer(name, *size) {
                 Ok(entries) => good.push((PackId::from_hex(name).expect("hex"), *size, entries)),
                 Err(e @ pack::Error::Corrupt { .. }) => {
                     progress.warn(&format!("{e}: salvaging its blobs"));

@@ -17,11 +17,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// Packs uploaded at once to a bucket.
+const UPLOADS: usize = 4;
 /// A delta against a chain's root is preferred to one against the newest
 /// similar chunk when at most ROOT_FACTOR times as large plus ROOT_SLACK
 /// bytes (docs/design.md).
-/// Packs uploaded at once to a bucket.
-const UPLOADS: usize = 4;
 pub(super) const ROOT_SLACK: usize = 128;
 
 pub(super) const ROOT_FACTOR: usize = 4;
@@ -60,6 +60,8 @@ pub(super) struct WorkCtx {
     /// Bodies of the delta bases a batch may use, fetched at once from a
     /// bucket (empty for a directory, read blob by blob).
     pub(super) pre: Prefetched,
+    /// Sketches of the batch's new chunks computed while fetching bases.
+    pub(super) sketches: std::collections::HashMap<ChunkId, Option<delta::Sketch>>,
 }
 
 /// State shared by the threads of a write session.
@@ -212,6 +214,7 @@ impl Repository {
             root: Vec::new(),
             delta: Vec::new(),
             pre: Prefetched::default(),
+            sketches: Default::default(),
         })
     }
 }
@@ -269,7 +272,11 @@ impl Shared<'_> {
         let mut entry = Entry::new(id, kind, data.len() as u32);
         let mut body = Vec::new();
         if kind == BlobKind::Data && self.repo.config.delta_max_depth > 0 {
-            entry.sketch = delta::sketch(data);
+            // Computed already when the batch's bases were fetched.
+            entry.sketch = match ctx.sketches.remove(&id) {
+                Some(sk) => sk,
+                None => delta::sketch(data),
+            };
         }
         if let Some(sk) = &entry.sketch {
             if let Some(base) = self.best_delta(data, sk, ctx)? {
@@ -346,7 +353,7 @@ impl Shared<'_> {
                 &mut ctx.scratch,
                 &mut ctx.base,
                 root,
-                Some(&mut ctx.pre),
+                Some(&ctx.pre),
             )
             .is_err()
             || !delta::usable_base(&ctx.base)
@@ -379,19 +386,21 @@ impl Shared<'_> {
     /// For a repository in a bucket: fetches, in one call per pack, the
     /// bases the new chunks of a batch will likely be encoded against (a
     /// GET per base would leave the workers waiting on the network).
-    fn prefetch_bases(&self, job: &Job, ctx: &mut WorkCtx) -> Result<()> {
+    fn prefetch_bases(&self, job: &Job, ids: &[ChunkId], ctx: &mut WorkCtx) -> Result<()> {
         ctx.pre = Prefetched::default();
+        ctx.sketches.clear();
         let max_depth = self.repo.config.delta_max_depth;
         if self.repo.origin.is_none() || job.kind != BlobKind::Data || max_depth == 0 {
             return Ok(());
         }
         let mut want = Vec::new();
-        for c in &job.chunks {
-            let id = self.repo.keys.chunk_id(c);
-            if self.repo.index.get(&id)?.is_some() {
+        for (c, id) in job.chunks.iter().zip(ids) {
+            if self.repo.index.get(id)?.is_some() {
                 continue;
             }
-            let Some(sk) = delta::sketch(c) else {
+            let sketch = delta::sketch(c);
+            ctx.sketches.insert(*id, sketch);
+            let Some(sk) = sketch else {
                 continue;
             };
             if let Some((_, e)) = self.repo.index.similar(&sk)? {
@@ -417,19 +426,17 @@ impl Shared<'_> {
             Err(_) => return,
         };
         for job in jobs {
-            if let Err(e) = self.prefetch_bases(&job, &mut ctx) {
-                let _ = job.reply.send(Err(e));
-                continue;
-            }
-            let r = job
+            let ids: Vec<ChunkId> = job
                 .chunks
                 .iter()
-                .map(|c| {
-                    let id = self.repo.keys.chunk_id(c);
-                    self.store(id, job.kind, c, &mut ctx, &blobs)?;
-                    Ok(id)
-                })
+                .map(|c| self.repo.keys.chunk_id(c))
                 .collect();
+            let r = self.prefetch_bases(&job, &ids, &mut ctx).and_then(|()| {
+                for (c, id) in job.chunks.iter().zip(&ids) {
+                    self.store(*id, job.kind, c, &mut ctx, &blobs)?;
+                }
+                Ok(ids)
+            });
             let _ = job.reply.send(r);
         }
     }

@@ -379,12 +379,16 @@ impl Store for Local {
         Ok(Some((self.path(kind, name), size)))
     }
 
+    fn list(&self, kind: Kind) -> Result<std::collections::HashSet<String>> {
+        match Local::list(self, kind) {
+            Ok(v) => Ok(v.into_iter().collect()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Default::default()),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
     fn list_sized(&self, kind: Kind) -> Result<Vec<(String, u64)>> {
-        let names = match Local::list(self, kind) {
-            Ok(v) => v,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(self.err(e)),
-        };
+        let names = Store::list(self, kind)?;
         let mut out = Vec::with_capacity(names.len());
         for n in names {
             match self.size(kind, &n) {
