@@ -1,5 +1,6 @@
-//! Blob bodies: one tag byte, then the payload (raw, zstd, or a zstd delta
-//! against a base chunk: see delta.rs).
+//! Blob bodies: one tag byte, then the payload (raw, zstd, or a delta
+//! against a base chunk: a zstd frame with the base as dictionary in
+//! format version 2, a copy/insert list from version 3; see delta/).
 //!
 //! A blob is stored raw when zstd would save less than 1/32 of it: already
 //! compressed data (gzip layers, media) then costs one byte and no
@@ -11,6 +12,7 @@ use thiserror::Error;
 pub const TAG_RAW: u8 = 0;
 pub const TAG_ZSTD: u8 = 1;
 pub const TAG_DELTA: u8 = 2;
+pub const TAG_COPY: u8 = 3;
 
 #[derive(Debug, Error)]
 pub enum Error {
@@ -22,32 +24,75 @@ pub enum Error {
     Length { got: usize, want: usize },
     #[error("zstd: {0}")]
     Zstd(io::Error),
+    #[error("{0}")]
+    Delta(io::Error),
     #[error("a delta blob cannot be decoded without its base")]
     NoBase,
     #[error("a whole blob was given a base")]
     NotDelta,
 }
 
+/// Which delta blobs a [`Compressor`] writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeltaFormat {
+    /// Tag 2, format version 2: a zstd frame with the base as dictionary.
+    ZstdDict,
+    /// Tag 3, format version 3: a copy/insert list.
+    Copy,
+}
+
 /// A reusable zstd context (one per worker thread).
 pub struct Compressor {
     zstd: zstd::bulk::Compressor<'static>,
     delta: zstd::zstd_safe::CCtx<'static>,
+    format: DeltaFormat,
+    copy: crate::delta::copy::Encoder,
 }
 
 impl Compressor {
+    /// A compressor writing deltas of the newest format.
     pub fn new(level: i32) -> io::Result<Self> {
+        Self::with_deltas(level, DeltaFormat::Copy)
+    }
+
+    pub fn with_deltas(level: i32, format: DeltaFormat) -> io::Result<Self> {
         Ok(Compressor {
             zstd: zstd::bulk::Compressor::new(level)?,
             delta: zstd::zstd_safe::CCtx::create(),
+            format,
+            copy: Default::default(),
         })
     }
 
-    /// Encodes `data` into `out` (cleared first) as a delta against `base`.
-    pub fn encode_delta(&mut self, data: &[u8], base: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    /// True when deltas decode so cheaply that chains need not be kept
+    /// short (copy/insert lists: a restore copies bytes, nothing more).
+    pub fn cheap_chains(&self) -> bool {
+        self.format == DeltaFormat::Copy
+    }
+
+    /// Encodes `data` into `out` (cleared first) as a delta against
+    /// `base`; false (and `out` empty) when no delta is worth writing.
+    pub fn encode_delta(
+        &mut self,
+        data: &[u8],
+        base: &[u8],
+        out: &mut Vec<u8>,
+    ) -> io::Result<bool> {
         out.clear();
-        out.push(TAG_DELTA);
-        crate::delta::encode(&mut self.delta, data, base, out)?;
-        Ok(())
+        match self.format {
+            DeltaFormat::ZstdDict => {
+                out.push(TAG_DELTA);
+                crate::delta::encode(&mut self.delta, data, base, out)?;
+            }
+            DeltaFormat::Copy => {
+                out.push(TAG_COPY);
+                if !self.copy.encode(&mut self.delta, data, base, out)? {
+                    out.clear();
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
     }
 
     /// Encodes `data` into `out` (cleared first) as tag + payload.
@@ -72,6 +117,8 @@ impl Compressor {
 pub struct Decompressor {
     zstd: zstd::bulk::Decompressor<'static>,
     delta: zstd::zstd_safe::DCtx<'static>,
+    /// A copy/insert delta's instruction list.
+    ops: Vec<u8>,
 }
 
 impl Decompressor {
@@ -79,6 +126,7 @@ impl Decompressor {
         Ok(Decompressor {
             zstd: zstd::bulk::Decompressor::new()?,
             delta: zstd::zstd_safe::DCtx::create(),
+            ops: Vec::new(),
         })
     }
 
@@ -97,7 +145,16 @@ impl Decompressor {
                 crate::delta::decode(&mut self.delta, &body[1..], base, raw_len, out)
                     .map_err(Error::Zstd)
             }
-            (Some(&TAG_DELTA), None) => Err(Error::NoBase),
+            (Some(&TAG_COPY), Some(base)) => crate::delta::copy::decode(
+                &mut self.delta,
+                &body[1..],
+                base,
+                raw_len,
+                &mut self.ops,
+                out,
+            )
+            .map_err(Error::Delta),
+            (Some(&TAG_DELTA | &TAG_COPY), None) => Err(Error::NoBase),
             (_, Some(_)) => Err(Error::NotDelta),
             (_, None) => self.decode(body, raw_len, out),
         }
@@ -134,7 +191,7 @@ impl Decompressor {
                     });
                 }
             }
-            TAG_DELTA => return Err(Error::NoBase),
+            TAG_DELTA | TAG_COPY => return Err(Error::NoBase),
             t => return Err(Error::UnknownTag(t)),
         }
         Ok(())
@@ -170,6 +227,37 @@ mod tests {
         }
         d.decode(&out, noise.len(), &mut back).unwrap();
         assert_eq!(back, noise);
+    }
+
+    #[test]
+    fn each_delta_format_writes_its_tag_and_both_decode() {
+        let base = b"INSERT INTO people VALUES (1, 'Ada', 'London');\n".repeat(400);
+        let mut data = base.clone();
+        data[5000..5004].copy_from_slice(b"Bob,");
+        let mut d = Decompressor::new().unwrap();
+        for (format, tag) in [
+            (DeltaFormat::ZstdDict, TAG_DELTA),
+            (DeltaFormat::Copy, TAG_COPY),
+        ] {
+            let mut c = Compressor::with_deltas(1, format).unwrap();
+            let mut out = vec![];
+            assert!(c.encode_delta(&data, &base, &mut out).unwrap());
+            assert_eq!(out[0], tag);
+            assert!(out.len() < 100, "{format:?}: {} bytes", out.len());
+            let mut back = vec![];
+            d.decode_with(&out, Some(&base), data.len(), &mut back)
+                .unwrap();
+            assert!(back == data);
+            assert!(matches!(
+                d.decode_with(&out, None, data.len(), &mut back),
+                Err(Error::NoBase)
+            ));
+            assert!(matches!(
+                d.decode(&out, data.len(), &mut back),
+                Err(Error::NoBase)
+            ));
+        }
+        assert_eq!(Compressor::new(1).unwrap().format, DeltaFormat::Copy);
     }
 
     #[test]

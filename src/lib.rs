@@ -50,7 +50,7 @@ pub use snapshot::{Snapshot, Tier};
 #[doc(hidden)]
 pub mod internals {
     pub mod compress {
-        pub use crate::compress::{Compressor, Decompressor};
+        pub use crate::compress::{Compressor, Decompressor, DeltaFormat};
     }
     pub mod index {
         pub use crate::index::{ChunkEntry, Error, Index, PackInfo};

@@ -3,8 +3,12 @@
 //!
 //! - `v1/`: format version 1, written by the relic of commit `b781e86^`
 //!   (the last one before delta blobs);
-//! - `v2/`: format version 2, written by the relic of the commit that last
-//!   ran `scripts/make-compat-fixtures.sh`, holding at least one delta.
+//! - `v2/`: format version 2, written by the relic of commit `3c76960`
+//!   (the last one before copy/insert deltas), holding at least one zstd
+//!   (tag 2) delta;
+//! - `v3/`: format version 3, written by the relic of the commit that last
+//!   ran `scripts/make-compat-fixtures.sh`, holding at least one
+//!   copy/insert (tag 3) delta.
 //!
 //! Each holds the same three snapshots of the content [`tree`] and
 //! [`dump`] generate: `tree` (generation 1), `db` (a stream, tier named)
@@ -600,13 +604,13 @@ fn fixture_roundtrip(version: u32) {
     assert_eq!(db["parent"], Value::Null, "{db}");
 
     check_read_data(&repo);
-    // Version 1 never holds deltas; the version 2 fixture was made to hold
+    // Version 1 never holds deltas; the later fixtures were made to hold
     // some (the chunk of big.log that generation 2 changed).
     let deltas = delta_chunks(&repo);
     if version == 1 {
         assert_eq!(deltas, 0);
     } else {
-        assert!(deltas >= 1, "the version 2 fixture holds no delta");
+        assert!(deltas >= 1, "the version {version} fixture holds no delta");
     }
 
     let source = Path::new(SOURCE).join("tree");
@@ -660,4 +664,9 @@ fn format_1_repository_opens_checks_restores_and_takes_backups() {
 #[test]
 fn format_2_repository_opens_checks_restores_and_takes_backups() {
     fixture_roundtrip(2);
+}
+
+#[test]
+fn format_3_repository_opens_checks_restores_and_takes_backups() {
+    fixture_roundtrip(3);
 }

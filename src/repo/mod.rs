@@ -49,9 +49,11 @@ pub use write::WriteStats;
 pub use writer::{FinishedTree, StoredStream, Writer};
 
 /// The format this relic writes. Version 2 added delta blobs (trailer
-/// flags 0x10/0x20, `delta_max_depth` in the config); version 1
-/// repositories are read and written as before, without deltas.
-pub const FORMAT_VERSION: u32 = 2;
+/// flags 0x10/0x20, `delta_max_depth` in the config); version 3 writes
+/// them as copy/insert lists (blob tag 3) instead of zstd frames with a
+/// dictionary (tag 2). Older repositories are read and written as before:
+/// version 1 without deltas, version 2 with tag-2 deltas.
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest format this relic reads.
 pub const OLDEST_FORMAT: u32 = 1;
 /// Batches in flight per stream; bounds memory to about this many MiB.

@@ -4,7 +4,7 @@
 
 use super::origin::Prefetched;
 use super::{io_at, Error, Repository, Result, Writer};
-use crate::compress::{Compressor, Decompressor};
+use crate::compress::{Compressor, Decompressor, DeltaFormat};
 use crate::delta;
 use crate::id::{ChunkId, PackId};
 use crate::index::ChunkEntry;
@@ -203,7 +203,14 @@ impl Repository {
 
     pub(super) fn work_ctx(&self, deltas: bool) -> io::Result<WorkCtx> {
         Ok(WorkCtx {
-            comp: Compressor::new(self.config.compression_level)?,
+            comp: Compressor::with_deltas(
+                self.config.compression_level,
+                if self.config.version >= 3 {
+                    DeltaFormat::Copy
+                } else {
+                    DeltaFormat::ZstdDict
+                },
+            )?,
             dec: if deltas {
                 Some(Decompressor::new()?)
             } else {
@@ -360,21 +367,32 @@ impl Shared<'_> {
         {
             return Ok(None);
         }
-        ctx.comp
+        if !ctx
+            .comp
             .encode_delta(data, &ctx.base, &mut ctx.delta)
-            .map_err(Error::Input)?;
+            .map_err(Error::Input)?
+        {
+            return Ok(None);
+        }
         let mut base = Base {
             id: bid,
             depth: be.depth() + 1,
         };
         // The chain's root, when nearly as good, keeps the chain short:
         // restore decodes 2 blobs instead of depth + 1.
-        if be.depth() >= 1 && ctx.delta.len() > ROOT_SLACK && delta::usable_base(&ctx.root) {
+        // (Copy/insert deltas decode at memory speed, so a longer chain
+        // costs a restore little and the second encoding is not paid.)
+        if !ctx.comp.cheap_chains()
+            && be.depth() >= 1
+            && ctx.delta.len() > ROOT_SLACK
+            && delta::usable_base(&ctx.root)
+        {
             if let Some((rid, _)) = self.repo.chain_root(&be)? {
-                ctx.comp
+                let ok = ctx
+                    .comp
                     .encode_delta(data, &ctx.root, &mut ctx.scratch)
                     .map_err(Error::Input)?;
-                if ctx.scratch.len() <= ctx.delta.len() * ROOT_FACTOR + ROOT_SLACK {
+                if ok && ctx.scratch.len() <= ctx.delta.len() * ROOT_FACTOR + ROOT_SLACK {
                     std::mem::swap(&mut ctx.delta, &mut ctx.scratch);
                     base = Base { id: rid, depth: 1 };
                 }

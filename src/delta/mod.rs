@@ -21,6 +21,8 @@
 
 use std::io;
 
+pub mod copy;
+
 /// Sub-blocks per chunk, each giving one feature.
 pub const FEATURES: usize = 12;
 /// Super-features per chunk (groups of consecutive features).
@@ -99,56 +101,60 @@ fn gear(h: u64, b: u8) -> u64 {
     (h << 1).wrapping_add(GEAR[b as usize])
 }
 
-/// Continues a Gear hash from `h` over `bytes`, sampling as it goes;
-/// returns the hash at the end.
-fn run(features: &mut [u64; FEATURES], mut h: u64, bytes: &[u8]) -> u64 {
-    for &b in bytes {
-        h = gear(h, b);
-        if h & SAMPLE_MASK == 0 {
-            sample(features, h);
-        }
-    }
-    h
-}
-
-/// The features of `data`. The Gear hash at a position depends only on the
-/// [`WINDOW`] bytes before it, so the chunk is cut in four stretches
-/// hashed side by side (each warmed up on the window before it): four
-/// independent dependency chains instead of one, the same sampled hashes
-/// as one pass from the start, and the maxima do not depend on order.
-fn features(data: &[u8]) -> [u64; FEATURES] {
-    let mut features = [0u64; FEATURES];
+/// Runs the Gear hash over `data` and calls `hit(h, end)` at every
+/// position whose hash has the `mask` bits clear (`end`: just past the
+/// byte that made it). The hash at a position depends only on the
+/// [`WINDOW`] bytes before it, so the data is cut in four stretches hashed
+/// side by side (each warmed up on the window before it): four independent
+/// dependency chains instead of one, the same hashes at the same positions
+/// as one pass from the start (only the order of the calls differs).
+#[inline(always)]
+fn gear_hits(data: &[u8], mask: u64, mut hit: impl FnMut(u64, usize)) {
     let step = data.len() / 4;
-    if step <= WINDOW {
-        run(&mut features, 0, data);
-        return features;
-    }
-    let lane = |j: usize| &data[j * step..(j + 1) * step];
-    let warm = |j: usize| {
-        data[j * step - WINDOW..j * step]
+    let (mut last, mut done) = (0u64, 0);
+    if step > WINDOW {
+        let lane = |j: usize| &data[j * step..(j + 1) * step];
+        let warm = |j: usize| {
+            data[j * step - WINDOW..j * step]
+                .iter()
+                .fold(0, |h, &b| gear(h, b))
+        };
+        let (mut h0, mut h1, mut h2, mut h3) = (0, warm(1), warm(2), warm(3));
+        for (i, (((&a, &b), &c), &d)) in lane(0)
             .iter()
-            .fold(0, |h, &b| gear(h, b))
-    };
-    let (mut h0, mut h1, mut h2, mut h3) = (0, warm(1), warm(2), warm(3));
-    for (((&a, &b), &c), &d) in lane(0).iter().zip(lane(1)).zip(lane(2)).zip(lane(3)) {
-        h0 = gear(h0, a);
-        h1 = gear(h1, b);
-        h2 = gear(h2, c);
-        h3 = gear(h3, d);
-        if (h0 & SAMPLE_MASK == 0)
-            | (h1 & SAMPLE_MASK == 0)
-            | (h2 & SAMPLE_MASK == 0)
-            | (h3 & SAMPLE_MASK == 0)
+            .zip(lane(1))
+            .zip(lane(2))
+            .zip(lane(3))
+            .enumerate()
         {
-            for x in [h0, h1, h2, h3] {
-                if x & SAMPLE_MASK == 0 {
-                    sample(&mut features, x);
+            h0 = gear(h0, a);
+            h1 = gear(h1, b);
+            h2 = gear(h2, c);
+            h3 = gear(h3, d);
+            if (h0 & mask == 0) | (h1 & mask == 0) | (h2 & mask == 0) | (h3 & mask == 0) {
+                for (j, h) in [h0, h1, h2, h3].into_iter().enumerate() {
+                    if h & mask == 0 {
+                        hit(h, j * step + i + 1);
+                    }
                 }
             }
         }
+        // The last lane runs on to the end.
+        (last, done) = (h3, 4 * step);
     }
-    // The last lane runs on to the end.
-    run(&mut features, h3, &data[4 * step..]);
+    for (at, &b) in data.iter().enumerate().skip(done) {
+        last = gear(last, b);
+        if last & mask == 0 {
+            hit(last, at + 1);
+        }
+    }
+}
+
+/// The features of `data`: the maxima do not depend on the order in which
+/// [`gear_hits`] finds the sampled positions.
+fn features(data: &[u8]) -> [u64; FEATURES] {
+    let mut features = [0u64; FEATURES];
+    gear_hits(data, SAMPLE_MASK, |h, _| sample(&mut features, h));
     features
 }
 
@@ -223,7 +229,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn rows(seed: u64, n: usize) -> Vec<u8> {
+    pub(super) fn rows(seed: u64, n: usize) -> Vec<u8> {
         let mut out = Vec::new();
         let mut x = seed;
         for i in 0..n {
