@@ -7,12 +7,17 @@
 # (GNU time %M, max over all runs), restore time, and restore correctness
 # (sha256 of the restored stream == sha256 of the input). See benches/README.md.
 #
-# Usage: scripts/bench-e2e.sh [--series dump|tree|pgbench|both|all] [--days N]
+# Usage: scripts/bench-e2e.sh [--series dump|tree|image|pgbench|both|all] [--days N]
 #          [--size-mb S] [--workdir DIR] [--tools relic,rustic,restic,borg]
 #          [--relic PATH] [--seed K] [--update-frac F] [--pgbench-tx T]
 #          [--pgbench-filler text|blank] [--keep-repos]
 # The pgbench series (real pg_dump output of a pgbench database, T
 # transactions between days) needs a local PostgreSQL: scripts/pg-start.sh.
+# The image series (`docker save` of an application image rebuilt daily on
+# an unchanged base, scripts/gen-image-series.sh) needs a Docker engine
+# (DOCKER_HOST, or a private one started by scripts/docker-start.sh); relic
+# reads it with `backup image --file -`, the way `docker save | relic` is
+# documented, the peers as any stream.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -51,9 +56,9 @@ while (($#)); do
     *) echo "unknown option: $1" >&2; usage 2 ;;
   esac
 done
-case $SERIES in dump|tree|pgbench) SERIES_LIST=("$SERIES") ;; both) SERIES_LIST=(dump tree) ;;
-  all) SERIES_LIST=(dump tree pgbench) ;;
-  *) die "--series must be dump, tree, pgbench, both or all" ;; esac
+case $SERIES in dump|tree|image|pgbench) SERIES_LIST=("$SERIES") ;; both) SERIES_LIST=(dump tree) ;;
+  all) SERIES_LIST=(dump tree image pgbench) ;;
+  *) die "--series must be dump, tree, image, pgbench, both or all" ;; esac
 [[ $DAYS =~ ^[0-9]+$ && $DAYS -ge 1 && $DAYS -le 99 ]] || die "--days must be 1..99"
 [[ -x /usr/bin/time ]] || die "GNU time (/usr/bin/time) is required: apt-get install time"
 IFS=, read -r -a TOOL_LIST <<<"$TOOLS"
@@ -110,7 +115,11 @@ cmd_init() { # tool repo cachedir
 
 cmd_backup() { # tool repo cachedir name label
   case $1 in
-    relic) CMD=("$RELIC" -q -r "$2" backup --stdin --name "$4") ;;
+    relic) if [[ $4 == image.tar ]]; then
+             CMD=("$RELIC" -q -r "$2" backup image --file - --name "$4")
+           else
+             CMD=("$RELIC" -q -r "$2" backup --stdin --name "$4")
+           fi ;;
     rustic) CMD=(rustic -r "$2" --cache-dir "$3" --no-progress backup --stdin-filename "$4" --force --host bench -) ;;
     restic) CMD=(restic -r "$2" --cache-dir "$3" backup -q --stdin --stdin-filename "$4" --host bench) ;;
     borg) CMD=(env BORG_BASE_DIR="$3" borg create --compression zstd,3 --stdin-name "$4" "$2::$5" -) ;;
@@ -159,6 +168,7 @@ ensure_series() { # series -> sets DATA_DIR, EXT, STREAM_NAME
   case $s in
     dump) EXT=sql; STREAM_NAME=db.sql; key="dump-${SIZE_MB}mb-${DAYS}d-seed${SEED}-u${UPDATE_FRAC}" ;;
     tree) EXT=tar; STREAM_NAME=tree.tar; key="tree-${SIZE_MB}mb-${DAYS}d-seed${SEED}" ;;
+    image) EXT=tar; STREAM_NAME=image.tar; key="image-${SIZE_MB}mb-${DAYS}d-seed${SEED}" ;;
     pgbench) EXT=sql; STREAM_NAME=db.sql; key="pgbench-${SIZE_MB}mb-${DAYS}d-tx${PGBENCH_TX}-${PGBENCH_FILLER}" ;;
   esac
   DATA_DIR=$WORKDIR/data/$key
@@ -168,6 +178,8 @@ ensure_series() { # series -> sets DATA_DIR, EXT, STREAM_NAME
     if [[ $s == pgbench ]]; then
       # pgbench scale 1 dumps to about 9.6 MB.
       "$SCRIPT_DIR/gen-pgbench-series.sh" "$DATA_DIR" "$DAYS" "$(((SIZE_MB * 10 + 95) / 96))" "$PGBENCH_TX" "$PGBENCH_FILLER"
+    elif [[ $s == image ]]; then
+      "$SCRIPT_DIR/gen-image-series.sh" "$DATA_DIR" "$DAYS" "$SIZE_MB" "$SEED"
     elif [[ $s == dump ]]; then
       python3 "$SCRIPT_DIR/gen-dump-series.py" --out "$DATA_DIR" --days "$DAYS" \
         --size-mb "$SIZE_MB" --update-frac "$UPDATE_FRAC" --seed "$SEED"
