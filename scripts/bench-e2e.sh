@@ -97,7 +97,7 @@ tool_version() {
 # Configuration of each tool as benchmarked (printed with the results).
 tool_setup() {
   case $1 in
-    relic) echo "defaults${RELIC_INIT_ARGS:+ + init $RELIC_INIT_ARGS}" ;;
+    relic) echo "defaults${RELIC_INIT_ARGS:+ + init $RELIC_INIT_ARGS}${RELIC_KEY_CACHE:+ + key cache (RELIC_KEY_CACHE=$RELIC_KEY_CACHE)}" ;;
     rustic) echo "defaults (restic repo format v2: AES-256-CTR+Poly1305, zstd level 3); --force (else a stdin backup silently reuses the parent snapshot)" ;;
     restic) echo "defaults (repo format v2: AES-256-CTR+Poly1305, compression auto (fast zstd))" ;;
     borg) echo "-e $BORG_ENCRYPTION, --compression zstd,3 (borg's default would be lz4)" ;;

@@ -24,6 +24,7 @@ pub mod docker;
 pub mod files;
 mod id;
 mod index;
+pub mod keycache;
 mod keys;
 pub mod lock;
 pub mod objectlock;

@@ -216,6 +216,106 @@ pub fn lchownat(dir: BorrowedFd<'_>, name: &[u8], uid: u32, gid: u32) -> io::Res
     Ok(())
 }
 
+/// The calling user's keyring in the kernel (`KEY_SPEC_USER_KEYRING`).
+const USER_KEYRING: libc::c_long = -4;
+const KEYCTL_SETPERM: libc::c_long = 5;
+const KEYCTL_SEARCH: libc::c_long = 10;
+const KEYCTL_READ: libc::c_long = 11;
+const KEYCTL_SET_TIMEOUT: libc::c_long = 15;
+const KEYCTL_INVALIDATE: libc::c_long = 21;
+/// Possessor: everything; the same user: view, read, write, search, link,
+/// set attributes (a cron job of the user may not possess the key through
+/// its session keyring, but must read it).
+const KEY_PERM: libc::c_long = 0x3f3f_0000;
+
+fn key_result(r: libc::c_long) -> io::Result<libc::c_long> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// Stores `payload` as the "user" key `desc` in the user's keyring, readable
+/// by this user only, gone after `ttl_secs` (or at reboot: it is never on
+/// disk). Replaces a key of the same description.
+pub fn keyring_put(desc: &str, payload: &[u8], ttl_secs: u32) -> io::Result<()> {
+    let (ty, desc) = (CString::new("user")?, CString::new(desc)?);
+    // SAFETY: both strings are NUL-terminated and outlive the call; the
+    // payload pointer is valid for its length.
+    let key = key_result(unsafe {
+        libc::syscall(
+            libc::SYS_add_key,
+            ty.as_ptr(),
+            desc.as_ptr(),
+            payload.as_ptr(),
+            payload.len(),
+            USER_KEYRING,
+        )
+    })?;
+    // SAFETY: plain integer arguments.
+    key_result(unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_SETPERM, key, KEY_PERM) })?;
+    // SAFETY: plain integer arguments.
+    key_result(unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_SET_TIMEOUT,
+            key,
+            ttl_secs as libc::c_long,
+        )
+    })?;
+    Ok(())
+}
+
+/// The serial of the "user" key `desc` in the user's keyring, if there is
+/// one that has not expired.
+fn keyring_find(desc: &str) -> Option<libc::c_long> {
+    let (ty, desc) = (CString::new("user").ok()?, CString::new(desc).ok()?);
+    // SAFETY: both strings are NUL-terminated and outlive the call.
+    key_result(unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_SEARCH,
+            USER_KEYRING,
+            ty.as_ptr(),
+            desc.as_ptr(),
+            0 as libc::c_long,
+        )
+    })
+    .ok()
+}
+
+/// The payload of the "user" key `desc`, if present (at most `max` bytes).
+pub fn keyring_get(desc: &str, max: usize) -> Option<Vec<u8>> {
+    let key = keyring_find(desc)?;
+    let mut buf = vec![0u8; max];
+    // SAFETY: the buffer is valid for writes of its length.
+    let n = key_result(unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_READ,
+            key,
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    })
+    .ok()? as usize;
+    (n <= max).then(|| {
+        buf.truncate(n);
+        buf
+    })
+}
+
+/// Removes the "user" key `desc` from the user's keyring; true if there was
+/// one.
+pub fn keyring_remove(desc: &str) -> bool {
+    let Some(key) = keyring_find(desc) else {
+        return false;
+    };
+    // SAFETY: plain integer arguments.
+    key_result(unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_INVALIDATE, key) }).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -384,3 +384,65 @@ fn unencrypted_repositories_still_work() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(ok(&repo, &["restore", "p", "--stdout"], b""), data);
 }
+
+#[test]
+fn the_key_cache_is_opt_in_and_bound_to_the_passphrase_and_its_slot() {
+    let (_d, repo) = new_repo();
+    let cache = [("RELIC_KEY_CACHE", "5m")];
+    // Without the option nothing is cached.
+    ok(&repo, &["backup", "--stdin", "--name", "x"], b"hello");
+    let out = relic_env(&repo, &["key", "forget"], &[]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no key"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // With it the key stays cached after the command.
+    let out = relic_env(&repo, &["snapshots"], &cache);
+    assert!(out.status.success(), "{}", stderr(&out));
+    if stderr(&out).contains("keyring cannot be used") {
+        eprintln!("the kernel keyring is not usable here: {}", stderr(&out));
+        return;
+    }
+    // Another passphrase is never let in by the cache.
+    let out = relic_env(
+        &repo,
+        &["snapshots"],
+        &[cache[0], ("RELIC_PASSWORD", "nope")],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("wrong passphrase"),
+        "{}",
+        stderr(&out)
+    );
+    // Changing the passphrase removes the slot the cached key came from:
+    // the old passphrase no longer opens, cache or not.
+    let out = relic_env(
+        &repo,
+        &["key", "passwd"],
+        &[cache[0], ("RELIC_NEW_PASSWORD", "the new one")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = relic_env(&repo, &["snapshots"], &cache);
+    assert!(!out.status.success(), "the old passphrase still opens");
+    let new = [cache[0], ("RELIC_PASSWORD", "the new one")];
+    let out = relic_env(&repo, &["snapshots"], &new);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = relic_env(&repo, &["key", "forget"], &new);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("is gone"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = relic_env(&repo, &["key", "forget"], &new[1..]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no key"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // A bad duration is a usage error.
+    let out = relic_env(&repo, &["snapshots"], &[("RELIC_KEY_CACHE", "5 weeks")]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--key-cache"), "{}", stderr(&out));
+}

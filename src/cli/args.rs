@@ -23,8 +23,30 @@ pub struct Cli {
     /// No progress bars.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Keep the unlocked key in the kernel's keyring for this long (30s,
+    /// 15m, 2h, 1d), so the next commands with the same passphrase skip
+    /// the key derivation (0.1 s, 64 MiB); `relic key forget` drops it.
+    #[arg(long, env = "RELIC_KEY_CACHE", global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub key_cache: Option<std::time::Duration>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// A duration: a number of seconds, or a number with `s`, `m`, `h` or `d`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration (30s, 15m, 2h, 1d)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("'{s}': the unit is s, m, h or d")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 #[derive(Subcommand)]
@@ -130,7 +152,7 @@ pub struct InitArgs {
     #[arg(long)]
     pub no_encryption: bool,
     /// Longest chain of delta blobs: a chunk similar to a stored one is
-    /// stored as a zstd delta against it; 0 stores every chunk whole
+    /// stored as a delta against it; 0 stores every chunk whole
     /// (docs/design.md has the measurements).
     #[arg(long, default_value_t = relic::delta::MAX_DEPTH, value_parser = clap::value_parser!(u8).range(0..=64))]
     pub delta_depth: u8,
@@ -351,6 +373,8 @@ pub enum KeyCommand {
     Remove { id: String },
     /// Replace the passphrase in use by a new one.
     Passwd,
+    /// Drop this repository's key from the key cache (see --key-cache).
+    Forget,
 }
 
 #[derive(Subcommand)]

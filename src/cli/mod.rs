@@ -64,6 +64,11 @@ fn run_anywhere(cli: Cli) -> Result<Outcome> {
 fn run_one(cli: Cli) -> Result<Outcome> {
     let bar = &Bar::new(cli.quiet);
     relic::lock::set_command(command_name(&cli.command));
+    if let Some(ttl) = cli.key_cache {
+        if let Err(e) = relic::keycache::enable(ttl) {
+            eprintln!("warning: --key-cache: the kernel keyring cannot be used here ({e}); every command derives the key again");
+        }
+    }
     let cli = &cli;
     let done = |r: Result<()>| r.map(|()| Outcome::Done);
     match &cli.command {

@@ -403,8 +403,20 @@ impl Repository {
             }
             (ENCRYPTION, None) => {
                 let pass = passphrase.ok_or(Error::PassphraseRequired)?;
-                let (slot, master) = unlock(&backend, pass)?;
-                (Keys::from_master(*master, true), Some(slot))
+                // A cached key counts only while its slot exists and the
+                // config's MAC checks out with it.
+                let cached = crate::keycache::lookup(&config.id, pass)
+                    .filter(|(slot, _)| backend.path(Kind::Key, slot).exists())
+                    .map(|(slot, master)| (Keys::from_master(*master, true), slot))
+                    .filter(|(keys, _)| keys.meta_mac(&config.mac_input()) == config.mac);
+                match cached {
+                    Some((keys, slot)) => (keys, Some(slot)),
+                    None => {
+                        let (slot, master) = unlock(&backend, pass)?;
+                        crate::keycache::store(&config.id, pass, &slot, &master);
+                        (Keys::from_master(*master, true), Some(slot))
+                    }
+                }
             }
             (e, _) => return Err(bad(format!("unknown or inconsistent encryption '{e}'"))),
         };

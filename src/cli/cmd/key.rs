@@ -24,6 +24,13 @@ pub fn run(cli: &Cli, cmd: &KeyCommand) -> Result<()> {
             let id = repo.remove_key(id)?;
             println!("removed key slot {}", &id[..8]);
         }
+        KeyCommand::Forget => {
+            if relic::keycache::forget(&repo.config().id) {
+                println!("the cached key of this repository is gone");
+            } else {
+                println!("no key of this repository was cached");
+            }
+        }
         KeyCommand::Passwd => {
             let p = secret::new_passphrase(false)?;
             let id = repo.change_passphrase(p.as_bytes(), KdfParams::default())?;
