@@ -89,6 +89,9 @@ fn options() -> (Options, Vec<ColumnFamilyDescriptor>) {
     db.create_missing_column_families(true);
     db.set_max_open_files(256);
     db.set_keep_log_file_num(2);
+    // Warnings and errors only: at info level each open wrote a 100 KB
+    // dump of the options into LOG, kept twice more in old logs.
+    db.set_log_level(rocksdb::LogLevel::Warn);
     db.set_max_background_jobs(2);
     db.set_max_total_wal_size(32 << 20);
     let cache = Cache::new_lru_cache(16 << 20);

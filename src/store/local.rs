@@ -44,13 +44,13 @@ impl Local {
         crate::sys::writable(&self.root)
     }
 
-    /// Creates the directory layout (all fan-out directories of packs too).
+    /// Creates the directory layout. The fan-out directories of packs
+    /// (`packs/00` … `packs/ff`) are made by the first pack that needs one:
+    /// made up front, their 256 directory blocks were 1 MB, more than a
+    /// small repository's data.
     pub fn create_layout(&self) -> io::Result<()> {
         for d in ["packs", "snapshots", "locks", "keys", "tmp"] {
             fs::create_dir_all(self.root.join(d))?;
-        }
-        for i in 0..=255u8 {
-            fs::create_dir_all(self.root.join("packs").join(format!("{i:02x}")))?;
         }
         Ok(())
     }
@@ -321,10 +321,14 @@ impl TempObject {
         let created = match fs::hard_link(&self.path, &dst) {
             Ok(()) => true,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
-            // A kind whose directory comes and goes (audit/) or a fan-out
-            // directory of a repository written by hand.
+            // A kind whose directory comes and goes (audit/), or a fan-out
+            // directory of packs not made yet: made, and its own entry
+            // synced, so the object survives a crash with its directory.
             Err(e) if e.kind() == io::ErrorKind::NotFound && !parent.exists() => {
                 fs::create_dir_all(parent)?;
+                if let Some(grand) = parent.parent() {
+                    sync_dir(grand)?;
+                }
                 fs::hard_link(&self.path, &dst)?;
                 true
             }
