@@ -26,27 +26,10 @@ pub struct Cli {
     /// Keep the unlocked key in the kernel's keyring for this long (30s,
     /// 15m, 2h, 1d), so the next commands with the same passphrase skip
     /// the key derivation (0.1 s, 64 MiB); `relic key forget` drops it.
-    #[arg(long, env = "RELIC_KEY_CACHE", global = true, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, env = "RELIC_KEY_CACHE", global = true, value_name = "DURATION", value_parser = super::parse::duration)]
     pub key_cache: Option<std::time::Duration>,
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// A duration: a number of seconds, or a number with `s`, `m`, `h` or `d`.
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration (30s, 15m, 2h, 1d)"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => return Err(format!("'{s}': the unit is s, m, h or d")),
-    };
-    Ok(std::time::Duration::from_secs(secs))
 }
 
 #[derive(Subcommand)]
@@ -460,20 +443,10 @@ impl SnapshotArgs {
         Ok(SnapshotOptions {
             name: name.to_string(),
             tier,
-            labels: parse_labels(&self.labels)?,
+            labels: super::parse::labels(&self.labels)?,
             meta: BTreeMap::new(),
         })
     }
-}
-
-fn parse_labels(labels: &[String]) -> Result<BTreeMap<String, String>> {
-    labels
-        .iter()
-        .map(|l| match l.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-            _ => bail!("label '{l}' is not KEY=VALUE"),
-        })
-        .collect()
 }
 
 #[derive(Args)]

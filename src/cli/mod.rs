@@ -6,6 +6,7 @@
 mod args;
 mod cmd;
 mod open;
+mod parse;
 mod progress;
 pub mod render;
 mod secret;

@@ -1,7 +1,7 @@
 //! Key slots: the passphrase-wrapped copies of the master key in `keys/`,
 //! added, removed and tried on open.
 
-use super::{io_at, Error, Repository, Result};
+use super::{io_at, Config, Error, Repository, Result};
 use crate::crypto::{KdfParams, KeySlot};
 use crate::keys::Keys;
 use crate::store::{Kind, Local, Store};
@@ -137,10 +137,25 @@ pub(super) fn read_slots(backend: &Local) -> Result<Slots> {
 }
 
 /// Tries the passphrase on every key slot.
-pub(super) fn unlock(
-    backend: &Local,
-    pass: &[u8],
-) -> Result<(String, zeroize::Zeroizing<[u8; 32]>)> {
+/// The keys of an encrypted repository and the id of the slot that opened
+/// them: from the key cache when it holds this repository's key for this
+/// passphrase (and the slot still exists, and the config's MAC checks out
+/// with it), else by trying `pass` on every slot (then cached, if the
+/// cache is on).
+pub(super) fn unlock(backend: &Local, config: &Config, pass: &[u8]) -> Result<(Keys, String)> {
+    let cached = crate::keycache::lookup(&config.id, pass)
+        .filter(|(slot, _)| backend.path(Kind::Key, slot).exists())
+        .map(|(slot, master)| (Keys::from_master(*master, true), slot))
+        .filter(|(keys, _)| keys.meta_mac(&config.mac_input()) == config.mac);
+    if let Some(hit) = cached {
+        return Ok(hit);
+    }
+    let (slot, master) = try_slots(backend, pass)?;
+    crate::keycache::store(&config.id, pass, &slot, &master);
+    Ok((Keys::from_master(*master, true), slot))
+}
+
+fn try_slots(backend: &Local, pass: &[u8]) -> Result<(String, zeroize::Zeroizing<[u8; 32]>)> {
     let (slots, damaged) = read_slots_and_damage(backend)?;
     for (id, slot) in &slots {
         match slot.open(pass) {

@@ -403,20 +403,8 @@ impl Repository {
             }
             (ENCRYPTION, None) => {
                 let pass = passphrase.ok_or(Error::PassphraseRequired)?;
-                // A cached key counts only while its slot exists and the
-                // config's MAC checks out with it.
-                let cached = crate::keycache::lookup(&config.id, pass)
-                    .filter(|(slot, _)| backend.path(Kind::Key, slot).exists())
-                    .map(|(slot, master)| (Keys::from_master(*master, true), slot))
-                    .filter(|(keys, _)| keys.meta_mac(&config.mac_input()) == config.mac);
-                match cached {
-                    Some((keys, slot)) => (keys, Some(slot)),
-                    None => {
-                        let (slot, master) = unlock(&backend, pass)?;
-                        crate::keycache::store(&config.id, pass, &slot, &master);
-                        (Keys::from_master(*master, true), Some(slot))
-                    }
-                }
+                let (keys, slot) = unlock(&backend, &config, pass)?;
+                (keys, Some(slot))
             }
             (e, _) => return Err(bad(format!("unknown or inconsistent encryption '{e}'"))),
         };
