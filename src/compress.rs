@@ -64,12 +64,6 @@ impl Compressor {
         })
     }
 
-    /// True when deltas decode so cheaply that chains need not be kept
-    /// short (copy/insert lists: a restore copies bytes, nothing more).
-    pub fn cheap_chains(&self) -> bool {
-        self.format == DeltaFormat::Copy
-    }
-
     /// Encodes `data` into `out` (cleared first) as a delta against
     /// `base`; false (and `out` empty) when no delta is worth writing.
     pub fn encode_delta(

@@ -379,11 +379,9 @@ impl Shared<'_> {
             depth: be.depth() + 1,
         };
         // The chain's root, when nearly as good, keeps the chain short:
-        // restore decodes 2 blobs instead of depth + 1.
-        // (Copy/insert deltas decode at memory speed, so a longer chain
-        // costs a restore little and the second encoding is not paid.)
-        if !ctx.comp.cheap_chains()
-            && be.depth() >= 1
+        // restore decodes 2 blobs instead of depth + 1, and forgetting
+        // the days in between frees them (a chain pins every base in it).
+        if be.depth() >= 1
             && ctx.delta.len() > ROOT_SLACK
             && delta::usable_base(&ctx.root)
         {
