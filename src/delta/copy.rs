@@ -1,21 +1,21 @@
 //! Copy/insert deltas (blob tag 3, format version 3): a chunk as a list of
 //! "copy this stretch of the base" and "insert these bytes", the list
-//! then compressed as one small zstd frame.
+//! stored as it is when short, else as one small zstd frame.
 //!
 //! A zstd frame with the base as dictionary (tag 2) finds the same copies,
 //! but zstd first indexes the whole base at every position, and at the
 //! levels that find the matches that indexing was half of a daily delta
 //! backup's time. Here the base is indexed only at content-defined
-//! anchors (one position in 32 on average, where a Gear hash of the 64
-//! bytes before has its top 5 bits clear), so the same content anchors the
+//! anchors (one position in 16 on average, where the Gear hash of the 64
+//! bytes before has its top 4 bits clear), so the same content anchors the
 //! same way in both chunks, in the style of Ddelta (Xia et al., 2014):
-//! - the base: the 16 bytes at each anchor are hashed into a table of
-//!   offsets;
-//! - the chunk: at each anchor the copy that would continue the previous
-//!   one (same shift, an edit that kept the length) is tried first, then
-//!   the table; a match is verified, extended backwards into the pending
-//!   insert and forwards as far as the bytes agree, and scanning resumes
-//!   after it.
+//! - the base: each anchor's offset goes into a table keyed by the hash
+//!   that made it an anchor;
+//! - the chunk: at each anchor two candidates are verified, the copy that
+//!   would continue the previous one (an edit that kept the length) and
+//!   the table's; each is extended backwards into the pending insert and
+//!   forwards as far as the bytes agree, the longer is taken (repetitive
+//!   rows match at the wrong place too), and scanning resumes after it.
 //!
 //! The instruction list: repeated `[insert length][inserted bytes]
 //! [copy length][copy offset]`, lengths as LEB128 varints, the copy
@@ -31,8 +31,8 @@ const MIN_MATCH: usize = 16;
 const ANCHOR_MASK: u64 = 0xf << 60;
 /// Bytes a Gear hash depends on (see `super::WINDOW`).
 const WINDOW: usize = super::WINDOW;
-/// zstd level for the instruction list: it is a few hundred bytes, so
-/// even a high level costs little; measured in docs/design.md.
+/// zstd level for the instruction list: mostly copy offsets and a few
+/// inserted bytes, it is no smaller at 3 or 9 (docs/design.md).
 pub const LEVEL: i32 = 1;
 /// Instruction lists up to this long are stored without zstd.
 const RAW_OPS: usize = 32;
