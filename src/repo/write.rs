@@ -381,10 +381,7 @@ impl Shared<'_> {
         // The chain's root, when nearly as good, keeps the chain short:
         // restore decodes 2 blobs instead of depth + 1, and forgetting
         // the days in between frees them (a chain pins every base in it).
-        if be.depth() >= 1
-            && ctx.delta.len() > ROOT_SLACK
-            && delta::usable_base(&ctx.root)
-        {
+        if be.depth() >= 1 && ctx.delta.len() > ROOT_SLACK && delta::usable_base(&ctx.root) {
             if let Some((rid, _)) = self.repo.chain_root(&be)? {
                 let ok = ctx
                     .comp
