@@ -23,14 +23,13 @@
 //! the base; it ends where the chunk's known length is reached (after an
 //! insert or after a copy). docs/format.md has it byte by byte.
 
+use super::{gear, WINDOW};
 use std::io;
 
 /// Bytes compared at an anchor: shorter matches are left as inserts.
 const MIN_MATCH: usize = 16;
 /// An anchor follows a Gear hash with these bits clear (one in 16).
 const ANCHOR_MASK: u64 = 0xf << 60;
-/// Bytes a Gear hash depends on (see `super::WINDOW`).
-const WINDOW: usize = super::WINDOW;
 /// zstd level for the instruction list: mostly copy offsets and a few
 /// inserted bytes, it is no smaller at 3 or 9 (docs/design.md).
 pub const LEVEL: i32 = 1;
@@ -45,11 +44,6 @@ const ZSTD: u8 = 1;
 pub struct Encoder {
     table: Vec<u32>,
     ops: Vec<u8>,
-}
-
-#[inline(always)]
-fn gear(h: u64, b: u8) -> u64 {
-    (h << 1).wrapping_add(super::GEAR[b as usize])
 }
 
 /// Table slot of an anchor's Gear hash (its top bits are clear: the low
