@@ -163,15 +163,14 @@ fn check_pack(repo: &Repository, (name, size): (&str, u64), read_data: bool, d: 
 /// Checks the whole repository.
 pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Result<CheckReport> {
     let names = repo.pack_list()?;
-    progress.start(
-        if read_data {
-            "reading packs"
-        } else {
-            "checking packs"
-        },
-        Some(names.len() as u64),
-        Unit::Items,
-    );
+    // Reading data is counted in bytes (packs differ in size), checking
+    // their trailers in packs.
+    if read_data {
+        let total = names.iter().map(|(_, size)| size).sum();
+        progress.start("reading packs", Some(total), Unit::Bytes);
+    } else {
+        progress.start("checking packs", Some(names.len() as u64), Unit::Items);
+    }
     let damage = Mutex::new(Damage::default());
     let threads = if read_data {
         std::thread::available_parallelism()
@@ -191,7 +190,7 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
             s.spawn(move || {
                 for name in rx {
                     check_pack(repo, name, read_data, damage);
-                    progress.inc(1);
+                    progress.inc(if read_data { name.1 } else { 1 });
                 }
             });
         }

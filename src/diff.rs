@@ -9,6 +9,7 @@ use crate::repo::{Repository, Result};
 use crate::snapshot::{ItemKind, Snapshot};
 use crate::stack::{manifest, Manifest};
 use crate::SnapshotId;
+use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// What changed between two snapshots, `from` to `to`.
@@ -29,23 +30,34 @@ pub struct Diff {
     /// The parts each snapshot lacks, when partial: `from`'s, then `to`'s.
     pub from_partial: Vec<crate::snapshot::PartFailure>,
     pub to_partial: Vec<crate::snapshot::PartFailure>,
-    /// Bytes `to` added to the repository: raw, and as stored.
+    /// Bytes of `to`'s new chunks: raw, and as stored (deltas and
+    /// compression).
     pub new_bytes: u64,
     pub stored_bytes: u64,
+    /// What `to` added to the repository (its pack files).
+    pub added_bytes: u64,
+}
+
+fn lossy<S: serde::Serializer>(p: &[u8], s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&String::from_utf8_lossy(p))
 }
 
 /// An item added, removed or changed (kind, size or content).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
 pub enum ItemChange {
     Added {
+        #[serde(serialize_with = "lossy")]
         path: Vec<u8>,
         size: u64,
     },
     Removed {
+        #[serde(serialize_with = "lossy")]
         path: Vec<u8>,
         size: u64,
     },
     Changed {
+        #[serde(serialize_with = "lossy")]
         path: Vec<u8>,
         old_size: u64,
         new_size: u64,
@@ -53,7 +65,8 @@ pub enum ItemChange {
 }
 
 /// A change to one database part (`db`: the part's name).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
 pub enum DbChange {
     /// The part is new in `to`.
     New {
@@ -89,7 +102,8 @@ pub enum DbChange {
 }
 
 /// A change to one image, by the reference it was backed up by.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
 pub enum ImageChange {
     New {
         reference: String,
@@ -109,7 +123,7 @@ pub enum ImageChange {
 }
 
 /// The checkout's commit, before and after.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct GitChange {
     pub old_commit: String,
     pub new_commit: String,
@@ -144,6 +158,7 @@ pub fn diff(
         to_partial: b.partial(),
         new_bytes: b.summary.new_bytes,
         stored_bytes: b.summary.stored_bytes,
+        added_bytes: b.costs().added,
     };
     if let (Ok(ma), Ok(mb)) = (manifest(aid, a), manifest(bid, b)) {
         d.databases = db_changes(&ma, &mb);

@@ -13,7 +13,7 @@ use crate::sys::{hostname, pid_alive, pid_namespace};
 use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
 use serde::{Deserialize, Serialize};
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -69,6 +69,24 @@ fn now_secs() -> u64 {
 }
 
 static COMMAND: OnceLock<String> = OnceLock::new();
+
+/// How long a command waits for a lock (or the index) others hold, in
+/// milliseconds: an hour unless `--retry-lock` says otherwise.
+static WAIT_MS: AtomicU64 = AtomicU64::new(3_600_000);
+
+/// Sets how long this process waits for locks and the index others hold
+/// (`--retry-lock`); zero fails at once.
+pub fn set_wait(wait: Duration) {
+    WAIT_MS.store(
+        u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+}
+
+/// How long this process waits for locks and the index others hold.
+pub fn wait() -> Duration {
+    Duration::from_millis(WAIT_MS.load(Ordering::Relaxed))
+}
 
 /// Names the command this process runs, recorded in its locks.
 pub fn set_command(name: &str) {
@@ -298,6 +316,7 @@ pub fn list(backend: &dyn Store) -> Result<Vec<(String, LockInfo)>, Error> {
 pub fn unlock(
     backend: &dyn Store,
     stale_only: bool,
+    dry_run: bool,
 ) -> Result<(Vec<LockInfo>, Vec<LockInfo>), Error> {
     let now = now_secs();
     let (mut removed, mut left) = (Vec::new(), Vec::new());
@@ -306,7 +325,9 @@ pub fn unlock(
             left.push(info);
             continue;
         }
-        backend.remove(Kind::Lock, &name)?;
+        if !dry_run {
+            backend.remove(Kind::Lock, &name)?;
+        }
         removed.push(info);
     }
     Ok((removed, left))
@@ -370,7 +391,7 @@ mod tests {
         b.create_layout().unwrap();
         let l = Lock::acquire(&store(&b), false, Duration::ZERO).unwrap();
         l.check_held().unwrap();
-        unlock(&b, false).unwrap();
+        unlock(&b, false, false).unwrap();
         assert!(matches!(l.check_held(), Err(Error::Lost)));
         drop(l);
         let now = now_secs();
@@ -422,9 +443,9 @@ mod tests {
             "{msg}"
         );
         // Only an explicit unlock removes a live one.
-        let (removed, left) = unlock(&b, true).unwrap();
+        let (removed, left) = unlock(&b, true, false).unwrap();
         assert_eq!((removed.len(), left.len()), (0, 1));
-        let (removed, _) = unlock(&b, false).unwrap();
+        let (removed, _) = unlock(&b, false, false).unwrap();
         assert_eq!(removed.len(), 1);
         // Not refreshed for longer than STALE_AFTER: gone at the next acquire.
         let old = other(STALE_AFTER.as_secs() + 5);

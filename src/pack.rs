@@ -368,6 +368,50 @@ pub struct PackWriter {
     cipher: Option<Cipher>,
 }
 
+/// What a pack would weigh, counted without writing it: the blobs a dry
+/// run would pack, and the exact size of the file they would make.
+pub struct PackSizer {
+    entries: Vec<Entry>,
+    size: u64,
+    cipher: Option<Cipher>,
+}
+
+impl PackSizer {
+    pub fn new(keys: &Keys) -> Self {
+        PackSizer {
+            entries: Vec::new(),
+            size: HEADER.len() as u64,
+            cipher: keys.cipher().cloned(),
+        }
+    }
+
+    /// Counts a blob as [`PackWriter::add`] would write it.
+    pub fn add(&mut self, mut entry: Entry, body_len: usize) {
+        entry.offset = self.size as u32;
+        entry.length = body_len as u32;
+        self.size += body_len as u64;
+        self.entries.push(entry);
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The size of the sealed file: blobs, trailer (sealed as
+    /// [`PackWriter::seal`] seals it) and footer.
+    pub fn sealed_size(&self) -> u64 {
+        let mut trailer = encode_trailer(&self.entries);
+        if let Some(c) = &self.cipher {
+            c.seal(TRAILER_AAD, &mut trailer);
+        }
+        self.size + (trailer.len() + FOOTER_LEN) as u64
+    }
+}
+
 /// A pack sealed under its final name.
 #[derive(Debug)]
 pub struct Sealed {
@@ -444,6 +488,24 @@ impl PackWriter {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_sizer_counts_what_the_writer_writes() {
+        let d = tempfile::tempdir().unwrap();
+        let backend = Local::new(d.path());
+        backend.create_layout().unwrap();
+        let keys = Keys::from_master([5; 32], true);
+        let mut w = PackWriter::create(&backend, &keys).unwrap();
+        let mut z = PackSizer::new(&keys);
+        for i in 0..50u32 {
+            let body = vec![i as u8; 100 + i as usize * 37];
+            let mut e = Entry::new(keys.chunk_id(&body), BlobKind::Data, body.len() as u32);
+            e.sketch = (i % 3 == 0).then_some([u64::from(i), 1, 2]);
+            w.add(e.clone(), &body).unwrap();
+            z.add(e, body.len());
+        }
+        assert_eq!(z.sealed_size(), w.seal(&backend).unwrap().size);
+    }
     use std::fs::{self, File};
 
     fn entry_strategy() -> impl Strategy<Value = Entry> {

@@ -32,3 +32,33 @@ impl Progress for NoProgress {
         eprintln!("warning: {msg}");
     }
 }
+
+/// A duration as people write it: `45s`, `2m30s`, `1h`, `1h5m`.
+pub fn duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    let (h, m, s) = (s / 3600, s / 60 % 60, s % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations_read_as_written() {
+        use std::time::Duration;
+        assert_eq!(super::duration(Duration::ZERO), "0s");
+        assert_eq!(super::duration(Duration::from_secs(30)), "30s");
+        assert_eq!(super::duration(Duration::from_secs(150)), "2m30s");
+        assert_eq!(super::duration(Duration::from_secs(3600)), "1h");
+        assert_eq!(super::duration(Duration::from_secs(3900)), "1h5m");
+    }
+}

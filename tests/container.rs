@@ -267,9 +267,10 @@ fn restore_into_a_container_goes_through_its_own_psql() {
         .expect("a safety snapshot of the replaced database");
     assert_eq!(safety["meta"]["pg.container"], pg.name.as_str());
     assert!(safety["meta"]["pg.tables"]
-        .as_str()
+        .as_array()
         .unwrap()
-        .contains("\"rows\":100,"));
+        .iter()
+        .any(|t| t["rows"] == 100));
 
     // Another Alembic revision in the target is refused.
     pg.psql("copy", "UPDATE alembic_version SET version_num = 'beef'");

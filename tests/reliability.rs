@@ -23,22 +23,6 @@ fn round_trip(repo: &Path, dir: &Path, name: &str, src: &Path) -> std::path::Pat
     to.join(src.strip_prefix("/").unwrap())
 }
 
-/// Starts `backup --stdin --name slow`; the caller feeds its stdin.
-fn slow_backup(repo: &Path) -> (std::process::Child, std::process::ChildStdin) {
-    let mut backup = Command::new(bin())
-        .env("RELIC_PASSWORD", PASSWORD)
-        .arg("-r")
-        .arg(repo)
-        .args(["backup", "--stdin", "--name", "slow"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let sin = backup.stdin.take().unwrap();
-    (backup, sin)
-}
-
 fn id_of(out: &[u8]) -> String {
     let v: serde_json::Value = serde_json::from_slice(out).unwrap();
     v["id"].as_str().unwrap().to_string()

@@ -134,7 +134,7 @@ fn a_fresh_host_reads_only_what_each_command_needs() {
     let restored = down2 - down1;
     // What the snapshot needs: its blobs and their delta bases, stored.
     let needs: serde_json::Value =
-        serde_json::from_slice(&must(&ep, b.path(), &["stats", "db", "--json"], b"")).unwrap();
+        serde_json::from_slice(&must(&ep, b.path(), &["stats", "latest", "--json"], b"")).unwrap();
     let stored = needs["stored_bytes"].as_u64().unwrap();
     assert!(
         restored as f64 <= 1.2 * stored as f64,
@@ -306,4 +306,50 @@ fn moto_serves_a_repository_from_several_hosts_too() {
     // No lock is left in the bucket.
     let locks = moto.py("print(len([o for o in s3.list_objects_v2(Bucket='bucket', Prefix='live/locks/').get('Contents', [])]))");
     assert_eq!(locks.trim(), "0");
+}
+
+#[test]
+fn a_backup_with_skipped_files_reaches_the_bucket_and_leaves_no_lock() {
+    let s3 = S3::start();
+    let live = s3.root.path().join("bucket/live");
+    let a = tempfile::tempdir().unwrap();
+    must(&s3.endpoint, a.path(), &["init"], b"");
+    let src = a.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("kept"), rows(10_000, 3)).unwrap();
+    assert!(Command::new("mkfifo")
+        .arg(src.join("fifo"))
+        .status()
+        .unwrap()
+        .success());
+    let out = run(
+        &s3.endpoint,
+        a.path(),
+        &["backup", "--name", "partial", src.to_str().unwrap()],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    // No lock is left in the bucket...
+    let locks = std::fs::read_dir(live.join("locks"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(locks, 0, "locks left in the bucket");
+    // ...and another host, with a cache of its own, sees and restores the
+    // snapshot, and may prune at once.
+    let b = tempfile::tempdir().unwrap();
+    let list: serde_json::Value =
+        serde_json::from_slice(&must(&s3.endpoint, b.path(), &["snapshots", "--json"], b""))
+            .unwrap();
+    assert_eq!(list[0]["name"], "partial", "{list}");
+    assert_eq!(list[0]["meta"]["files.skipped"], "1");
+    let to = b.path().join("out");
+    must(
+        &s3.endpoint,
+        b.path(),
+        &["restore", "partial", "--to", to.to_str().unwrap()],
+        b"",
+    );
+    let kept = to.join(src.strip_prefix("/").unwrap()).join("kept");
+    assert_eq!(std::fs::read(kept).unwrap(), rows(10_000, 3));
+    must(&s3.endpoint, b.path(), &["--retry-lock", "0", "prune"], b"");
 }

@@ -3,8 +3,37 @@
 //! clap definitions are in `args`, what people see is in `render`;
 //! everything a command does goes through the library.
 
+/// A line on standard output. A closed output is an error that ends the
+/// command quietly with exit code 141, never a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
+/// A report line on standard output (what a command did): none under `-q`.
+macro_rules! report {
+    ($($arg:tt)*) => {
+        if !$crate::cli::render::quiet() {
+            out!($($arg)*)
+        }
+    };
+}
+
+/// A notice on standard error (a step, a summary of what was done): none
+/// under `-q`. Warnings and errors are not notices.
+macro_rules! note {
+    ($($arg:tt)*) => {
+        if !$crate::cli::render::quiet() {
+            eprintln!($($arg)*)
+        }
+    };
+}
+
 mod args;
 mod cmd;
+pub mod exit;
 mod open;
 mod parse;
 mod progress;
@@ -32,9 +61,19 @@ pub enum Outcome {
     Partial,
 }
 
-/// Parses the command line and runs the command.
-pub fn run() -> Result<Outcome> {
-    run_anywhere(Cli::parse())
+/// Parses the command line, runs the command and returns the exit status
+/// (`exit` decides it; errors are printed here).
+pub fn main() -> u8 {
+    match run_anywhere(Cli::parse()) {
+        Ok(outcome) => exit::of_outcome(outcome),
+        Err(e) => {
+            let code = exit::of(&e);
+            if code != exit::CLOSED_OUTPUT {
+                render::error(&e);
+            }
+            code
+        }
+    }
 }
 
 /// The error came from writing to a standard output that was closed
@@ -45,6 +84,8 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
             .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
             || matches!(c.downcast_ref::<relic::repo::Error>(),
                 Some(relic::repo::Error::Output(io)) if io.kind() == io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .is_some_and(|j| j.io_error_kind() == Some(io::ErrorKind::BrokenPipe))
     })
 }
 
@@ -64,6 +105,8 @@ fn run_anywhere(cli: Cli) -> Result<Outcome> {
 /// Runs one command.
 fn run_one(cli: Cli) -> Result<Outcome> {
     let bar = &Bar::new(cli.quiet);
+    render::set_verbosity(cli.quiet, cli.verbose);
+    relic::lock::set_wait(cli.retry_lock);
     relic::lock::set_command(command_name(&cli.command));
     if let Some(ttl) = cli.key_cache {
         if let Err(e) = relic::keycache::enable(ttl) {
@@ -76,7 +119,7 @@ fn run_one(cli: Cli) -> Result<Outcome> {
         Command::Init(a) => done(cmd::init::run(cli, a)),
         Command::Key(c) => done(cmd::key::run(cli, c)),
         Command::Backup(a) => cmd::backup::run(cli, a, bar),
-        Command::Snapshots { json } => done(cmd::snapshots::list(cli, *json)),
+        Command::Snapshots(a) => done(cmd::snapshots::list(cli, a)),
         Command::Restore(a) => cmd::restore::run(cli, a, bar),
         Command::Check(a) => cmd::check::check(cli, a, bar),
         Command::Repair { json } => cmd::repair::repair(cli, *json, bar),
@@ -86,7 +129,11 @@ fn run_one(cli: Cli) -> Result<Outcome> {
         Command::Forget(a) => done(cmd::forget::run(cli, a)),
         Command::Prune(a) => done(cmd::prune::run(cli, a, bar)),
         Command::Index(IndexCommand::Rebuild) => cmd::repair::rebuild_index(cli, bar),
-        Command::Unlock { stale } => done(cmd::unlock::run(cli, *stale)),
+        Command::Unlock {
+            stale,
+            dry_run,
+            json,
+        } => done(cmd::unlock::run(cli, *stale, *dry_run, *json)),
         Command::Drill(a) => done(cmd::stack::drill(cli, a, bar)),
         Command::Diff(a) => done(cmd::snapshots::diff(cli, a)),
         Command::Ls(a) => done(cmd::snapshots::ls(cli, a)),
@@ -110,7 +157,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Init { .. } => "init",
         Command::Key(_) => "key",
         Command::Backup(_) => "backup",
-        Command::Snapshots { .. } => "snapshots",
+        Command::Snapshots(_) => "snapshots",
         Command::Restore { .. } => "restore",
         Command::Check { .. } => "check",
         Command::Repair { .. } => "repair",

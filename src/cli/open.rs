@@ -3,7 +3,7 @@
 
 use super::args::Cli;
 use super::secret;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use relic::stack::StackConfig;
 use relic::store::Store;
 use relic::Repository;
@@ -23,7 +23,10 @@ pub fn repo_path(cli: &Cli) -> Result<PathBuf> {
             return Ok(cfg.dir().join(r));
         }
     }
-    bail!("no repository given: use -r PATH, set RELIC_REPO, or name it in ./relic.toml")
+    Err(super::exit::Usage(
+        "no repository given: use -r PATH, set RELIC_REPO, or name it in ./relic.toml".into(),
+    )
+    .into())
 }
 
 pub fn open(cli: &Cli) -> Result<Repository> {

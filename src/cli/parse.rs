@@ -20,6 +20,28 @@ pub fn duration(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs(secs))
 }
 
+/// A point in time: RFC 3339 (`2026-11-30T03:15:00Z`), a date or a civil
+/// time in the local zone (`2026-11-30`, `2026-11-30 03:15`), or a
+/// duration ago (`7d`, `12h`).
+pub fn time(s: &str, now: jiff::Timestamp) -> Result<jiff::Timestamp> {
+    if s.ends_with(|c: char| c.is_ascii_alphabetic()) {
+        if let Ok(d) = duration(s) {
+            return Ok(now - jiff::SignedDuration::try_from(d)?);
+        }
+    }
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Ok(t);
+    }
+    let tz = jiff::tz::TimeZone::system();
+    if let Ok(dt) = s.parse::<jiff::civil::DateTime>() {
+        return Ok(dt.to_zoned(tz)?.timestamp());
+    }
+    if let Ok(d) = s.parse::<jiff::civil::Date>() {
+        return Ok(d.to_zoned(tz)?.timestamp());
+    }
+    bail!("'{s}' is not a time (2026-11-30, 2026-11-30T03:15:00Z, or 7d ago)")
+}
+
 pub fn labels(labels: &[String]) -> Result<BTreeMap<String, String>> {
     labels
         .iter()
@@ -33,6 +55,17 @@ pub fn labels(labels: &[String]) -> Result<BTreeMap<String, String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_absolute_and_ago() {
+        let now: jiff::Timestamp = "2026-12-01T10:00:00Z".parse().unwrap();
+        let t = |s| time(s, now).unwrap().to_string();
+        assert_eq!(t("7d"), "2026-11-24T10:00:00Z");
+        assert_eq!(t("2026-11-30T03:15:00Z"), "2026-11-30T03:15:00Z");
+        assert!(time("2026-11-30", now).unwrap() < now);
+        assert!(time("2026-11-30 03:15", now).is_ok());
+        assert!(time("yesterday-ish", now).is_err());
+    }
 
     #[test]
     fn durations_and_labels() {

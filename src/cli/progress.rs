@@ -6,6 +6,7 @@ use std::io::IsTerminal;
 
 pub struct Bar {
     bar: ProgressBar,
+    quiet: bool,
 }
 
 impl Bar {
@@ -15,14 +16,17 @@ impl Bar {
         if !quiet && std::io::stderr().is_terminal() {
             bar.set_draw_target(ProgressDrawTarget::stderr());
         }
-        Bar { bar }
+        Bar { bar, quiet }
     }
 }
 
 impl Bar {
-    /// Prints a line above the bar (or plainly when there is none).
+    /// Prints a step line above the bar (or plainly when there is none);
+    /// nothing under `-q`.
     pub fn say(&self, msg: &str) {
-        self.bar.suspend(|| eprintln!("{msg}"));
+        if !self.quiet {
+            self.bar.suspend(|| eprintln!("{msg}"));
+        }
     }
 }
 
@@ -30,11 +34,11 @@ impl Progress for Bar {
     fn start(&self, phase: &str, total: Option<u64>, unit: Unit) {
         let template = match (total, unit) {
             (Some(_), Unit::Bytes) => {
-                "{msg:>14} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}"
+                "{msg:>14} [{bar:30}] {percent:>3}% {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}"
             }
             (None, Unit::Bytes) => "{msg:>14} {spinner} {bytes} {binary_bytes_per_sec} {elapsed}",
-            (Some(_), Unit::Items) => "{msg:>14} [{bar:30}] {pos}/{len} eta {eta}",
-            (None, Unit::Items) => "{msg:>14} {spinner} {pos} {elapsed}",
+            (Some(_), Unit::Items) => "{msg:>14} [{bar:30}] {percent:>3}% {pos}/{len} eta {eta}",
+            (None, Unit::Items) => "{msg:>14} {spinner} {pos} {per_sec} {elapsed}",
         };
         self.bar.set_style(
             ProgressStyle::with_template(template)

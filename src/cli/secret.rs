@@ -27,10 +27,16 @@ fn from_env(var: &str, file_var: &str) -> Result<Option<Zeroizing<String>>> {
     Ok(None)
 }
 
+/// No passphrase could be had: no variable set and no terminal to ask on
+/// (exit code 12, as for a wrong one).
+#[derive(Debug, thiserror::Error)]
+#[error("no passphrase given: set RELIC_PASSWORD, RELIC_PASSWORD_FILE or RELIC_PASSWORD_COMMAND (no terminal to ask on)")]
+pub struct NoPassphrase(#[source] std::io::Error);
+
 fn prompt(text: &str) -> Result<Zeroizing<String>> {
-    rpassword::prompt_password(text)
+    Ok(rpassword::prompt_password(text)
         .map(Zeroizing::new)
-        .context("no passphrase given: set RELIC_PASSWORD, RELIC_PASSWORD_FILE or RELIC_PASSWORD_COMMAND (no terminal to ask on)")
+        .map_err(NoPassphrase)?)
 }
 
 /// The passphrase of an existing repository.

@@ -61,6 +61,28 @@ fn item_from_meta(path: Vec<u8>, kind: ItemKind, m: &fs::Metadata) -> Item {
     }
 }
 
+/// The regular files under `paths` and their bytes (symlinks not
+/// followed, unreadable entries not counted): the total a backup's
+/// progress counts toward. Reads metadata only.
+pub fn scan(paths: &[PathBuf]) -> (u64, u64) {
+    let (mut files, mut bytes) = (0, 0);
+    let mut todo: Vec<PathBuf> = paths.to_vec();
+    while let Some(p) = todo.pop() {
+        let Ok(m) = fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if m.is_file() {
+            files += 1;
+            bytes += m.len();
+        } else if m.is_dir() {
+            if let Ok(dir) = fs::read_dir(&p) {
+                todo.extend(dir.flatten().map(|e| e.path()));
+            }
+        }
+    }
+    (files, bytes)
+}
+
 /// Backs up files and directories (recursively, symlinks not followed).
 /// A path given that does not exist is an error; an entry below it that
 /// cannot be read is skipped with a warning and counted in the snapshot's

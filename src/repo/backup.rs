@@ -17,6 +17,18 @@ pub struct SnapshotOptions {
 }
 
 impl Repository {
+    /// Makes this handle's backups dry runs (or real ones again): they
+    /// read, chunk, deduplicate and compress as always, count the packs
+    /// they would write and the snapshot they would save (returned with
+    /// an all-zero id), and write nothing.
+    pub fn set_dry_run(&self, on: bool) {
+        self.dry_run.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Runs `f` to store items, then writes the snapshot naming them. Nothing
     /// is listed unless `f` and every pack write succeed.
     ///
@@ -92,8 +104,29 @@ impl Repository {
             parent,
             tree,
             summary,
-            meta: opts.meta.clone().into_iter().chain(meta).collect(),
+            meta: opts
+                .meta
+                .clone()
+                .into_iter()
+                .chain(meta)
+                .chain([
+                    (
+                        crate::snapshot::ADDED_KEY.to_string(),
+                        stats.pack_bytes.to_string(),
+                    ),
+                    (
+                        crate::snapshot::DELTAS_KEY.to_string(),
+                        format!(
+                            "{} {} {}",
+                            stats.delta_chunks, stats.delta_raw, stats.delta_stored
+                        ),
+                    ),
+                ])
+                .collect(),
         };
+        if self.is_dry_run() {
+            return Ok((SnapshotId([0; 32]), snap));
+        }
         // The name is checked again, atomically with the write: two
         // backups of one name cannot both pass while neither is written.
         let guard = self.name_guard(&opts.name)?;

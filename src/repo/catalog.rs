@@ -1,7 +1,7 @@
 //! The snapshot catalog: reading, listing, naming, forgetting and retiring
 //! snapshot objects, and the audit log of retired baselines.
 
-use super::{io_at, now_ns, Error, Repository, Result, LOCK_WAIT};
+use super::{io_at, now_ns, Error, Repository, Result};
 use crate::id::SnapshotId;
 use crate::lock::Lock;
 use crate::snapshot::{self, Snapshot};
@@ -117,7 +117,7 @@ impl Repository {
                 }
             }
         }
-        let _lock = Lock::acquire(&self.locks, false, LOCK_WAIT)?;
+        let _lock = Lock::acquire(&self.locks, false, crate::lock::wait())?;
         for id in ids {
             self.remove_object(Kind::Snapshot, &id.to_hex())?;
             self.index.remove_snapshot(id)?;
@@ -212,6 +212,10 @@ impl Repository {
         baseline.name = name.to_string();
         baseline.tier = tier;
         baseline.labels.insert("promoted-from".into(), id.to_hex());
+        // Its data is the promoted snapshot's: it adds no pack.
+        baseline
+            .meta
+            .insert(snapshot::ADDED_KEY.to_string(), "0".to_string());
         baseline.parent = snaps
             .iter()
             .rev()
@@ -236,7 +240,7 @@ impl Repository {
         if victims.is_empty() {
             return Err(snapshot::Error::NoBaseline(name.to_string()).into());
         }
-        let _lock = Lock::acquire(&self.locks, false, LOCK_WAIT)?;
+        let _lock = Lock::acquire(&self.locks, false, crate::lock::wait())?;
         let record = AuditRecord {
             action: "retire".into(),
             name: name.to_string(),

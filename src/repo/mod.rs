@@ -62,7 +62,6 @@ const WINDOW: usize = 8;
 /// there was left by a process that died before uploading it.
 const STALE_UPLOAD: Duration = Duration::from_secs(3600);
 /// How long a backup waits for an exclusive lock (a prune) to go away.
-const LOCK_WAIT: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Error)]
 pub enum Error {
@@ -224,6 +223,8 @@ pub struct Repository {
     /// Opened to list snapshots only: the index's packs are not brought
     /// up to date with the bucket (see [`Self::open_remote_catalog`]).
     catalog_only: bool,
+    /// Backups read, chunk and count, and write nothing (`--dry-run`).
+    dry_run: std::sync::atomic::AtomicBool,
 }
 
 impl Repository {
@@ -435,6 +436,7 @@ impl Repository {
         };
         let repo = Repository {
             catalog_only,
+            dry_run: Default::default(),
             read_only,
             backend,
             origin,
@@ -465,7 +467,10 @@ impl Repository {
                 }
                 Err(index::Error::Busy) if started.elapsed() < wait => {
                     if !said {
-                        progress.warn("waiting for other relic processes to close the index");
+                        progress.warn(&format!(
+                            "waiting up to {} for other relic processes to close the index",
+                            crate::progress::duration(wait)
+                        ));
                         said = true;
                     }
                     std::thread::sleep(Duration::from_millis(250));
@@ -540,9 +545,10 @@ impl Repository {
             Ok(l) => l,
             Err(lock::Error::Held { holder }) => {
                 progress.warn(&format!(
-                    "waiting for other commands to finish (the repository is locked {holder})"
+                    "waiting up to {} for other commands to finish (the repository is locked {holder})",
+                    crate::progress::duration(lock::wait())
                 ));
-                Lock::acquire(&self.locks, exclusive, LOCK_WAIT)?
+                Lock::acquire(&self.locks, exclusive, lock::wait())?
             }
             // Read-only credentials for a bucket (a host that only
             // restores): reading goes ahead unlocked, as from a read-only
@@ -569,26 +575,4 @@ pub fn now_ns() -> i64 {
 /// A small unencrypted repository in a temp dir, for the unit tests of the
 /// submodules, and a backup helper.
 #[cfg(test)]
-pub(crate) mod testing {
-    use super::{InitOptions, Repository, SnapshotOptions};
-    use crate::id::SnapshotId;
-    use crate::snapshot::Tier;
-
-    pub fn repo() -> (tempfile::TempDir, Repository) {
-        let d = tempfile::tempdir().unwrap();
-        let r = Repository::init(&d.path().join("repo"), &InitOptions::default()).unwrap();
-        (d, r)
-    }
-
-    pub fn backup(r: &Repository, name: &str, tier: Tier, data: &[u8]) -> SnapshotId {
-        let opts = SnapshotOptions {
-            name: name.into(),
-            tier,
-            labels: Default::default(),
-            meta: Default::default(),
-        };
-        r.backup_stream(&opts, "data", data, &crate::NoProgress)
-            .unwrap()
-            .0
-    }
-}
+pub(crate) mod testing;

@@ -32,7 +32,13 @@ pub struct WriteStats {
     pub new_chunks: u64,
     pub new_bytes: u64,
     pub stored_bytes: u64,
+    /// New blobs stored as deltas: count, raw and stored bytes.
+    pub delta_chunks: u64,
+    pub delta_raw: u64,
+    pub delta_stored: u64,
     pub packs: u64,
+    /// Bytes of the pack files written.
+    pub pack_bytes: u64,
     pub duration: Duration,
 }
 
@@ -75,7 +81,13 @@ pub(super) struct Shared<'r> {
     pub(super) new_chunks: AtomicU64,
     pub(super) new_bytes: AtomicU64,
     pub(super) stored_bytes: AtomicU64,
+    pub(super) delta_chunks: AtomicU64,
+    pub(super) delta_raw: AtomicU64,
+    pub(super) delta_stored: AtomicU64,
     pub(super) packs: AtomicU64,
+    pub(super) pack_bytes: AtomicU64,
+    /// Count the packs, write none (`--dry-run`).
+    pub(super) dry_run: bool,
 }
 
 impl Repository {
@@ -95,7 +107,12 @@ impl Repository {
             new_chunks: AtomicU64::new(0),
             new_bytes: AtomicU64::new(0),
             stored_bytes: AtomicU64::new(0),
+            delta_chunks: AtomicU64::new(0),
+            delta_raw: AtomicU64::new(0),
+            delta_stored: AtomicU64::new(0),
             packs: AtomicU64::new(0),
+            pack_bytes: AtomicU64::new(0),
+            dry_run: self.is_dry_run(),
         };
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -166,7 +183,11 @@ impl Repository {
             new_chunks: shared.new_chunks.load(Ordering::Relaxed),
             new_bytes: shared.new_bytes.load(Ordering::Relaxed),
             stored_bytes: shared.stored_bytes.load(Ordering::Relaxed),
+            delta_chunks: shared.delta_chunks.load(Ordering::Relaxed),
+            delta_raw: shared.delta_raw.load(Ordering::Relaxed),
+            delta_stored: shared.delta_stored.load(Ordering::Relaxed),
             packs: shared.packs.load(Ordering::Relaxed),
+            pack_bytes: shared.pack_bytes.load(Ordering::Relaxed),
             duration: started.elapsed(),
         };
         let reused = std::mem::take(&mut *shared.reused_packs.lock().expect("reused lock"));
@@ -315,6 +336,13 @@ impl Shared<'_> {
             .fetch_add(data.len() as u64, Ordering::Relaxed);
         self.stored_bytes
             .fetch_add(body.len() as u64, Ordering::Relaxed);
+        if entry.base.is_some() {
+            self.delta_chunks.fetch_add(1, Ordering::Relaxed);
+            self.delta_raw
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            self.delta_stored
+                .fetch_add(body.len() as u64, Ordering::Relaxed);
+        }
         blobs
             .send(Blob { entry, body })
             .map_err(|_| Error::PipelineClosed)
@@ -456,6 +484,9 @@ impl Shared<'_> {
 
     /// Packer: appends blobs to the current pack, handing full packs to the sealer.
     pub(super) fn pack(&self, blobs: Receiver<Blob>, seal: Sender<PackWriter>) -> Result<()> {
+        if self.dry_run {
+            return self.count_packs(blobs);
+        }
         let backend = &self.repo.backend;
         let mut current: Option<PackWriter> = None;
         let r = (|| {
@@ -486,6 +517,28 @@ impl Shared<'_> {
         r
     }
 
+    /// The packer of a dry run: counts the packs the blobs would make and
+    /// their size; writes and indexes nothing.
+    fn count_packs(&self, blobs: Receiver<Blob>) -> Result<()> {
+        let mut sizer = pack::PackSizer::new(&self.repo.keys);
+        let done = |sizer: &pack::PackSizer| {
+            self.packs.fetch_add(1, Ordering::Relaxed);
+            self.pack_bytes
+                .fetch_add(sizer.sealed_size(), Ordering::Relaxed);
+        };
+        for b in blobs.iter() {
+            sizer.add(b.entry, b.body.len());
+            if sizer.size() >= pack::TARGET_SIZE {
+                done(&sizer);
+                sizer = pack::PackSizer::new(&self.repo.keys);
+            }
+        }
+        if !sizer.is_empty() {
+            done(&sizer);
+        }
+        Ok(())
+    }
+
     /// Sealer: fsyncs and publishes packs, then indexes their blobs.
     pub(super) fn seal(&self, packs: Receiver<PackWriter>) -> Result<()> {
         let backend = &self.repo.backend;
@@ -498,6 +551,7 @@ impl Shared<'_> {
                     .index
                     .add_pack(sealed.id, sealed.size, &sealed.entries)?;
                 self.packs.fetch_add(1, Ordering::Relaxed);
+                self.pack_bytes.fetch_add(sealed.size, Ordering::Relaxed);
                 let mut pending = self.pending.lock().expect("pending lock");
                 for e in &sealed.entries {
                     pending.remove(&e.id);

@@ -179,3 +179,19 @@ pub fn kill_after(
     let _ = child.wait();
     mid_way
 }
+
+/// Starts `backup --stdin --name slow`; the caller feeds its stdin.
+pub fn slow_backup(repo: &Path) -> (std::process::Child, std::process::ChildStdin) {
+    let mut backup = Command::new(bin())
+        .env("RELIC_PASSWORD", PASSWORD)
+        .arg("-r")
+        .arg(repo)
+        .args(["backup", "--stdin", "--name", "slow"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sin = backup.stdin.take().unwrap();
+    (backup, sin)
+}

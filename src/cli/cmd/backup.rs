@@ -6,7 +6,7 @@ use crate::cli::args::{BackupArgs, BackupSource, Cli, SnapshotArgs};
 use crate::cli::progress::Bar;
 use crate::cli::Outcome;
 use crate::cli::{open::open, render};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use relic::files;
 use relic::progress::{Progress, Unit};
 use std::io;
@@ -58,10 +58,19 @@ fn paths(cli: &Cli, args: &BackupArgs, bar: &Bar) -> Result<Outcome> {
     let name = args.name.clone().unwrap_or_default();
     let opts = args.snapshot.options(&name)?;
     if args.stdin != args.paths.is_empty() {
-        bail!("give either --stdin or one or more paths");
+        return Err(crate::cli::exit::Usage(
+            "give either --stdin or one or more paths to back up".into(),
+        )
+        .into());
     }
     let repo = open(cli)?;
-    bar.start("backing up", None, Unit::Bytes);
+    repo.set_dry_run(args.snapshot.dry_run);
+    if args.stdin {
+        bar.start("backing up", None, Unit::Bytes);
+    } else {
+        let (files, bytes) = files::scan(&args.paths);
+        bar.start(&format!("{files} files"), Some(bytes), Unit::Bytes);
+    }
     let (id, snap) = if args.stdin {
         let item = args.stdin_name.as_deref().unwrap_or(&name);
         relic::files::widen_pipe(&io::stdin());
@@ -71,7 +80,7 @@ fn paths(cli: &Cli, args: &BackupArgs, bar: &Bar) -> Result<Outcome> {
     }
     .with_context(|| format!("backup '{name}' failed; no snapshot was written"))?;
     bar.finish();
-    render::backup(&id, &snap, args.snapshot.json)?;
+    render::backup(&id, &snap, args.snapshot.json, args.snapshot.dry_run)?;
     let mut partial = false;
     if let Some(n) = snap.meta.get("files.skipped") {
         eprintln!(
@@ -113,6 +122,7 @@ fn postgres(
     };
     let opts = snapshot.options(&name)?;
     let repo = open(cli)?;
+    repo.set_dry_run(snapshot.dry_run);
     bar.start("dumping", None, Unit::Bytes);
     let target = match container {
         Some(c) => relic::postgres::Target::Container {
@@ -125,7 +135,7 @@ fn postgres(
     let (id, snap) =
         done.with_context(|| format!("database backup '{name}' failed; no snapshot was written"))?;
     bar.finish();
-    render::backup(&id, &snap, snapshot.json)
+    render::backup(&id, &snap, snapshot.json, snapshot.dry_run)
 }
 
 /// Docker named volumes, through the engine; partial when an entry could
@@ -145,12 +155,13 @@ fn volume(
     };
     let opts = snapshot.options(&name)?;
     let repo = open(cli)?;
+    repo.set_dry_run(snapshot.dry_run);
     let mut say = |s: relic::docker::volume::VolumeStep| bar.say(&render::volume_step(&s));
     let (id, snap) = relic::docker::volume::backup(&repo, &opts, volumes, stop, bar, &mut say)
         .map_err(render::volume_error)
         .with_context(|| format!("volume backup '{name}' failed; no snapshot was written"))?;
     bar.finish();
-    render::backup(&id, &snap, snapshot.json)?;
+    render::backup(&id, &snap, snapshot.json, snapshot.dry_run)?;
     if let Some(n) = snap.meta.get("files.skipped") {
         eprintln!(
             "warning: {n} entries (devices, fifos) are not in snapshot {}",
@@ -183,9 +194,11 @@ fn image(
     };
     let opts = snapshot.options(&name)?;
     let repo = open(cli)?;
+    repo.set_dry_run(snapshot.dry_run);
     let (id, snap) = match file {
         Some(f) => {
-            bar.start("backing up", None, Unit::Bytes);
+            let size = (!stdin).then(|| files::scan(&[f.to_path_buf()]).1);
+            bar.start("backing up", size, Unit::Bytes);
             if stdin {
                 relic::files::widen_pipe(&io::stdin());
                 relic::docker::backup_archive(&repo, &opts, io::stdin().lock(), &name, bar)
@@ -206,7 +219,7 @@ fn image(
     }
     .with_context(|| format!("image backup '{name}' failed; no snapshot was written"))?;
     bar.finish();
-    render::backup(&id, &snap, snapshot.json)
+    render::backup(&id, &snap, snapshot.json, snapshot.dry_run)
 }
 
 /// `registry:5000/app:1.2` → `registry:5000/app`; digests and ids stay.

@@ -57,7 +57,7 @@ pub fn run(cli: &Cli, cmd: &BaselineCmd) -> Result<()> {
             }
             let ids = repo.retire(name, reason)?;
             for id in ids {
-                println!(
+                report!(
                     "retired {} ({name}); an audit record stays in the repository",
                     id.short()
                 );
@@ -72,7 +72,7 @@ pub fn run(cli: &Cli, cmd: &BaselineCmd) -> Result<()> {
             let new_id = repo
                 .promote(&id, tier.parse()?, name)
                 .with_context(|| format!("promoting snapshot {} ({})", id.short(), snap.name))?;
-            println!(
+            report!(
                 "snapshot {} ({}) is now also {tier} baseline {name}: {}",
                 id.short(),
                 snap.name,
@@ -84,7 +84,7 @@ pub fn run(cli: &Cli, cmd: &BaselineCmd) -> Result<()> {
             if *json {
                 render::json(&log)?;
             } else {
-                render::audit(&log);
+                render::audit(&log)?;
             }
         }
     }

@@ -17,7 +17,7 @@ pub fn check(cli: &Cli, a: &CheckArgs, bar: &Bar) -> Result<Outcome> {
     if a.json {
         render::json(&report)?;
     } else {
-        render::check(&report, a.read_data);
+        render::check(&report, a.read_data)?;
     }
     if !report.is_ok() {
         if !a.json {
@@ -29,7 +29,7 @@ pub fn check(cli: &Cli, a: &CheckArgs, bar: &Bar) -> Result<Outcome> {
         return Ok(Outcome::Problems);
     }
     if !a.json {
-        println!("no errors found");
+        report!("no errors found");
     }
     Ok(Outcome::Done)
 }
@@ -37,28 +37,20 @@ pub fn check(cli: &Cli, a: &CheckArgs, bar: &Bar) -> Result<Outcome> {
 pub fn stats(cli: &Cli, snapshot: Option<&str>, json: bool) -> Result<()> {
     let repo = open(cli)?;
     if let Some(which) = snapshot {
+        let snaps = repo.snapshots()?;
+        let named: Vec<_> = snaps.iter().filter(|(_, s)| s.name == which).collect();
+        if !named.is_empty() {
+            return render::name_stats(which, &named, json);
+        }
         let (id, snap) = repo.find_snapshot(which)?;
         let n = relic::check::restore_needs(&repo, &id, &snap)?;
-        return if json {
-            render::json(&n)
-        } else {
-            println!(
-                "snapshot {} ({}): {} of data; restoring it reads {} stored in {} blobs of {} packs",
-                id.short(),
-                snap.name,
-                indicatif::HumanBytes(n.size),
-                indicatif::HumanBytes(n.stored_bytes),
-                n.blobs,
-                n.packs
-            );
-            Ok(())
-        };
+        return render::snapshot_stats(&id, &snap, &n, json);
     }
     let s = relic::check::stats(&repo)?;
     if json {
         render::json(&s)
     } else {
-        render::stats(&s);
+        render::stats(&s)?;
         Ok(())
     }
 }

@@ -19,15 +19,15 @@ pub fn run(cli: &Cli, args: &ForgetArgs) -> Result<()> {
         // Each line names what a spec resolved to: an id, a name, `~N`.
         if args.dry_run {
             for (id, s) in &ids {
-                println!("would forget {}", render::snapshot_line(id, s));
+                out!("would forget {}", render::snapshot_line(id, s));
             }
             return Ok(());
         }
         repo.forget(&ids.iter().map(|(id, _)| *id).collect::<Vec<_>>())?;
         for (id, s) in &ids {
-            println!("forgot {}", render::snapshot_line(id, s));
+            report!("forgot {}", render::snapshot_line(id, s));
         }
-        println!(
+        report!(
             "forgot {} snapshot(s); their chunks stay stored until they are pruned",
             ids.len()
         );
@@ -65,10 +65,10 @@ pub fn run(cli: &Cli, args: &ForgetArgs) -> Result<()> {
         None => jiff::Timestamp::now(),
     };
     let decisions = apply(&chosen, &policy, now, &jiff::tz::TimeZone::system());
-    render::decisions(&decisions, &chosen, args.json)?;
+    render::decisions(&decisions, &chosen, args.json, args.dry_run)?;
     let gone: Vec<_> = decisions.iter().filter(|d| !d.keep).map(|d| d.id).collect();
     if args.dry_run {
-        eprintln!(
+        note!(
             "dry run: {} of {} snapshot(s) would be forgotten",
             gone.len(),
             decisions.len()
@@ -76,7 +76,7 @@ pub fn run(cli: &Cli, args: &ForgetArgs) -> Result<()> {
         return Ok(());
     }
     repo.forget(&gone)?;
-    eprintln!(
+    note!(
         "forgot {} of {} snapshot(s); their chunks stay stored until they are pruned",
         gone.len(),
         decisions.len()

@@ -38,7 +38,7 @@ pub fn run(cli: &Cli, a: &InitArgs) -> Result<()> {
         None => Repository::init(&path, &opts),
     }
     .with_context(|| format!("cannot create repository {}", path.display()))?;
-    println!(
+    report!(
         "created {} repository {} at {}",
         if repo.keys().cipher().is_some() {
             "encrypted"

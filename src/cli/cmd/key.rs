@@ -18,23 +18,23 @@ pub fn run(cli: &Cli, cmd: &KeyCommand) -> Result<()> {
         KeyCommand::Add => {
             let p = secret::new_passphrase(false)?;
             let id = repo.add_key(p.as_bytes(), KdfParams::default())?;
-            println!("added key slot {}", &id[..8]);
+            report!("added key slot {}", &id[..8]);
         }
         KeyCommand::Remove { id } => {
             let id = repo.remove_key(id)?;
-            println!("removed key slot {}", &id[..8]);
+            report!("removed key slot {}", &id[..8]);
         }
         KeyCommand::Forget => {
             if relic::keycache::forget(&repo.config().id) {
-                println!("the cached key of this repository is gone");
+                report!("the cached key of this repository is gone");
             } else {
-                println!("no key of this repository was cached");
+                report!("no key of this repository was cached");
             }
         }
         KeyCommand::Passwd => {
             let p = secret::new_passphrase(false)?;
             let id = repo.change_passphrase(p.as_bytes(), KdfParams::default())?;
-            println!("passphrase changed (new key slot {})", &id[..8]);
+            report!("passphrase changed (new key slot {})", &id[..8]);
         }
     }
     Ok(())

@@ -14,7 +14,3 @@ pub mod snapshots;
 pub mod stack;
 pub mod sync;
 pub mod unlock;
-
-/// How long prune, repair and `index rebuild` wait for other relic
-/// processes to close the index.
-pub const INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);

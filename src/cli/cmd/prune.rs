@@ -1,6 +1,5 @@
 //! `relic prune`: free the space of data no snapshot needs.
 
-use super::INDEX_WAIT;
 use crate::cli::args::{Cli, PruneArgs};
 use crate::cli::progress::Bar;
 use crate::cli::{open::open, render};
@@ -11,7 +10,7 @@ pub fn run(cli: &Cli, a: &PruneArgs, bar: &Bar) -> Result<()> {
         bail!("--max-repack-ratio must be between 0 and 1");
     }
     let mut repo = open(cli)?;
-    repo.wait_for_index(INDEX_WAIT, bar)?;
+    repo.wait_for_index(relic::lock::wait(), bar)?;
     let pack_bytes = |repo: &relic::Repository| -> Result<u64> {
         Ok(repo.index().packs()?.iter().map(|(_, i)| i.size).sum())
     };

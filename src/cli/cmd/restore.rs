@@ -47,7 +47,7 @@ pub fn run(cli: &Cli, a: &RestoreArgs, bar: &Bar) -> Result<Outcome> {
             force: a.force,
             stop: a.stop,
         };
-        stack::restore(&repo, &id, &snap, &cfg, &opts, bar)?;
+        stack::restore(&repo, &id, &snap, &cfg, &opts, a.json, bar)?;
         return Ok(Outcome::Done);
     }
     if a.only.is_some() {
@@ -62,9 +62,8 @@ pub fn run(cli: &Cli, a: &RestoreArgs, bar: &Bar) -> Result<Outcome> {
     if a.stop {
         bail!("--stop applies to --into-volume and stack restores");
     }
-    if a.into_postgres.is_none() && (a.dry_run || a.force || a.verify_data || a.no_safety_snapshot)
-    {
-        bail!("--dry-run, --force, --verify-data and --no-safety-snapshot apply to --into-postgres and stack restores");
+    if a.into_postgres.is_none() && (a.force || a.verify_data || a.no_safety_snapshot) {
+        bail!("--force, --verify-data and --no-safety-snapshot apply to --into-postgres and stack restores");
     }
     // A stack snapshot's one database needs no --item to go into
     // PostgreSQL; several need it.
@@ -108,12 +107,23 @@ pub fn run(cli: &Cli, a: &RestoreArgs, bar: &Bar) -> Result<Outcome> {
             }),
             (Some(_), _) => bail!("{what} is not a Docker image"),
         };
+        if a.dry_run {
+            let records = relic::docker::select(&relic::docker::records(&snap)?, spec.as_deref())?;
+            return render::docker_plan(&what, &records, a.json).map(|()| Outcome::Done);
+        }
         let mut say = |s: relic::docker::LoadStep| bar.say(&render::load_step(&s));
         let checks = relic::docker::restore(&repo, &snap, spec.as_deref(), bar, &mut say)
             .with_context(|| format!("loading {what} into the Docker engine"))?;
         bar.finish();
-        render::checks(&checks);
-        println!("loaded {what} and verified its tags");
+        let r = render::Restored {
+            id: &id,
+            what: &what,
+            into: "docker",
+            checks: &checks,
+            restored: true,
+            safety_snapshot: None,
+        };
+        render::restored(&r, &format!("loaded {what} and verified its tags"), a.json)?;
     } else if let Some(conninfo) = &a.into_postgres {
         let target = match &a.container {
             Some(c) => relic::postgres::Target::Container {
@@ -144,10 +154,15 @@ pub fn run(cli: &Cli, a: &RestoreArgs, bar: &Bar) -> Result<Outcome> {
         .map_err(|e| postgres_error(e, &target))
         .with_context(|| format!("restoring {what} into PostgreSQL"))?;
         bar.finish();
-        render::checks(&report.checks);
-        if report.restored {
-            println!("restored {what} and verified it");
-        }
+        let r = render::Restored {
+            id: &id,
+            what: &what,
+            into: "postgres",
+            checks: &report.checks,
+            restored: report.restored,
+            safety_snapshot: report.safety_snapshot.as_deref(),
+        };
+        render::restored(&r, &format!("restored {what} and verified it"), a.json)?;
     } else {
         return to_file_or_dir(&repo, a, &id, &snap, part, &what, bar);
     }
@@ -186,6 +201,14 @@ fn to_file_or_dir(
         },
     };
     if let Some(item) = stream {
+        if a.dry_run {
+            let into =
+                a.to.as_ref()
+                    .filter(|_| !a.stdout)
+                    .map(|p| p.display().to_string());
+            return render::stream_plan(what, &item, into.as_deref(), a.json)
+                .map(|()| Outcome::Done);
+        }
         bar.start("restoring", Some(item.size), Unit::Bytes);
         if let Some(to) = a.to.as_ref().filter(|_| !a.stdout) {
             let path = if to.is_dir() {
@@ -207,7 +230,12 @@ fn to_file_or_dir(
             restore_to_file(repo, &item, &path, bar)
                 .with_context(|| format!("restoring {what} to {}", path.display()))?;
             bar.finish();
-            render::wrote_file(&path, item.size, id);
+            if a.json {
+                render::json(&serde_json::json!({"snapshot": id.to_hex(), "what": what,
+                    "into": path.display().to_string(), "bytes": item.size, "restored": true}))?;
+            } else {
+                render::wrote_file(&path, item.size, id);
+            }
             return Ok(Outcome::Done);
         }
         // Whole batches go straight to the descriptor: no line
@@ -221,6 +249,32 @@ fn to_file_or_dir(
     let Some(dir) = &a.to else {
         bail!("{what} is a directory: restore it with --to DIR");
     };
+    if a.dry_run {
+        let wanted = |p: &[u8]| match &part {
+            Some(Part::Tree { prefix, .. }) => {
+                p == prefix.as_slice()
+                    || (p.starts_with(prefix) && p.get(prefix.len()) == Some(&b'/'))
+            }
+            Some(Part::Images(r)) => r.iter().any(|i| i.item.as_bytes() == p),
+            _ => true,
+        };
+        let mut plan = files::RestoreStats::default();
+        for item in repo.items(snap) {
+            let item = item?;
+            if !wanted(&item.path) {
+                continue;
+            }
+            match item.kind {
+                ItemKind::Dir => plan.dirs += 1,
+                ItemKind::Symlink => plan.links += 1,
+                ItemKind::File | ItemKind::Stream => {
+                    plan.files += 1;
+                    plan.bytes += item.size;
+                }
+            }
+        }
+        return render::tree_plan(what, dir, &plan, a.json).map(|()| Outcome::Done);
+    }
     let st = match part {
         Some(Part::Tree { prefix, strip }) => {
             let under = [prefix.as_slice(), b"/"].concat();
@@ -246,7 +300,7 @@ fn to_file_or_dir(
     }
     .with_context(|| format!("restoring {what} into {}", dir.display()))?;
     bar.finish();
-    render::files_restored(id, dir, &st);
+    render::files_restored(id, dir, &st, a.json)?;
     if !st.complete() {
         return Ok(Outcome::Partial);
     }
@@ -270,7 +324,7 @@ fn into_volume(
     if a.dry_run {
         let target = volume::target(&engine, volume)?;
         for line in render::volume_plan(&record, &target, a.stop, !a.no_safety_snapshot) {
-            println!("{line}");
+            out!("{line}");
         }
         return Ok(Outcome::Done);
     }
@@ -290,7 +344,7 @@ fn into_volume(
             )
         })?;
     bar.finish();
-    render::volume_restored(&record, id, &done);
+    render::volume_restored(&record, id, &done)?;
     Ok(Outcome::Done)
 }
 

@@ -1,14 +1,39 @@
 //! Looking at snapshots: `snapshots` (the list), `diff`, `manifest`, and
 //! `rename`.
 
-use crate::cli::args::{Cli, DiffArgs, LsArgs};
+use crate::cli::args::{Cli, DiffArgs, LsArgs, SnapshotsArgs};
 use crate::cli::open::{load_config, open, open_stack};
 use crate::cli::render;
 use anyhow::{Context, Result};
 
-pub fn list(cli: &Cli, json: bool) -> Result<()> {
+pub fn list(cli: &Cli, a: &SnapshotsArgs) -> Result<()> {
+    let tiers = a
+        .tier
+        .iter()
+        .map(|t| t.parse::<relic::Tier>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let labels = crate::cli::parse::labels(&a.label)?;
+    let now = jiff::Timestamp::now();
+    let since = a
+        .since
+        .as_deref()
+        .map(|t| crate::cli::parse::time(t, now))
+        .transpose()?;
+    let until = a
+        .until
+        .as_deref()
+        .map(|t| crate::cli::parse::time(t, now))
+        .transpose()?;
     let repo = crate::cli::open::open_catalog(cli)?;
-    let list = repo.load_snapshots(false)?;
+    let mut list = repo.load_snapshots(false)?;
+    list.ok.retain(|(_, s)| {
+        (a.names.is_empty() || a.names.contains(&s.name))
+            && (tiers.is_empty() || tiers.contains(&s.tier))
+            && labels.iter().all(|(k, v)| s.labels.get(k) == Some(v))
+            && since.is_none_or(|t| s.time() >= t)
+            && until.is_none_or(|t| s.time() < t)
+    });
+    let json = a.json;
     let damaged = relic::check::damaged_snapshots(&repo);
     for (name, e) in &list.damaged {
         eprintln!(
@@ -78,7 +103,7 @@ pub fn rename(cli: &Cli, snapshot: &str, new_name: &str) -> Result<()> {
     let new_id = repo
         .rename(&id, new_name)
         .with_context(|| format!("renaming snapshot {}", id.short()))?;
-    println!(
+    report!(
         "snapshot {} is now {} ({new_name})",
         id.short(),
         new_id.short()

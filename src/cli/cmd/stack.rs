@@ -25,6 +25,7 @@ pub fn snapshot(cli: &Cli, cmd: &SnapshotCmd, bar: &Bar) -> Result<Outcome> {
     let baseline = matches!(opts.tier, relic::Tier::Immaculate | relic::Tier::Sacred);
     let allow_partial = cmd.allow_partial || (cfg.allow_partial && !baseline);
     let repo = open_stack(cli, Some(&cfg))?;
+    repo.set_dry_run(cmd.snapshot.dry_run);
     let mut said = |e: stack::HookEvent| bar.say(&render::hook_event(&e));
     let mut volumes = |s: relic::docker::volume::VolumeStep| bar.say(&render::volume_step(&s));
     let (id, snap) = stack::backup(
@@ -40,7 +41,7 @@ pub fn snapshot(cli: &Cli, cmd: &SnapshotCmd, bar: &Bar) -> Result<Outcome> {
     .map_err(render::stack_hint)
     .with_context(|| format!("stack snapshot '{name}' failed; no snapshot was written"))?;
     bar.finish();
-    render::backup(&id, &snap, cmd.snapshot.json)?;
+    render::backup(&id, &snap, cmd.snapshot.json, cmd.snapshot.dry_run)?;
     let partial = snap.partial();
     if partial.is_empty() {
         return Ok(Outcome::Done);
@@ -101,7 +102,7 @@ pub fn init_stack(cmd: &InitStackCmd) -> Result<()> {
     // It will hold the databases' passwords when the user adds them.
     relic::files::user::write_private(&path, text.as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
-    println!(
+    report!(
         "wrote {}: edit it, then `relic snapshot --config {}`",
         path.display(),
         path.display()
@@ -154,6 +155,7 @@ pub fn restore(
     snap: &relic::Snapshot,
     cfg: &StackConfig,
     opts: &stack::RestoreOptions,
+    json: bool,
     bar: &Bar,
 ) -> Result<()> {
     let mut say = |s: stack::RestoreStep| bar.say(&render::stack_step(&s));
@@ -161,14 +163,16 @@ pub fn restore(
         .map_err(|e| render::stack_error(e, repo.backend().root()))
         .with_context(|| format!("restoring stack snapshot {}", id.short()))?;
     bar.finish();
-    render::checks(&report.checks);
-    if report.restored {
-        println!("restored stack snapshot {} and verified it", id.short());
-        if let Some(s) = &report.safety_snapshot {
-            println!("safety snapshot of the state before: {}", &s[..8]);
-        }
-    }
-    Ok(())
+    let what = format!("stack snapshot {}", id.short());
+    let r = render::Restored {
+        id,
+        what: &what,
+        into: "stack",
+        checks: &report.checks,
+        restored: report.restored,
+        safety_snapshot: report.safety_snapshot.as_deref(),
+    };
+    render::restored(&r, &format!("restored {what} and verified it"), json)
 }
 
 pub fn emergency(cli: &Cli, cmd: &EmergencyCmd, bar: &Bar) -> Result<()> {
@@ -185,7 +189,7 @@ pub fn emergency(cli: &Cli, cmd: &EmergencyCmd, bar: &Bar) -> Result<()> {
         },
     };
     let (id, snap) = stack::newest_baseline(&repo, Some(&name)).map_err(render::stack_hint)?;
-    eprintln!(
+    note!(
         "emergency restore of stack '{name}' from immaculate baseline '{}' ({}, {})",
         snap.name,
         id.short(),
@@ -231,7 +235,7 @@ pub fn emergency(cli: &Cli, cmd: &EmergencyCmd, bar: &Bar) -> Result<()> {
             );
         }
     }
-    restore(&repo, &id, &snap, &cfg, &opts, bar)
+    restore(&repo, &id, &snap, &cfg, &opts, cmd.json, bar)
 }
 
 pub fn drill(cli: &Cli, a: &DrillArgs, bar: &Bar) -> Result<()> {
@@ -266,7 +270,20 @@ pub fn drill(cli: &Cli, a: &DrillArgs, bar: &Bar) -> Result<()> {
     .map_err(render::drill_error)
     .with_context(|| format!("drill of snapshot {} ({}) FAILED", id.short(), snap.name))?;
     bar.finish();
-    render::checks(&checks);
+    if a.json {
+        let what = format!("drill of snapshot {} ({})", id.short(), snap.name);
+        let r = render::Restored {
+            id: &id,
+            what: &what,
+            into: "scratch",
+            checks: &checks,
+            restored: false,
+            safety_snapshot: None,
+        };
+        render::restored(&r, "", true)?;
+    } else {
+        render::checks(&checks)?;
+    }
     if let Some(c) = checks.iter().find(|c| !c.ok) {
         bail!(
             "drill of snapshot {} ({}) FAILED: {}: expected {}, found {}",
@@ -277,7 +294,10 @@ pub fn drill(cli: &Cli, a: &DrillArgs, bar: &Bar) -> Result<()> {
             c.found
         );
     }
-    println!(
+    if a.json {
+        return Ok(());
+    }
+    report!(
         "drill of snapshot {} ({}) passed: {} checks, scratch copies removed",
         id.short(),
         snap.name,

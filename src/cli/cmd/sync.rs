@@ -32,7 +32,7 @@ pub fn run(cli: &Cli, a: &SyncArgs, bar: &Bar) -> Result<()> {
     if a.json {
         render::json(&r)
     } else {
-        render::sync(&r, a.object_lock_mode, a.dry_run, a.verify);
+        render::sync(&r, a.object_lock_mode, a.dry_run, a.verify)?;
         Ok(())
     }
 }

@@ -2,9 +2,9 @@
 
 use crate::cli::args::Cli;
 use crate::cli::open::repo_path;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
-pub fn run(cli: &Cli, stale: bool) -> Result<()> {
+pub fn run(cli: &Cli, stale: bool, dry_run: bool, json: bool) -> Result<()> {
     let path = repo_path(cli)?;
     let backend: std::sync::Arc<dyn relic::store::Store> =
         match crate::cli::open::bucket(&path.to_string_lossy())? {
@@ -12,19 +12,28 @@ pub fn run(cli: &Cli, stale: bool) -> Result<()> {
             None => std::sync::Arc::new(relic::store::Local::new(&path)),
         };
     if backend.list(relic::store::Kind::Config)?.is_empty() {
-        bail!("no relic repository at {}", path.display());
+        return Err(relic::repo::Error::NotARepository(path.display().to_string()).into());
     }
-    let (removed, left) = relic::lock::unlock(backend.as_ref(), stale)
+    let (removed, left) = relic::lock::unlock(backend.as_ref(), stale, dry_run)
         .with_context(|| format!("removing the locks of {}", path.display()))?;
+    if json {
+        return crate::cli::render::json(
+            &serde_json::json!({"removed": removed, "kept": left, "dry_run": dry_run}),
+        );
+    }
     let now = jiff::Timestamp::now().as_second().max(0) as u64;
     for l in &removed {
-        println!("removed lock {}", l.describe(now));
+        if dry_run {
+            out!("would remove lock {}", l.describe(now));
+        } else {
+            report!("removed lock {}", l.describe(now));
+        }
     }
     for l in &left {
-        println!("kept live lock {}", l.describe(now));
+        report!("kept live lock {}", l.describe(now));
     }
     if removed.is_empty() && left.is_empty() {
-        println!("the repository holds no locks");
+        report!("the repository holds no locks");
     }
     Ok(())
 }

@@ -1,15 +1,13 @@
-//! `relic diff` for people: what changed between two snapshots, a list of
-//! lines per section, as text or as the JSON object it has always printed
-//! (the same lines, so scripts reading it keep working).
+//! `relic diff`: what changed between two snapshots, as lines per section
+//! for people, or (`--json`) as one object whose changes are objects with
+//! their fields (paths, sizes, row counts, ids), for scripts.
 
 use super::stack::{head, human};
 use anyhow::Result;
 use indicatif::HumanBytes;
 use relic::diff::{DbChange, Diff, GitChange, ImageChange, ItemChange};
-use serde::Serialize;
 
-/// The comparison as lines: the fields and order of `relic diff --json`.
-#[derive(Serialize)]
+/// The comparison as lines, per section.
 struct Lines {
     from: String,
     to: String,
@@ -21,8 +19,6 @@ struct Lines {
     git: Option<String>,
     /// Parts a partial snapshot lacks, as `ID lacks PART: why`.
     partial: Vec<String>,
-    new_bytes: u64,
-    stored_bytes: u64,
 }
 
 impl Lines {
@@ -65,8 +61,6 @@ impl Lines {
                         .map(move |f| format!("{} lacks {}: {}", id.short(), f.part, f.error))
                 })
                 .collect(),
-            new_bytes: d.new_bytes,
-            stored_bytes: d.stored_bytes,
         }
     }
 }
@@ -117,13 +111,39 @@ fn git_line(g: &GitChange) -> String {
     format!("{} -> {}", head(&g.old_commit, 12), head(&g.new_commit, 12))
 }
 
+/// `relic diff --json`: every change with its fields.
+fn json_of(d: &Diff) -> serde_json::Value {
+    let partial = |id: &relic::SnapshotId, fs: &[relic::snapshot::PartFailure]| {
+        fs.iter()
+            .map(|f| serde_json::json!({"snapshot": id.to_hex(), "part": f.part, "error": f.error}))
+            .collect::<Vec<_>>()
+    };
+    let partial = [
+        partial(&d.from, &d.from_partial),
+        partial(&d.to, &d.to_partial),
+    ]
+    .concat();
+    serde_json::json!({
+        "from": d.from.to_hex(),
+        "to": d.to.to_hex(),
+        "items": d.items,
+        "databases": d.databases,
+        "images": d.images,
+        "git": d.git,
+        "partial": partial,
+        "new_bytes": d.new_bytes,
+        "stored_bytes": d.stored_bytes,
+        "added_bytes": d.added_bytes,
+    })
+}
+
 /// What changed between two snapshots, as text or JSON.
 pub fn diff(d: &Diff, json: bool) -> Result<()> {
-    let l = Lines::new(d);
     if json {
-        return super::json(&l);
+        return super::json(&json_of(d));
     }
-    println!("{} -> {}", l.from, l.to);
+    let l = Lines::new(d);
+    out!("{} -> {}", l.from, l.to);
     for (title, lines) in [
         ("databases", &l.databases),
         ("images", &l.images),
@@ -133,20 +153,20 @@ pub fn diff(d: &Diff, json: bool) -> Result<()> {
         ("partial", &l.partial),
     ] {
         if !lines.is_empty() {
-            println!("{title}:");
+            out!("{title}:");
             for line in lines {
-                println!("  {line}");
+                out!("  {line}");
             }
         }
     }
     if let Some(g) = &l.git {
-        println!("git: {g}");
+        out!("git: {g}");
     }
-    println!(
-        "new data stored by {}: {} ({} after compression)",
+    out!(
+        "{} has {} of new data; it added {} to the repository",
         l.to,
-        HumanBytes(l.new_bytes),
-        HumanBytes(l.stored_bytes)
+        HumanBytes(d.new_bytes),
+        HumanBytes(d.added_bytes)
     );
     Ok(())
 }
@@ -156,11 +176,10 @@ mod tests {
     use super::*;
     use relic::SnapshotId;
 
-    /// `relic diff --json` keeps the object it printed when the library
-    /// returned the lines: the same fields, in the same order, holding the
-    /// same strings.
+    /// `relic diff --json` gives each change as an object with its fields;
+    /// the text form keeps its lines.
     #[test]
-    fn json_keeps_its_fields_and_lines() {
+    fn json_has_fields_and_text_has_lines() {
         let s = |v: &str| v.to_string();
         let d = Diff {
             from: SnapshotId([0x11; 32]),
@@ -235,42 +254,27 @@ mod tests {
             }],
             new_bytes: 251_085,
             stored_bytes: 201_865,
+            added_bytes: 210_000,
         };
-        let json = serde_json::to_string_pretty(&Lines::new(&d)).unwrap();
+        let v = json_of(&d);
+        assert_eq!(v["from"], "1".repeat(64));
         assert_eq!(
-            json,
-            r#"{
-  "from": "11111111",
-  "to": "22222222",
-  "added": [
-    "files/new (68.4 KiB)"
-  ],
-  "removed": [
-    "files/old (2 B)"
-  ],
-  "changed": [
-    "db/main.sql (32.8 KiB -> 33.2 KiB)"
-  ],
-  "databases": [
-    "extra: new",
-    "main: alembic r1 -> -",
-    "main: table public.newt new (7 rows)",
-    "main: table public.people 3050 -> 3000 rows (-50)",
-    "main: table public.gone dropped",
-    "main: dump 32.8 KiB -> 33.2 KiB"
-  ],
-  "images": [
-    "b:1: new (sha256:0123456789ab)",
-    "a:1: sha256:aaaaaaaaaaaa -> sha256:bbbbbbbbbbbb, 2 layers added, 1 removed",
-    "c:1: removed"
-  ],
-  "git": "0123456789ab -> fedcba987654",
-  "partial": [
-    "22222222 lacks images/c:1: no such image"
-  ],
-  "new_bytes": 251085,
-  "stored_bytes": 201865
-}"#
+            v["items"][0],
+            serde_json::json!({"change": "added", "path": "files/new", "size": 70_000})
+        );
+        assert_eq!(
+            v["databases"][3],
+            serde_json::json!({"change": "table_rows", "db": "main", "table": "public.people", "old": 3050, "new": 3000})
+        );
+        assert_eq!(v["images"][1]["layers_added"], 2);
+        assert_eq!(v["git"]["new_commit"], "fedcba9876543210");
+        assert_eq!(v["partial"][0]["part"], "images/c:1");
+        assert_eq!(v["added_bytes"], 210_000);
+        let lines = Lines::new(&d);
+        assert_eq!(lines.changed, ["db/main.sql (32.8 KiB -> 33.2 KiB)"]);
+        assert_eq!(
+            lines.databases[3],
+            "main: table public.people 3050 -> 3000 rows (-50)"
         );
     }
 }

@@ -9,17 +9,23 @@ mod diff;
 mod ls;
 mod manifest;
 mod postgres;
+mod restore;
 mod stack;
+mod stats;
 mod volume;
 
 pub use diff::diff;
 pub use ls::ls;
 pub use manifest::{manifest, manifest_json};
 pub use postgres::postgres_step;
+pub use restore::{
+    checks, docker_plan, files_restored, restored, stream_plan, tree_plan, wrote_file, Restored,
+};
 pub use stack::{
     drill_error, drill_step, hook_event, load_step, stack_error, stack_hint, stack_step,
     target_change,
 };
+pub use stats::{backup, name_stats, snapshot_stats, stats};
 pub use volume::{volume_error, volume_plan, volume_restored, volume_step};
 
 use anyhow::Result;
@@ -28,6 +34,7 @@ use relic::{Snapshot, SnapshotId};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The verify step of a restore's safety chain (a stack's or a database's).
 fn verify_step(n: &str, snapshot: &SnapshotId, read_data: bool) -> String {
@@ -52,6 +59,25 @@ fn open_connections(n: &str, db: &str, count: i64) -> String {
     }
 }
 
+static QUIET: AtomicBool = AtomicBool::new(false);
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+/// `-q` and `-v`, set once before the command runs.
+pub fn set_verbosity(quiet: bool, verbose: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+    VERBOSE.store(verbose, Ordering::Relaxed);
+}
+
+/// `-q`: print nothing on success.
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// `-v`: say each step.
+pub fn verbose() -> bool {
+    VERBOSE.load(Ordering::Relaxed)
+}
+
 /// An error and its causes, on stderr.
 pub fn error(e: &anyhow::Error) {
     eprintln!("error: {e}");
@@ -62,64 +88,13 @@ pub fn error(e: &anyhow::Error) {
 
 /// `v` as pretty JSON on stdout (the `--json` form of most reports).
 pub fn json(v: &impl serde::Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    out!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
 /// A snapshot's time as the tables show it (local time).
-fn time(s: &Snapshot) -> String {
+pub(crate) fn time(s: &Snapshot) -> String {
     s.time().strftime("%Y-%m-%d %H:%M:%S").to_string()
-}
-
-/// The line (or JSON object) a backup ends with.
-pub fn backup(id: &SnapshotId, snap: &Snapshot, json: bool) -> Result<()> {
-    let s = &snap.summary;
-    let secs = (s.duration_ms as f64 / 1000.0).max(1e-3);
-    if json {
-        println!(
-            "{}",
-            json!({
-                "id": id.to_hex(), "name": snap.name, "tier": snap.tier.as_str(),
-                "size": s.size, "items": s.items, "chunks": s.chunks,
-                "new_chunks": s.new_chunks, "new_bytes": s.new_bytes,
-                "stored_bytes": s.stored_bytes, "duration_ms": s.duration_ms,
-            })
-        );
-    } else {
-        println!(
-            "snapshot {} ({}, {}) saved: {} read, {} new, {} stored, {:.1}s ({}/s)",
-            id.short(),
-            snap.name,
-            snap.tier,
-            HumanBytes(s.size),
-            HumanBytes(s.new_bytes),
-            HumanBytes(s.stored_bytes),
-            secs,
-            HumanBytes((s.size as f64 / secs) as u64)
-        );
-    }
-    Ok(())
-}
-
-/// The table of what a restore verified; image ids shortened to 12 digits.
-pub fn checks(checks: &[relic::postgres::Check]) {
-    if checks.is_empty() {
-        return;
-    }
-    let short = |v: &str| {
-        v.strip_prefix("sha256:")
-            .map_or(v.to_string(), |h| h[..12.min(h.len())].to_string())
-    };
-    println!("{:<56}  {:>16}  {:>16}  OK", "CHECK", "EXPECTED", "FOUND");
-    for c in checks {
-        println!(
-            "{:<56}  {:>16}  {:>16}  {}",
-            c.what,
-            short(&c.expected),
-            short(&c.found),
-            if c.ok { "yes" } else { "NO" }
-        );
-    }
 }
 
 /// The snapshot list; `damaged` holds the hex ids `repair` recorded.
@@ -138,7 +113,8 @@ pub fn snapshots(
                     "time": s.time().to_string(), "host": s.host, "labels": s.labels,
                     "parent": s.parent.map(|p| p.to_hex()),
                     "size": s.summary.size, "stored_size": s.summary.stored_bytes,
-                    "items": s.summary.items, "meta": s.meta,
+                    "items": s.summary.items, "meta": meta_json(&s.meta),
+                    "added": s.costs().added,
                     "damaged": damaged.contains_key(&id.to_hex()),
                     "partial": s.partial(),
                 })
@@ -149,13 +125,18 @@ pub fn snapshots(
     }
     writeln!(
         out,
-        "{:<8}  {:<20}  {:<24}  {:<10}  {:>10}  {:>10}",
-        "ID", "TIME", "NAME", "TIER", "SIZE", "STORED"
+        "{:<8}  {:<20}  {:<24}  {:<10}  {:>10}  {:>10}  LABELS",
+        "ID", "TIME", "NAME", "TIER", "SIZE", "ADDED"
     )?;
     for (id, s) in snaps {
+        let labels: Vec<String> = s
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}").escape_debug().to_string())
+            .collect();
         writeln!(
             out,
-            "{:<8}  {:<20}  {:<24}  {:<10}  {:>10}  {:>10}{}",
+            "{:<8}  {:<20}  {:<24}  {:<10}  {:>10}  {:>10}  {}{}",
             id.short(),
             time(s),
             // Names made before names were checked may hold control
@@ -163,7 +144,8 @@ pub fn snapshots(
             s.name.escape_debug().to_string(),
             s.tier.as_str(),
             HumanBytes(s.summary.size).to_string(),
-            HumanBytes(s.summary.stored_bytes).to_string(),
+            HumanBytes(s.costs().added).to_string(),
+            labels.join(","),
             match (damaged.contains_key(&id.to_hex()), s.partial().is_empty()) {
                 (true, _) => "  DAMAGED (relic repair)",
                 (false, false) => "  PARTIAL (relic manifest says what it lacks)",
@@ -173,6 +155,20 @@ pub fn snapshots(
     }
     writeln!(out, "{} snapshots", snaps.len())?;
     Ok(())
+}
+
+/// A snapshot's metadata as JSON: values that hold JSON (row counts,
+/// image records) as that JSON, the others as strings.
+fn meta_json(meta: &BTreeMap<String, String>) -> serde_json::Value {
+    meta.iter()
+        .map(|(k, v)| {
+            let parsed = (v.starts_with('[') || v.starts_with('{'))
+                .then(|| serde_json::from_str(v).ok())
+                .flatten();
+            (k.clone(), parsed.unwrap_or_else(|| json!(v)))
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 /// One snapshot named in a line of `forget`: id, name, tier, time.
@@ -199,9 +195,12 @@ pub fn key_slots(
             .collect();
         return self::json(&v);
     }
-    println!(
+    out!(
         "{:<2}{:<10}  {:<28}  {:<16}  KDF",
-        "", "ID", "CREATED", "HOST"
+        "",
+        "ID",
+        "CREATED",
+        "HOST"
     );
     for (id, s) in slots {
         let cur = if current == Some(id.as_str()) {
@@ -209,7 +208,7 @@ pub fn key_slots(
         } else {
             ""
         };
-        println!(
+        out!(
             "{cur:<2}{:<10}  {:<28}  {:<16}  {} {} MiB, {} passes",
             &id[..8],
             s.created,
@@ -227,6 +226,7 @@ pub fn decisions(
     decisions: &[relic::retention::Decision],
     chosen: &[(SnapshotId, Snapshot)],
     json: bool,
+    dry_run: bool,
 ) -> Result<()> {
     if json {
         let v: Vec<_> = decisions
@@ -236,12 +236,19 @@ pub fn decisions(
             .collect();
         return self::json(&v);
     }
-    println!(
+    if quiet() && !dry_run {
+        return Ok(());
+    }
+    out!(
         "{:<8}  {:<20}  {:<20}  {:<10}  {:<6}  REASONS",
-        "ID", "TIME", "NAME", "TIER", "ACTION"
+        "ID",
+        "TIME",
+        "NAME",
+        "TIER",
+        "ACTION"
     );
     for (d, (id, s)) in decisions.iter().zip(chosen) {
-        println!(
+        out!(
             "{:<8}  {:<20}  {:<20}  {:<10}  {:<6}  {}",
             id.short(),
             // jiff's strftime Display ignores the width: this column has
@@ -269,7 +276,7 @@ pub fn prune(
             &json!({"plan": plan, "pack_bytes_before": before, "pack_bytes_after": after, "dry_run": dry_run}),
         );
     }
-    println!(
+    report!(
         "{} snapshots, {} packs ({}), {} of {} blobs live ({} live, {} dead)",
         plan.snapshots,
         plan.packs,
@@ -279,7 +286,7 @@ pub fn prune(
         HumanBytes(plan.live_bytes),
         HumanBytes(plan.dead_bytes)
     );
-    println!(
+    report!(
         "{} {} packs, repack {} ({} to copy): frees about {}",
         if dry_run { "would delete" } else { "deleted" },
         plan.delete.len(),
@@ -288,7 +295,7 @@ pub fn prune(
         HumanBytes(plan.frees)
     );
     if !dry_run {
-        println!(
+        report!(
             "packs: {} before, {} after: {} freed",
             HumanBytes(before),
             HumanBytes(after),
@@ -299,11 +306,11 @@ pub fn prune(
 }
 
 /// A check's problems and totals (the verdict line is the caller's).
-pub fn check(report: &relic::check::CheckReport, read_data: bool) {
+pub fn check(report: &relic::check::CheckReport, read_data: bool) -> Result<()> {
     for p in &report.problems {
-        println!("{p}");
+        out!("{p}");
     }
-    println!(
+    report!(
         "{} packs, {} blobs, {} snapshots checked{}",
         report.packs,
         report.blobs,
@@ -315,44 +322,19 @@ pub fn check(report: &relic::check::CheckReport, read_data: bool) {
         }
     );
     for (id, name) in &report.damaged_snapshots {
-        println!("damaged snapshot: {} ({name})", &id[..8]);
+        out!("damaged snapshot: {} ({name})", &id[..8]);
     }
-}
-
-/// Sizes and ratios.
-pub fn stats(s: &relic::check::Stats) {
-    println!("snapshots:          {}", s.snapshots);
-    println!("total size:         {}", HumanBytes(s.total_size));
-    println!(
-        "unique data:        {} in {} chunks",
-        HumanBytes(s.data_raw),
-        s.data_chunks
-    );
-    println!("stored data:        {}", HumanBytes(s.data_stored));
-    println!(
-        "of which deltas:    {} chunks of {} stored in {}",
-        s.delta_chunks,
-        HumanBytes(s.delta_raw),
-        HumanBytes(s.delta_stored)
-    );
-    println!(
-        "metadata:           {} in {} blobs",
-        HumanBytes(s.meta_stored),
-        s.meta_blobs
-    );
-    println!(
-        "packs:              {} ({})",
-        s.packs,
-        HumanBytes(s.pack_bytes)
-    );
-    println!("dedup ratio:        {:.2}", s.dedup_ratio);
-    println!("compression ratio:  {:.2}", s.compression_ratio);
-    println!("total ratio:        {:.2}", s.total_ratio);
+    Ok(())
 }
 
 /// What a sync sent (or would send), and the Object Lock it set.
-pub fn sync(r: &relic::sync::Report, mode: relic::objectlock::Mode, dry_run: bool, verify: bool) {
-    println!(
+pub fn sync(
+    r: &relic::sync::Report,
+    mode: relic::objectlock::Mode,
+    dry_run: bool,
+    verify: bool,
+) -> Result<()> {
+    report!(
         "{}{}: {} packs ({}), {} snapshots, {} other objects{}{}, {:.1}s ({}/s)",
         if dry_run {
             "would sync to "
@@ -378,7 +360,7 @@ pub fn sync(r: &relic::sync::Report, mode: relic::objectlock::Mode, dry_run: boo
         HumanBytes((r.pack_bytes as f64 / r.seconds.max(1e-3)) as u64)
     );
     if let Some(until) = &r.locked_until {
-        println!(
+        report!(
             "object lock ({}): {} objects of immaculate and sacred snapshots {} until {until}{}",
             mode.as_str(),
             r.lock_objects,
@@ -394,95 +376,68 @@ pub fn sync(r: &relic::sync::Report, mode: relic::objectlock::Mode, dry_run: boo
             }
         );
     }
+    Ok(())
 }
 
 /// What a repair rebuilt and found.
-pub fn repair(r: &relic::check::RepairReport) {
-    println!(
+pub fn repair(r: &relic::check::RepairReport) -> Result<()> {
+    report!(
         "index rebuilt from {} packs ({} blobs, {} snapshots)",
-        r.rebuild.packs, r.rebuild.blobs, r.rebuild.snapshots
+        r.rebuild.packs,
+        r.rebuild.blobs,
+        r.rebuild.snapshots
     );
-    damaged_packs(&r.rebuild);
+    damaged_packs(&r.rebuild)?;
     for p in &r.check.problems {
-        println!("{p}");
+        out!("{p}");
     }
     for (id, name) in &r.check.damaged_snapshots {
-        println!("damaged snapshot: {} ({name})", &id[..8]);
+        out!("damaged snapshot: {} ({name})", &id[..8]);
     }
-    println!(
+    report!(
         "{} of {} snapshots intact; nothing was deleted",
-        r.intact_snapshots, r.check.snapshots
+        r.intact_snapshots,
+        r.check.snapshots
     );
+    Ok(())
 }
 
 /// What `index rebuild` found.
-pub fn rebuild(r: &relic::repo::RebuildReport) {
-    println!(
+pub fn rebuild(r: &relic::repo::RebuildReport) -> Result<()> {
+    report!(
         "index rebuilt: {} packs, {} blobs, {} snapshots",
-        r.packs, r.blobs, r.snapshots
+        r.packs,
+        r.blobs,
+        r.snapshots
     );
-    damaged_packs(r);
+    damaged_packs(r)?;
+    Ok(())
 }
 
 /// What a rebuild did with packs whose trailer was damaged.
-fn damaged_packs(r: &relic::repo::RebuildReport) {
+fn damaged_packs(r: &relic::repo::RebuildReport) -> Result<()> {
     for p in &r.damaged_packs {
-        println!(
+        out!(
             "pack {} is damaged ({}): {} blobs salvaged into new packs, {} lost; the pack was moved to damaged/packs/",
             p.pack, p.why, p.salvaged_blobs, p.lost_blobs
         );
     }
     if r.restored_snapshots > 0 {
-        println!(
+        out!(
             "{} damaged snapshot object(s) rewritten from the index's copies (the damaged files are in damaged/snapshots/)",
             r.restored_snapshots
         );
     }
-}
-
-/// The summary of a restore into a directory, and every item left out.
-pub fn files_restored(id: &SnapshotId, dir: &std::path::Path, st: &relic::files::RestoreStats) {
-    eprintln!(
-        "restored snapshot {} into {}: {} files, {} directories, {} links, {}",
-        id.short(),
-        dir.display(),
-        st.files,
-        st.dirs,
-        st.links,
-        HumanBytes(st.bytes)
-    );
-    for (path, why) in &st.damaged {
-        eprintln!("damaged, not restored: {path}: {why}");
-    }
-    for (path, why) in &st.refused {
-        eprintln!("refused, not restored: {path}: {why}");
-    }
-    if !st.complete() {
-        eprintln!(
-            "error: {} item(s) damaged and {} refused; every other item was restored",
-            st.damaged.len(),
-            st.refused.len()
-        );
-    }
-}
-
-/// The line after one stream was written to a file.
-pub fn wrote_file(path: &std::path::Path, size: u64, id: &SnapshotId) {
-    eprintln!(
-        "wrote {} ({}) from snapshot {}",
-        path.display(),
-        HumanBytes(size),
-        id.short()
-    );
+    Ok(())
 }
 
 /// The audit records of retired baselines.
-pub fn audit(log: &[relic::repo::AuditRecord]) {
+pub fn audit(log: &[relic::repo::AuditRecord]) -> Result<()> {
     for r in log {
         let t = jiff::Timestamp::from_nanosecond(i128::from(r.time_ns))
             .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
             .unwrap_or_default();
-        println!(
+        out!(
             "{t}  {}  {} ({})  by {}@{}  {}",
             r.action,
             r.name,
@@ -492,4 +447,5 @@ pub fn audit(log: &[relic::repo::AuditRecord]) {
             r.reason
         );
     }
+    Ok(())
 }

@@ -99,8 +99,8 @@ pub fn volume_restored(
     record: &relic::docker::volume::VolumeRecord,
     id: &relic::SnapshotId,
     done: &relic::docker::volume::Restored,
-) {
-    println!(
+) -> anyhow::Result<()> {
+    report!(
         "restored {} of snapshot {} into volume '{}': {} entries, {}{}",
         record.item,
         id.short(),
@@ -114,11 +114,12 @@ pub fn volume_restored(
         }
     );
     if let Some(s) = &done.safety_snapshot {
-        println!(
+        report!(
             "safety snapshot of what it held: {} (relic restore {} --into-volume {} goes back)",
             s.short(),
             s.short(),
             done.volume
         );
     }
+    Ok(())
 }

@@ -6,6 +6,9 @@
 //! files dedups against yesterday's and never has to fit in memory. Long
 //! chunk lists of one item are split into list blobs of [`LIST_MAX`] ids.
 
+mod costs;
+pub use costs::{Costs, ADDED_KEY, DELTAS_KEY};
+
 use crate::crypto::Cipher;
 use crate::id::{ChunkId, SnapshotId};
 use bincode::Options;

@@ -1,18 +1,20 @@
 //! The command line as clap parses it: every command, subcommand, flag and
 //! its help text. Nothing here runs a command; `cmd/` does.
 
-use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
-use relic::repo::SnapshotOptions;
-use relic::snapshot::Tier;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
+
+mod backup;
+mod stack;
+pub use backup::*;
+pub use stack::*;
 
 #[derive(Parser)]
 #[command(
     name = "relic",
     version,
-    about = "Deduplicating backups of databases, images and files"
+    about = "Deduplicating backups of databases, images and files",
+    after_help = super::exit::table(),
 )]
 pub struct Cli {
     /// Repository: a directory, or s3://BUCKET/PREFIX (endpoint and
@@ -20,9 +22,18 @@ pub struct Cli {
     /// AWS_SECRET_ACCESS_KEY, AWS_REGION).
     #[arg(short = 'r', long = "repo", env = "RELIC_REPO", global = true)]
     pub repo: Option<PathBuf>,
-    /// No progress bars.
-    #[arg(short, long, global = true)]
+    /// Print nothing on success: no progress, no summaries, no steps
+    /// (errors and warnings still go to stderr; listings and --json still
+    /// print what they were asked for).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Say more: each step of a command as it starts.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// Wait this long (30s, 5m, 1h) for a lock or index another relic
+    /// process holds before failing with exit code 11; 0 fails at once.
+    #[arg(long, env = "RELIC_RETRY_LOCK", global = true, value_name = "DURATION", default_value = "1h", value_parser = super::parse::duration)]
+    pub retry_lock: std::time::Duration,
     /// Keep the unlocked key in the kernel's keyring for this long (30s,
     /// 15m, 2h, 1d), so the next commands with the same passphrase skip
     /// the key derivation (0.1 s, 64 MiB); `relic key forget` drops it.
@@ -35,41 +46,68 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Create a new repository.
+    #[command(
+        after_help = "Examples:\n  relic -r /srv/relic init\n  RELIC_PASSWORD_FILE=~/.relic-pass relic -r s3://bucket/relic init\n  relic -r /srv/relic init --no-encryption --delta-depth 0"
+    )]
     Init(InitArgs),
     /// Manage the passphrases (key slots) of an encrypted repository.
     #[command(subcommand)]
     Key(KeyCommand),
     /// Back up standard input or files and directories.
+    #[command(
+        after_help = "Examples:\n  pg_dump app | relic backup --stdin --name app\n  relic backup /etc /srv/app --name config --label host=web1\n  relic backup pg 'dbname=app' --tier named --name before-migration\n  relic backup image backend:latest worker:latest"
+    )]
     Backup(BackupArgs),
-    /// List snapshots.
-    Snapshots {
-        #[arg(long)]
-        json: bool,
-    },
+    /// List snapshots, oldest first: all, or those matching every filter
+    /// given.
+    #[command(
+        after_help = "Examples:\n  relic snapshots app --since 2026-11-01\n  relic snapshots --tier immaculate --label env=prod --json"
+    )]
+    Snapshots(SnapshotsArgs),
     /// Restore a snapshot to standard output or into a directory.
+    #[command(
+        after_help = "Examples:\n  relic restore app --stdout | psql app_copy\n  relic restore app --into-postgres 'dbname=app' --clean --dry-run\n  relic restore config --to /tmp/config --item etc/nginx\n  relic restore images --into-docker --image backend:latest\n  relic restore baseline-2026-11 --only db --json"
+    )]
     Restore(RestoreArgs),
     /// Verify the repository.
+    #[command(after_help = "Examples:\n  relic check\n  relic check --read-data --json")]
     Check(CheckArgs),
     /// Rebuild the index from the packs, read and verify every byte, and
     /// record which snapshots are damaged. Deletes nothing. Exits 3 when
     /// damage was found.
+    #[command(after_help = "Examples:\n  relic repair\n  relic repair --json")]
     Repair {
+        /// The same as JSON on standard output.
         #[arg(long)]
         json: bool,
     },
-    /// Sizes and ratios; with a snapshot, what restoring it reads (the
-    /// stored blobs it needs, delta bases included).
+    /// What is stored and what it cost: the whole repository; with a
+    /// name, each snapshot of it; with a snapshot, what it added to the
+    /// repository, how the rest was saved (deduplicated, deltas,
+    /// compression) and what restoring it reads.
+    #[command(
+        after_help = "Examples:\n  relic stats\n  relic stats app            # every snapshot named app\n  relic stats 1f3a9c2e --json"
+    )]
     Stats {
-        /// A snapshot (id prefix or name: the newest of that name).
+        /// A snapshot name (each snapshot of it), or one snapshot (id
+        /// prefix, `NAME~N`, `latest`).
+        #[arg(value_name = "SNAPSHOT|NAME")]
         snapshot: Option<String>,
+        /// The same as one JSON object.
         #[arg(long)]
         json: bool,
     },
     /// Forget snapshots: the ones named, or those a retention policy does
     /// not keep. Immaculate, sacred and named snapshots are never forgotten
     /// by a policy.
+    #[command(
+        after_help = "Examples:\n  relic forget --keep-daily 7 --keep-weekly 4 --dry-run\n  relic forget --name app --keep-last 3\n  relic forget app~2 1f3a9c2e"
+    )]
     Forget(ForgetArgs),
     /// Free the space of data no snapshot needs (deletes and repacks packs).
+    #[command(
+        after_help = "Examples:\n  relic prune --dry-run\n  relic --retry-lock 30m prune --max-repack-ratio 0.1"
+    )]
     Prune(PruneArgs),
     /// Manage the local index.
     #[command(subcommand)]
@@ -77,44 +115,81 @@ pub enum Command {
     /// Remove the repository's locks: all of them (only when no relic
     /// runs on any host), or with --stale those whose process is gone from
     /// this host or that nobody refreshed for ten minutes.
+    #[command(after_help = "Examples:\n  relic unlock --stale\n  relic unlock")]
     Unlock {
         /// Remove only stale locks; live ones are listed and kept.
         #[arg(long)]
         stale: bool,
+        /// List the locks that would be removed; remove none.
+        #[arg(long)]
+        dry_run: bool,
+        /// The locks removed and kept, as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Prove a snapshot restores, without touching production: scratch
     /// database, scratch image tags, scratch directory, all verified and
     /// removed. Default: the stack's newest immaculate baseline.
+    #[command(
+        after_help = "Examples:\n  relic drill\n  relic drill app --postgres 'host=127.0.0.1 user=postgres' --json"
+    )]
     Drill(DrillArgs),
     /// What changed between two snapshots: items, and for stacks the
     /// databases' revisions and row counts, images and layers, git commit.
+    #[command(
+        after_help = "Examples:\n  relic diff app~1 app\n  relic diff baseline-2026-11 latest --json"
+    )]
     Diff(DiffArgs),
     /// List a snapshot's items (files, directories, links, streams) as
     /// `ls -l` shows them: mode, size, modification time, path.
+    #[command(after_help = "Examples:\n  relic ls config\n  relic ls config etc/nginx --json")]
     Ls(LsArgs),
     /// Copy the repository to another directory or to S3-compatible
     /// storage (s3://bucket/prefix; AWS_ENDPOINT_URL, AWS_REGION,
     /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY): only what DEST lacks,
     /// packs first, then snapshots. Never deletes anything at DEST.
+    #[command(
+        after_help = "Examples:\n  relic sync --to /mnt/offsite/relic\n  relic sync --to s3://bucket/relic --dry-run --json\n  relic sync --to s3://locked-bucket/relic --object-lock 90"
+    )]
     Sync(SyncArgs),
     /// Give a snapshot a new name (never an immaculate or sacred one).
-    Rename { snapshot: String, new_name: String },
+    #[command(after_help = "Examples:\n  relic rename 1f3a9c2e before-upgrade")]
+    Rename {
+        /// The snapshot: id prefix, name (its newest) or `latest`.
+        snapshot: String,
+        /// Its new name.
+        new_name: String,
+    },
     /// Back up a whole stack (databases, images, files, git commit) as
     /// described by relic.toml (or found from its compose project with
     /// --compose) into one snapshot.
+    #[command(
+        after_help = "Examples:\n  relic snapshot --config /srv/app/relic.toml\n  relic snapshot --compose /srv/app --tier immaculate --name baseline-2026-11\n  relic snapshot --allow-partial --json"
+    )]
     Snapshot(SnapshotCmd),
     /// Write a relic.toml for a running docker compose project: its
     /// images, its PostgreSQL services and its named volumes, as the engine
     /// reports them, for you to edit.
+    #[command(
+        after_help = "Examples:\n  relic init-stack /srv/app\n  relic init-stack /srv/app --project app --stdout"
+    )]
     InitStack(InitStackCmd),
     /// Print a stack snapshot's manifest (Markdown, or --json).
+    #[command(
+        after_help = "Examples:\n  relic manifest baseline-2026-11\n  relic manifest latest --json"
+    )]
     Manifest {
+        /// The snapshot: id prefix, name (its newest), `NAME~N` or `latest`.
         snapshot: String,
+        /// The same as JSON on standard output.
         #[arg(long)]
         json: bool,
     },
     /// Restore the stack's newest immaculate baseline through the full
     /// safety chain. Asks twice: --confirm, and the baseline's name.
+    #[command(
+        after_help = "Examples:\n  relic emergency --dry-run\n  relic emergency --confirm --yes-restore baseline-2026-11 --stop"
+    )]
     Emergency(EmergencyCmd),
     /// Immaculate and sacred baselines.
     #[command(subcommand)]
@@ -186,6 +261,10 @@ pub struct RestoreArgs {
     /// Print the plan and the checks, change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// End with one JSON object on stdout: what was restored where, the
+    /// checks made after, the safety snapshot taken.
+    #[arg(long, conflicts_with = "stdout")]
+    pub json: bool,
     /// Restore despite an Alembic revision mismatch.
     #[arg(long)]
     pub force: bool,
@@ -225,6 +304,7 @@ pub struct CheckArgs {
     /// Read and verify every byte of every pack.
     #[arg(long)]
     pub read_data: bool,
+    /// The same as JSON on standard output.
     #[arg(long)]
     pub json: bool,
 }
@@ -238,32 +318,44 @@ pub struct PruneArgs {
     /// Repack packs whose live fraction is below this (0 to 1).
     #[arg(long, default_value_t = relic::prune::DEFAULT_REPACK_BELOW)]
     pub max_repack_ratio: f64,
+    /// The same as JSON on standard output.
     #[arg(long)]
     pub json: bool,
 }
 
-// `relic drill`.
+// `relic snapshots`.
 #[derive(Args)]
-pub struct DrillArgs {
-    /// Snapshot to drill (default: the newest immaculate baseline of the
-    /// relic.toml's stack, or of the repository).
-    pub snapshot: Option<String>,
-    /// A relic.toml whose targets (database servers) replace the ones a
-    /// stack snapshot stores (default ./relic.toml when there is one).
+pub struct SnapshotsArgs {
+    /// Only snapshots of these names.
+    pub names: Vec<String>,
+    /// Only snapshots of this tier (daily, named, immaculate, sacred,
+    /// safety); repeat for several.
     #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// The PostgreSQL server to make the scratch databases on (a conninfo;
-    /// its database is ignored). Default: the stack's relic.toml, or for a
-    /// `backup pg` snapshot the server it recorded, else libpq's defaults.
-    #[arg(long, value_name = "CONNINFO")]
-    pub postgres: Option<String>,
+    pub tier: Vec<String>,
+    /// Only snapshots carrying this label (KEY=VALUE); repeat for all of
+    /// several.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+    /// Only snapshots taken at or after this time (2026-11-30, or RFC 3339
+    /// 2026-11-30T03:15:00Z), or this long ago (7d, 12h).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only snapshots taken before this time (same forms as --since).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// One JSON array of objects (metadata holding JSON is given as JSON).
+    #[arg(long)]
+    pub json: bool,
 }
 
 // `relic diff`.
 #[derive(Args)]
 pub struct DiffArgs {
+    /// The older snapshot: id prefix, name (its newest), `NAME~N` or `latest`.
     pub from: String,
+    /// The newer snapshot (same forms).
     pub to: String,
+    /// The same as JSON on standard output.
     #[arg(long)]
     pub json: bool,
 }
@@ -271,9 +363,11 @@ pub struct DiffArgs {
 // `relic ls`.
 #[derive(Args)]
 pub struct LsArgs {
+    /// The snapshot: id prefix, name (its newest), `NAME~N` or `latest`.
     pub snapshot: String,
     /// Only these paths and what is under them.
     pub paths: Vec<String>,
+    /// The same as JSON on standard output.
     #[arg(long)]
     pub json: bool,
 }
@@ -307,7 +401,9 @@ pub struct SyncArgs {
         default_value = "compliance",
         requires = "object_lock"
     )]
+    /// Object Lock mode: governance (an admin may lift it) or compliance (nobody can, not even the bucket owner).
     pub object_lock_mode: relic::objectlock::Mode,
+    /// The same as JSON on standard output.
     #[arg(long)]
     pub json: bool,
 }
@@ -322,12 +418,16 @@ pub struct ForgetArgs {
     /// Apply the policy to this series (snapshot name) only.
     #[arg(long)]
     pub name: Option<String>,
+    /// Keep the newest N snapshots.
     #[arg(long)]
     pub keep_last: Option<usize>,
+    /// Keep the newest snapshot of each of the last N days that have one.
     #[arg(long)]
     pub keep_daily: Option<usize>,
+    /// Keep the newest snapshot of each of the last N weeks that have one.
     #[arg(long)]
     pub keep_weekly: Option<usize>,
+    /// Keep the newest snapshot of each of the last N months that have one.
     #[arg(long)]
     pub keep_monthly: Option<usize>,
     /// Keep everything younger than this span (for example 7d, 2w, 1mo).
@@ -339,6 +439,7 @@ pub struct ForgetArgs {
     /// Judge as if it were this time (RFC 3339).
     #[arg(long)]
     pub now: Option<String>,
+    /// The same as JSON on standard output.
     #[arg(long)]
     pub json: bool,
 }
@@ -346,235 +447,35 @@ pub struct ForgetArgs {
 #[derive(Subcommand)]
 pub enum KeyCommand {
     /// List the key slots.
+    #[command(after_help = "Examples:\n  relic key list\n  relic key list --json")]
     List {
+        /// The same as JSON on standard output.
         #[arg(long)]
         json: bool,
     },
     /// Add a slot for another passphrase (RELIC_NEW_PASSWORD, RELIC_NEW_PASSWORD_FILE or the prompt).
+    #[command(after_help = "Examples:\n  RELIC_NEW_PASSWORD_FILE=~/.second-pass relic key add")]
     Add,
     /// Remove a slot by id prefix (never the one in use, never the last).
-    Remove { id: String },
+    #[command(after_help = "Examples:\n  relic key remove 3f9a1c20")]
+    Remove {
+        /// The slot's id prefix (`relic key list` shows them).
+        id: String,
+    },
     /// Replace the passphrase in use by a new one.
+    #[command(after_help = "Examples:\n  relic key passwd")]
     Passwd,
     /// Drop this repository's key from the key cache (see --key-cache).
+    #[command(after_help = "Examples:\n  relic key forget")]
     Forget,
 }
 
 #[derive(Subcommand)]
 pub enum IndexCommand {
     /// Recreate the index from the packs and snapshots.
+    #[command(after_help = "Examples:\n  relic index rebuild")]
     Rebuild,
 }
 
-#[derive(Subcommand)]
-pub enum BackupSource {
-    /// Back up a PostgreSQL database with pg_dump (plain SQL, streamed).
-    Pg {
-        /// libpq URL or key=value string; without it the PG* variables apply
-        /// (with --container: as seen inside the container; without it the
-        /// container's POSTGRES_USER and POSTGRES_DB).
-        conninfo: Option<String>,
-        /// The database runs in this container (name or id): its own
-        /// pg_dump runs inside it through the Docker engine (DOCKER_HOST);
-        /// no client on this host, no published port.
-        #[arg(long, value_name = "NAME")]
-        container: Option<String>,
-        /// Snapshot name (default: the database name).
-        #[arg(long)]
-        name: Option<String>,
-        #[command(flatten)]
-        snapshot: SnapshotArgs,
-    },
-    /// Back up Docker named volumes through the engine (DOCKER_HOST): each
-    /// volume's files (modes, owners, mtimes, symlinks) under
-    /// volumes/NAME, read by a helper container from a local image.
-    Volume {
-        /// Volume names (`docker volume ls`).
-        #[arg(required = true)]
-        volumes: Vec<String>,
-        /// Snapshot name (default: the volume's name, or `volumes`).
-        #[arg(long)]
-        name: Option<String>,
-        /// Stop the running containers that use a volume while it is
-        /// copied, and start them again after (a running PostgreSQL
-        /// server's data volume is refused without it).
-        #[arg(long)]
-        stop: bool,
-        #[command(flatten)]
-        snapshot: SnapshotArgs,
-    },
-    /// Back up Docker images through the engine (DOCKER_HOST), one
-    /// `docker save` tar per image, or a `docker save` archive file.
-    Image {
-        /// Image references (name:tag or image id).
-        #[arg(required_unless_present = "file", conflicts_with = "file")]
-        references: Vec<String>,
-        /// Read a `docker save` archive from this file (`-`: standard input).
-        #[arg(long, value_name = "TAR")]
-        file: Option<PathBuf>,
-        /// Snapshot name (default: the image name without its tag).
-        #[arg(long)]
-        name: Option<String>,
-        #[command(flatten)]
-        snapshot: SnapshotArgs,
-    },
-}
-
-/// How a new snapshot is filed, shared by every form of `backup`.
-#[derive(Args)]
-pub struct SnapshotArgs {
-    /// daily, named, immaculate, sacred.
-    #[arg(long, default_value = "daily")]
-    pub tier: String,
-    /// A label KEY=VALUE (repeatable).
-    #[arg(long = "label", value_name = "KEY=VALUE")]
-    pub labels: Vec<String>,
-    /// Print the result as JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-impl SnapshotArgs {
-    pub fn options(&self, name: &str) -> Result<SnapshotOptions> {
-        let tier: Tier = self.tier.parse()?;
-        if tier == Tier::Safety {
-            bail!("the safety tier is reserved for snapshots relic takes before a restore");
-        }
-        Ok(SnapshotOptions {
-            name: name.to_string(),
-            tier,
-            labels: super::parse::labels(&self.labels)?,
-            meta: BTreeMap::new(),
-        })
-    }
-}
-
-#[derive(Args)]
-#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
-pub struct BackupArgs {
-    #[command(subcommand)]
-    pub source: Option<BackupSource>,
-    /// Snapshot name (backups under one name form a series).
-    #[arg(long, required = true)]
-    pub name: Option<String>,
-    #[command(flatten)]
-    pub snapshot: SnapshotArgs,
-    /// Read the data from standard input.
-    #[arg(long)]
-    pub stdin: bool,
-    /// Name of the stream inside the snapshot (default: the snapshot name).
-    #[arg(long, requires = "stdin")]
-    pub stdin_name: Option<String>,
-    /// Files and directories to back up.
-    pub paths: Vec<PathBuf>,
-}
-
-#[derive(Args)]
-pub struct SnapshotCmd {
-    /// The stack's description.
-    #[arg(long, default_value = "relic.toml")]
-    pub config: PathBuf,
-    /// The stack is the docker compose project of DIR (default: the
-    /// current directory): DIR/relic.toml when there is one, else what the
-    /// engine runs for the project (images, PostgreSQL services, volumes).
-    #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = ".", conflicts_with = "config")]
-    pub compose: Option<PathBuf>,
-    /// The compose project's name (default: DIR's name, as compose names
-    /// it).
-    #[arg(long, value_name = "NAME", requires = "compose")]
-    pub project: Option<String>,
-    /// Snapshot name (default: the stack's name).
-    #[arg(long)]
-    pub name: Option<String>,
-    /// When a part fails (an image missing, the engine or a database
-    /// down), store the parts that succeeded, mark the snapshot partial
-    /// and exit 3 (without it: no snapshot, exit 1). Never for a baseline.
-    #[arg(long)]
-    pub allow_partial: bool,
-    /// Stop the running containers that use the stack's volumes while
-    /// each is copied, and start them again after.
-    #[arg(long)]
-    pub stop: bool,
-    #[command(flatten)]
-    pub snapshot: SnapshotArgs,
-}
-
-#[derive(Args)]
-pub struct InitStackCmd {
-    /// The compose project's directory: relic.toml is written there.
-    #[arg(default_value = ".")]
-    pub dir: PathBuf,
-    /// The compose project's name (default: DIR's name, as compose names
-    /// it).
-    #[arg(long, value_name = "NAME")]
-    pub project: Option<String>,
-    /// Replace an existing relic.toml.
-    #[arg(long)]
-    pub force: bool,
-    /// Print it instead of writing it.
-    #[arg(long)]
-    pub stdout: bool,
-}
-
-#[derive(Args)]
-pub struct EmergencyCmd {
-    /// A relic.toml whose targets replace the ones the baseline stores
-    /// (default: ./relic.toml when there is one); with none, the baseline
-    /// restores where it was taken from.
-    #[arg(long, value_name = "PATH")]
-    pub config: Option<PathBuf>,
-    /// The stack to restore (default: the relic.toml's, or the only stack
-    /// with a baseline in the repository).
-    #[arg(long, value_name = "NAME")]
-    pub stack: Option<String>,
-    /// First confirmation: yes, restore the baseline over the running stack.
-    #[arg(long)]
-    pub confirm: bool,
-    /// Second confirmation without a terminal: the baseline's name.
-    #[arg(long, value_name = "NAME")]
-    pub yes_restore: Option<String>,
-    /// Print the plan, change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Stop the running containers that use the stack's volumes while
-    /// they are restored, and start them again after.
-    #[arg(long)]
-    pub stop: bool,
-}
-
-#[derive(Subcommand)]
-pub enum BaselineCmd {
-    /// Delete an immaculate or sacred baseline, the one way there is: type
-    /// its name again; an audit record stays in the repository.
-    Retire {
-        name: String,
-        /// The name again (without a terminal to type it at).
-        #[arg(long, value_name = "NAME")]
-        confirm: Option<String>,
-        /// Why, for the audit record.
-        #[arg(long, default_value = "")]
-        reason: String,
-        /// Go on even though NAME is a stack's last immaculate baseline
-        /// (without a terminal to type RETIRE-LAST at).
-        #[arg(long)]
-        last: bool,
-    },
-    /// Make a snapshot (a verified daily, a drilled stack) a write-once
-    /// baseline as it is, under a new name; the snapshot itself stays. A
-    /// partial snapshot is refused: a baseline is whole.
-    Promote {
-        /// The snapshot: id prefix, name (its newest) or `latest`.
-        snapshot: String,
-        /// The baseline's name (never used before by a baseline).
-        #[arg(long)]
-        name: String,
-        /// immaculate or sacred.
-        #[arg(long, default_value = "immaculate")]
-        tier: String,
-    },
-    /// The audit records of retired baselines.
-    Audit {
-        #[arg(long)]
-        json: bool,
-    },
-}
+#[cfg(test)]
+mod tests;
