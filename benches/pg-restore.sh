@@ -3,7 +3,7 @@
 # foreign keys, the same run for each loader (medians of N):
 #   - psql -v ON_ERROR_STOP=1 --single-transaction -f dump.sql into a new database
 #   - pg_restore -j JOBS of a directory-format dump (pg_dump -Fd -Z0) made by hand
-#   - relic restore SNAP --into-postgres dbname=NEW --create (what relic does today)
+#   - relic restore SNAP --into-postgres dbname=NEW --create -j JOBS, and -j 1
 # and relic's own read of the stream (restore --stdout > /dev/null), then
 # each time as a ratio of psql's.
 #   benches/pg-restore.sh [SCALE=100] [RUNS=3] [JOBS=2]
@@ -36,14 +36,15 @@ now() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A t
 for r in $(seq 1 "$runs"); do
-  for m in psql pg_restore relic read; do
-    db=bench_restore_$m
+  for m in psql pg_restore relic relic-j1 read; do
+    db=bench_restore_${m/-/_}
     as_pg dropdb --if-exists "$db" 2>/dev/null
     start=$(now)
     case $m in
       psql) as_pg createdb "$db" && as_pg psql -q -v ON_ERROR_STOP=1 --single-transaction -d "$db" -f "$work/dump.sql" >/dev/null ;;
       pg_restore) as_pg createdb "$db" && as_pg pg_restore -j "$jobs" -d "$db" "$work/dump.dir" ;;
-      relic) "$relic" -q -r "$work/repo" restore db --into-postgres "dbname=$db" --create --no-safety-snapshot ;;
+      relic) "$relic" -q -r "$work/repo" restore db --into-postgres "dbname=$db" --create --no-safety-snapshot -j "$jobs" ;;
+      relic-j1) "$relic" -q -r "$work/repo" restore db --into-postgres "dbname=$db" --create --no-safety-snapshot -j 1 ;;
       read) "$relic" -r "$work/repo" restore db --stdout > /dev/null ;;
     esac
     t[$m]+="$(echo "$(now) - $start" | bc) "
@@ -51,7 +52,7 @@ for r in $(seq 1 "$runs"); do
 done
 base=$(echo ${t[psql]} | tr ' ' '\n' | median)
 printf '%-12s %10s %8s\n' loader seconds "÷ psql"
-for m in psql pg_restore relic read; do
+for m in psql pg_restore relic relic-j1 read; do
   s=$(echo ${t[$m]} | tr ' ' '\n' | median)
   printf '%-12s %10.2f %8.2f\n' "$m" "$s" "$(echo "$s / $base" | bc -l)"
 done

@@ -120,6 +120,58 @@ pub fn load_dump(
     r
 }
 
+/// Loads a stored dump on `jobs` sessions at once (see the `parallel`
+/// module) into a new database beside `target`'s (a host's server), and
+/// only when all of it went in, drops the target (when `mode` is
+/// `Recreate`) and renames the new database into its place. A failure
+/// leaves the target as it was and no new database behind.
+pub fn load_parallel(
+    repo: &Repository,
+    item: &crate::snapshot::Item,
+    target: &Target,
+    mode: LoadMode,
+    jobs: usize,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let Target::Host(conninfo) = target else {
+        return load_dump(repo, item, target, mode, "", progress);
+    };
+    let db = target.database()?;
+    let exec = |sql: String| target.maintenance(&sql);
+    let new_db: String = format!("{}_relic_new", db.chars().take(50).collect::<String>());
+    let drop_new = || {
+        exec(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(&new_db)
+        ))
+    };
+    drop_new()?;
+    exec(format!("CREATE DATABASE {}", quote_ident(&new_db)))?;
+    let r = super::parallel::load(
+        repo,
+        item,
+        &with_dbname(conninfo, &new_db),
+        jobs,
+        "",
+        progress,
+    );
+    if let Err(e) = r {
+        let _ = drop_new();
+        return Err(e);
+    }
+    if mode != LoadMode::Create {
+        exec(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(&db)
+        ))?;
+    }
+    exec(format!(
+        "ALTER DATABASE {} RENAME TO {}",
+        quote_ident(&new_db),
+        quote_ident(&db)
+    ))
+}
+
 /// Makes a plain dump one transaction: `BEGIN;` before it, and `COMMIT;`
 /// after it only from [`SingleTransaction::finish`], so a stream cut part
 /// way (a damaged pack, a dead repository) ends psql's input without a

@@ -16,6 +16,7 @@ mod conn;
 mod container;
 mod dump;
 mod load;
+mod parallel;
 mod restore;
 mod state;
 mod target;
@@ -24,7 +25,9 @@ pub use conn::{config, display_target};
 use container::dump_in_container;
 pub use container::{DumpFacts, DumpScanner};
 pub use dump::{backup, dump_into};
-pub use load::{drop_database, load_dump, with_dbname, with_param, LoadMode, SingleTransaction};
+pub use load::{
+    drop_database, load_dump, load_parallel, with_dbname, with_param, LoadMode, SingleTransaction,
+};
 pub use restore::{
     restore, restore_dump, Dump, RestoreOptions, RestoreReport, RestoreStep, SafetySkip,
     TargetSchema, RESTORE_STEPS,
@@ -98,7 +101,7 @@ pub enum Error {
         wanted: Option<String>,
     },
     /// `hint`: the caller's words on how to go back (see [`Error::with_hint`]).
-    #[error("psql failed ({status}); the single transaction was rolled back, the database is as it was before. {hint}\n{stderr}")]
+    #[error("psql failed ({status}); the load was rolled back, the database is as it was before. {hint}\n{stderr}")]
     Psql {
         status: String,
         stderr: String,
@@ -264,7 +267,7 @@ mod tests {
         };
         assert_eq!(
             psql.with_hint("Go back.").to_string(),
-            "psql failed (exit status: 3); the single transaction was rolled back, the database is as it was before. Go back.\nERROR:  boom"
+            "psql failed (exit status: 3); the load was rolled back, the database is as it was before. Go back.\nERROR:  boom"
         );
         let verify = Error::Verify {
             failed: "  rows t: expected 1, found 0".into(),

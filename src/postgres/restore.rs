@@ -27,6 +27,10 @@ pub struct RestoreOptions {
     pub dry_run: bool,
     pub force: bool,
     pub verify_data: bool,
+    /// Sessions loading at once (1: psql in one transaction, as before).
+    /// Above 1, a host's database is loaded beside the target and
+    /// renamed into place when complete.
+    pub jobs: usize,
 }
 
 /// The outcome of a restore (or of a dry run's plan).
@@ -333,7 +337,11 @@ pub fn restore_dump(
         (_, false) => LoadMode::Create,
         (false, true) => LoadMode::Into,
     };
-    load_dump(repo, item, target, mode, "", progress).map_err(undo)?;
+    if opts.jobs > 1 && mode != LoadMode::Into && matches!(target, Target::Host(_)) {
+        super::load_parallel(repo, item, target, mode, opts.jobs, progress).map_err(undo)?;
+    } else {
+        load_dump(repo, item, target, mode, "", progress).map_err(undo)?;
+    }
     report.restored = true;
 
     // 5. Verify.

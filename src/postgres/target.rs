@@ -279,7 +279,7 @@ impl Target {
 /// psql's arguments for a load: no psqlrc, quiet, stop at the first
 /// error. The transaction is written into the stream
 /// ([`SingleTransaction`]), so that a cut stream never commits.
-const LOAD_ARGS: [&str; 5] = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password"];
+pub(super) const LOAD_ARGS: [&str; 5] = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password"];
 
 /// A query's rows through a connection.
 pub(super) fn simple_rows(

@@ -271,6 +271,12 @@ pub struct RestoreArgs {
     /// Read and verify every chunk before restoring.
     #[arg(long)]
     pub verify_data: bool,
+    /// PostgreSQL sessions loading at once (default: the number of cores):
+    /// the big tables' rows and the indexes load side by side into a new
+    /// database, renamed into place when complete; 1 loads in one
+    /// transaction into the database itself.
+    #[arg(short, long, value_name = "N", requires = "into_postgres", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: Option<u16>,
     /// For a stack snapshot: a relic.toml whose targets (databases, files
     /// root, hooks) replace the ones the snapshot stores; what differs is
     /// printed first (default: ./relic.toml when it is the same stack's).

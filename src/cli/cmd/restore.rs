@@ -141,6 +141,10 @@ pub fn run(cli: &Cli, a: &RestoreArgs, bar: &Bar) -> Result<Outcome> {
             dry_run: a.dry_run,
             force: a.force,
             verify_data: a.verify_data,
+            jobs: a.jobs.map_or_else(
+                || std::thread::available_parallelism().map_or(2, |n| n.get()),
+                usize::from,
+            ),
         };
         let mut say = |s: relic::postgres::RestoreStep| bar.say(&render::postgres_step(&s));
         let report = match part {

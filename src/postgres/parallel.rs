@@ -1,0 +1,408 @@
+//! A plain dump loaded on several `psql` sessions at once, into a database
+//! nobody uses yet (the caller creates it beside the target and renames it
+//! into place only when everything here succeeded).
+//!
+//! pg_dump writes a comment header before every entry (`-- Name: …; Type:
+//! TABLE DATA; …`), entries in three sections: pre-data (schema), data
+//! (a `COPY … FROM stdin;` block per table, sequence values, large
+//! objects), post-data (indexes, constraints, triggers, grants). Here:
+//! - the lines before the first entry (the `SET …` preamble) start every
+//!   session;
+//! - pre-data runs on one session, which must finish first;
+//! - each COPY block is cut at line boundaries into batches of about
+//!   [`BATCH`] bytes, each a COPY of its own, spread over `jobs` sessions
+//!   (the rows of a block are independent; one big table, the usual case,
+//!   loads on every session at once);
+//! - the other data entries (sequence values, large objects) then run in
+//!   their order on one session;
+//! - the post-data indexes and unique or primary-key constraints run side
+//!   by side on `jobs` sessions, and what is left (foreign keys, triggers,
+//!   grants…) in its order on one session: each depends only on what came
+//!   before it.
+//!
+//! Lines inside COPY data are never read as headers.
+
+use super::{Error, Result};
+use crate::progress::Progress;
+use crate::repo::{self, Repository};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use std::io::Write;
+use std::process::{Child, ChildStdin, Command, Stdio};
+
+/// Rows of one COPY block sent to a session at a time.
+const BATCH: usize = 4 << 20;
+
+/// Session settings of the index builds: their sorts in memory rather than
+/// in temp files (the server's default is 64 MB), as `pg_restore` users are
+/// told to set.
+const INDEX_SETTINGS: &[u8] = b"SET maintenance_work_mem = '256MB';\n";
+
+/// Post-data entry types that may run side by side (each takes a lock on
+/// one table; the entries that need an index, a foreign key above all,
+/// run after them).
+const SIDE_BY_SIDE: [&str; 2] = ["INDEX", "CONSTRAINT"];
+
+/// Loads the dump `item` into the database `conninfo` names, on `jobs`
+/// sessions. A failure of any session fails the load; what was loaded
+/// stays in that database for the caller to drop.
+pub fn load(
+    repo: &Repository,
+    item: &crate::snapshot::Item,
+    conninfo: &str,
+    jobs: usize,
+    hint: &str,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let mut split = Splitter::new(conninfo, jobs.max(1), hint);
+    let streamed = repo.restore_item(item, &mut split, progress);
+    let done = split.finish();
+    // A session that failed closed its input: its error is the cause.
+    done?;
+    streamed?;
+    Ok(())
+}
+
+/// Where the stream is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Before the first entry: the session preamble.
+    Preamble,
+    Pre,
+    Data,
+    Post,
+}
+
+/// One `psql` session of the load.
+struct Session {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Session {
+    fn start(conninfo: &str, preamble: &[u8]) -> Result<Session> {
+        let mut child = Command::new("psql")
+            .args(super::target::LOAD_ARGS)
+            .arg(format!("--dbname={conninfo}"))
+            .env("PGAPPNAME", super::conn::own_application_name())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| Error::Spawn {
+                program: "psql",
+                source,
+            })?;
+        let stdin = child.stdin.take().expect("piped stdin");
+        crate::files::widen_pipe(&stdin);
+        let err = child.stderr.take().expect("piped stderr");
+        let stderr = std::thread::spawn(move || super::tail_of(err));
+        let mut s = Session {
+            child,
+            stdin: Some(stdin),
+            stderr,
+        };
+        // A session that cannot take its preamble fails at `end`.
+        s.send(preamble);
+        Ok(s)
+    }
+
+    /// Writes to the session; false once it has stopped reading (psql
+    /// stopped at an error: `end` reports it).
+    fn send(&mut self, bytes: &[u8]) -> bool {
+        let ok = self
+            .stdin
+            .as_mut()
+            .is_some_and(|w| w.write_all(bytes).is_ok());
+        if !ok {
+            self.stdin = None;
+        }
+        ok
+    }
+
+    /// Closes the input and waits: psql's failure, with its stderr.
+    fn end(mut self, hint: &str) -> Result<()> {
+        drop(self.stdin.take());
+        let status = self
+            .child
+            .wait()
+            .map_err(|e| Error::Repo(repo::Error::Output(e)))?;
+        let err = self.stderr.join().unwrap_or_default();
+        if status.success() {
+            return Ok(());
+        }
+        Err(Error::Psql {
+            status: status.to_string(),
+            stderr: err.trim_end().to_string(),
+            hint: hint.to_string(),
+        })
+    }
+}
+
+/// Runs `units` on `jobs` sessions, each unit whole on one of them.
+fn side_by_side(
+    conninfo: &str,
+    preamble: &[u8],
+    jobs: usize,
+    hint: &str,
+    units: Receiver<Vec<u8>>,
+) -> Result<()> {
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..jobs)
+            .map(|_| {
+                let units = units.clone();
+                s.spawn(move || -> Result<()> {
+                    let mut session = Session::start(conninfo, preamble)?;
+                    // A session that stopped still takes its share, so
+                    // the sender never waits on it.
+                    for u in units {
+                        session.send(&u);
+                    }
+                    session.end(hint)
+                })
+            })
+            .collect();
+        drop(units);
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("load session panicked"))
+            .collect::<Result<Vec<()>>>()
+            .map(|_| ())
+    })
+}
+
+/// The entry type a header line names (`-- Name: x; Type: INDEX; …`).
+fn entry_type(line: &[u8]) -> Option<String> {
+    let line = std::str::from_utf8(line).ok()?;
+    if !(line.starts_with("-- Name: ") || line.starts_with("-- Data for Name: ")) {
+        return None;
+    }
+    let rest = &line[line.find("; Type: ")? + 8..];
+    Some(rest[..rest.find(';')?].to_string())
+}
+
+/// The stream, cut into what runs where as it arrives.
+struct Splitter<'a> {
+    conninfo: &'a str,
+    jobs: usize,
+    hint: &'a str,
+    partial: Vec<u8>,
+    phase: Phase,
+    preamble: Vec<u8>,
+    /// Pre-data, then (after the COPY blocks) the other data entries.
+    serial: Vec<u8>,
+    /// Post-data entries: (type, text).
+    post: Vec<(String, Vec<u8>)>,
+    /// The COPY statement whose rows are being read, and rows so far.
+    copy: Option<(Vec<u8>, Vec<u8>)>,
+    /// The current data entry is a table's (its non-COPY lines go with it).
+    table_data: bool,
+    /// The sessions loading COPY batches, once pre-data is in.
+    loader: Option<Loader>,
+    failed: Option<Error>,
+}
+
+/// Sessions taking COPY batches, on a thread of their own.
+struct Loader {
+    batches: Sender<Vec<u8>>,
+    done: std::thread::JoinHandle<Result<()>>,
+}
+
+impl<'a> Splitter<'a> {
+    fn new(conninfo: &'a str, jobs: usize, hint: &'a str) -> Self {
+        Splitter {
+            conninfo,
+            jobs,
+            hint,
+            partial: Vec::new(),
+            phase: Phase::Preamble,
+            preamble: Vec::new(),
+            serial: Vec::new(),
+            post: Vec::new(),
+            copy: None,
+            table_data: false,
+            loader: None,
+            failed: None,
+        }
+    }
+
+    fn line(&mut self, line: &[u8]) -> std::io::Result<()> {
+        let body = line.strip_suffix(b"\n").unwrap_or(line);
+        if let Some((stmt, rows)) = &mut self.copy {
+            if body == b"\\." {
+                let stmt = std::mem::take(stmt);
+                let rows = std::mem::take(rows);
+                self.copy = None;
+                return self.batch(&stmt, rows);
+            }
+            rows.extend_from_slice(line);
+            if rows.len() >= BATCH {
+                let (stmt, rows) = self.copy.as_mut().expect("in a copy");
+                let stmt = stmt.clone();
+                let rows = std::mem::take(rows);
+                return self.batch(&stmt, rows);
+            }
+            return Ok(());
+        }
+        if let Some(t) = entry_type(body) {
+            let data = matches!(
+                t.as_str(),
+                "TABLE DATA" | "SEQUENCE SET" | "BLOBS" | "BLOB DATA"
+            );
+            match (self.phase, data) {
+                (Phase::Preamble | Phase::Pre, true) => self.start_data()?,
+                (Phase::Preamble, false) => self.phase = Phase::Pre,
+                (Phase::Data, false) => self.phase = Phase::Post,
+                _ => {}
+            }
+            self.table_data = t == "TABLE DATA";
+            if self.phase == Phase::Post {
+                self.post.push((t, Vec::new()));
+            }
+        }
+        match self.phase {
+            Phase::Preamble => self.preamble.extend_from_slice(line),
+            Phase::Pre => self.serial.extend_from_slice(line),
+            Phase::Data if self.table_data => {
+                if body.starts_with(b"COPY ") && body.ends_with(b" FROM stdin;") {
+                    self.copy = Some((line.to_vec(), Vec::new()));
+                } else if !body.starts_with(b"--") && !body.is_empty() {
+                    // A table's data as statements (pg_dump --inserts).
+                    self.batch(b"", line.to_vec())?;
+                }
+            }
+            Phase::Data => self.serial.extend_from_slice(line),
+            Phase::Post => self
+                .post
+                .last_mut()
+                .expect("an entry")
+                .1
+                .extend_from_slice(line),
+        }
+        Ok(())
+    }
+
+    /// Runs pre-data (it must be in before any row), then starts the
+    /// sessions that take COPY batches.
+    fn start_data(&mut self) -> std::io::Result<()> {
+        self.phase = Phase::Data;
+        let pre = std::mem::take(&mut self.serial);
+        let session = Session::start(self.conninfo, &self.preamble);
+        let r = session.and_then(|mut s| {
+            s.send(&pre);
+            s.end(self.hint)
+        });
+        if let Err(e) = r {
+            return self.fail(e);
+        }
+        let (tx, rx) = bounded::<Vec<u8>>(self.jobs * 2);
+        let (conninfo, preamble, jobs, hint) = (
+            self.conninfo.to_string(),
+            self.preamble.clone(),
+            self.jobs,
+            self.hint.to_string(),
+        );
+        let done = std::thread::spawn(move || side_by_side(&conninfo, &preamble, jobs, &hint, rx));
+        self.loader = Some(Loader { batches: tx, done });
+        Ok(())
+    }
+
+    /// Sends one unit (a COPY batch, or a table's statements) to a session.
+    fn batch(&mut self, stmt: &[u8], rows: Vec<u8>) -> std::io::Result<()> {
+        let mut unit = Vec::with_capacity(stmt.len() + rows.len() + 3);
+        unit.extend_from_slice(stmt);
+        unit.extend_from_slice(&rows);
+        if !stmt.is_empty() {
+            unit.extend_from_slice(b"\\.\n");
+        }
+        let sent = self
+            .loader
+            .as_ref()
+            .is_some_and(|l| l.batches.send(unit).is_ok());
+        if !sent {
+            return Err(std::io::Error::other("the load sessions stopped"));
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, e: Error) -> std::io::Result<()> {
+        self.failed = Some(e);
+        Err(std::io::Error::other("a load session failed"))
+    }
+
+    /// Ends the stream: waits for the COPY sessions, then runs the other
+    /// data entries, the side-by-side post-data, and the rest.
+    fn finish(mut self) -> Result<()> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        let rest = std::mem::take(&mut self.partial);
+        if !rest.is_empty() {
+            self.line(&rest)
+                .map_err(|e| Error::Repo(repo::Error::Output(e)))?;
+        }
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        if let Some(l) = self.loader.take() {
+            drop(l.batches);
+            l.done.join().expect("load sessions panicked")?;
+        }
+        let serial = |bytes: &[u8]| -> Result<()> {
+            if bytes.is_empty() {
+                return Ok(());
+            }
+            let mut s = Session::start(self.conninfo, &self.preamble)?;
+            s.send(bytes);
+            s.end(self.hint)
+        };
+        // No data entries at all (an empty database): one session, in order.
+        serial(&self.serial)?;
+        let (parallel, after): (Vec<_>, Vec<_>) = self
+            .post
+            .iter()
+            .partition(|(t, _)| SIDE_BY_SIDE.contains(&t.as_str()));
+        if !parallel.is_empty() {
+            let (tx, rx) = bounded::<Vec<u8>>(parallel.len());
+            for (_, text) in &parallel {
+                tx.send(text.clone()).expect("room for every entry");
+            }
+            drop(tx);
+            let mut preamble = self.preamble.clone();
+            preamble.extend_from_slice(INDEX_SETTINGS);
+            side_by_side(self.conninfo, &preamble, self.jobs, self.hint, rx)?;
+        }
+        let after: Vec<u8> = after.into_iter().flat_map(|(_, t)| t.clone()).collect();
+        serial(&after)
+    }
+}
+
+impl Write for Splitter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut rest = buf;
+        if !self.partial.is_empty() {
+            match rest.iter().position(|&b| b == b'\n') {
+                None => {
+                    self.partial.extend_from_slice(rest);
+                    return Ok(buf.len());
+                }
+                Some(i) => {
+                    let mut line = std::mem::take(&mut self.partial);
+                    line.extend_from_slice(&rest[..=i]);
+                    self.line(&line)?;
+                    rest = &rest[i + 1..];
+                }
+            }
+        }
+        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+            self.line(&rest[..=i])?;
+            rest = &rest[i + 1..];
+        }
+        self.partial.extend_from_slice(rest);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,177 @@
+//! The parallel load of `restore --into-postgres -j N` against the real
+//! server: the same database as one session loads, big tables cut across
+//! sessions, and a load that fails part way (a backend killed, a role
+//! gone) leaves the old database as it was and no scratch database.
+
+mod common;
+use common::pg::*;
+use common::*;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn relic_pg(repo: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .env("RELIC_PASSWORD", PASSWORD)
+        .arg("-r")
+        .arg(repo)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn scratch_left(db: &str) -> String {
+    psql(
+        "postgres",
+        &format!("SELECT count(*) FROM pg_database WHERE datname LIKE '{db}%relic_new'"),
+    )
+    .trim()
+    .to_string()
+}
+
+/// Sorted lines of a plain dump, without the random `\restrict` key: rows
+/// loaded by several sessions at once come back in another physical order.
+fn content(db: &str) -> Vec<String> {
+    let mut l: Vec<String> = String::from_utf8(unrestricted(&pg_dump(db)))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    l.sort();
+    l
+}
+
+#[test]
+fn a_parallel_load_gives_the_database_one_session_gives() {
+    let (_d, repo) = new_repo();
+    let db = dbname("par");
+    createdb(&db);
+    populate(&db, "rev-par");
+    // A table well over one batch, so its rows load on both sessions.
+    psql(
+        &db,
+        "CREATE TABLE big (id bigint PRIMARY KEY, v text NOT NULL);
+         INSERT INTO big SELECT g, md5(g::text) || repeat('x', 60) FROM generate_series(1, 150000) g;
+         CREATE INDEX big_v ON big (v);
+         ALTER TABLE assignments ADD CONSTRAINT assignments_big FOREIGN KEY (id) REFERENCES big (id);",
+    );
+    let o = relic_pg(
+        &repo,
+        &["backup", "pg", &format!("dbname={db}"), "--name", "app"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (one, two) = (format!("{db}_one"), format!("{db}_two"));
+    for (target, jobs) in [(&one, "1"), (&two, "2")] {
+        let o = relic_pg(
+            &repo,
+            &[
+                "restore",
+                "app",
+                "--into-postgres",
+                &format!("dbname={target}"),
+                "--create",
+                "-j",
+                jobs,
+            ],
+        );
+        assert!(o.status.success(), "-j {jobs}: {}", stderr(&o));
+    }
+    assert_eq!(content(&two), content(&one));
+    assert_eq!(content(&two), content(&db));
+    assert_eq!(scratch_left(&db), "0");
+    for d in [&db, &one, &two] {
+        dropdb(d);
+    }
+}
+
+#[test]
+fn a_parallel_load_that_fails_leaves_the_old_database_and_no_scratch() {
+    let (_d, repo) = new_repo();
+    // A role the dump names is gone by restore time: pre-data fails.
+    let (db, role) = db_with_own_role("parfail");
+    let o = relic_pg(
+        &repo,
+        &["backup", "pg", &format!("dbname={db}"), "--name", "app"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    drop_owner(&db, &role);
+    psql(&db, "INSERT INTO people (name) VALUES ('after the backup')");
+    let before = content(&db);
+    let o = relic_pg(
+        &repo,
+        &[
+            "restore",
+            "app",
+            "--into-postgres",
+            &format!("dbname={db}"),
+            "--clean",
+            "--force",
+            "-j",
+            "2",
+            "--no-safety-snapshot",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains(&role), "{}", stderr(&o));
+    assert_eq!(content(&db), before, "the old database changed");
+    assert_eq!(scratch_left(&db), "0");
+
+    // A backend killed in the middle of the rows.
+    psql(
+        &db,
+        "CREATE TABLE big (id bigint PRIMARY KEY, v text);
+         INSERT INTO big SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 400000) g;",
+    );
+    psql(
+        &db,
+        &format!("CREATE ROLE {role}; ALTER TABLE blobs OWNER TO {role}"),
+    );
+    let o = relic_pg(
+        &repo,
+        &["backup", "pg", &format!("dbname={db}"), "--name", "app"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let before = content(&db);
+    let child = Command::new(bin())
+        .env("RELIC_PASSWORD", PASSWORD)
+        .arg("-r")
+        .arg(&repo)
+        .args([
+            "restore",
+            "app",
+            "--into-postgres",
+            &format!("dbname={db}"),
+            "--clean",
+            "-j",
+            "2",
+            "--no-safety-snapshot",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut killed = String::new();
+    while started.elapsed() < std::time::Duration::from_secs(30) {
+        killed = psql(
+            "postgres",
+            &format!(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE datname = '{db}_relic_new' AND query LIKE 'COPY%'"
+            ),
+        );
+        if killed.trim() != "0" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_ne!(killed.trim(), "0", "no COPY session was seen to kill");
+    assert!(!o.status.success(), "the load survived its killed backend");
+    assert_eq!(o.status.code(), Some(13), "{}", stderr(&o));
+    assert_eq!(content(&db), before, "the old database changed");
+    assert_eq!(scratch_left(&db), "0");
+    drop_owner(&db, &role);
+    dropdb(&db);
+}
