@@ -27,10 +27,32 @@ pub enum LoadMode {
 
 /// Drops the database `target` names, if it exists.
 pub fn drop_database(target: &Target) -> Result<()> {
-    let db = target.database()?;
+    drop_named(target, &target.database()?)
+}
+
+/// Drops database `db` of `target`'s server, if it exists.
+fn drop_named(target: &Target, db: &str) -> Result<()> {
     target.maintenance(&format!(
         "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-        quote_ident(&db)
+        quote_ident(db)
+    ))
+}
+
+/// The database a load goes into beside `db` before it replaces it.
+fn beside(db: &str) -> String {
+    format!("{}_relic_new", db.chars().take(50).collect::<String>())
+}
+
+/// Puts the loaded `new_db` in the place of `db`: drops `db` (when there
+/// is one to drop) and renames `new_db`.
+fn swap_in(target: &Target, new_db: &str, db: &str, drop_old: bool) -> Result<()> {
+    if drop_old {
+        drop_named(target, db)?;
+    }
+    target.maintenance(&format!(
+        "ALTER DATABASE {} RENAME TO {}",
+        quote_ident(new_db),
+        quote_ident(db)
     ))
 }
 
@@ -74,22 +96,16 @@ pub fn load_dump(
 ) -> Result<()> {
     let db = target.database()?;
     let exec = |sql: String| target.maintenance(&sql);
-    let new_db: String = format!("{}_relic_new", db.chars().take(50).collect::<String>());
+    let new_db = beside(&db);
     match mode {
         LoadMode::Into => {}
         LoadMode::Create => exec(format!("CREATE DATABASE {}", quote_ident(&db)))?,
         LoadMode::Recreate => {
-            exec(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                quote_ident(&db)
-            ))?;
+            drop_named(target, &db)?;
             exec(format!("CREATE DATABASE {}", quote_ident(&db)))?;
         }
         LoadMode::Replace => {
-            exec(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                quote_ident(&new_db)
-            ))?;
+            drop_named(target, &new_db)?;
             exec(format!("CREATE DATABASE {}", quote_ident(&new_db)))?;
         }
     }
@@ -101,21 +117,10 @@ pub fn load_dump(
     let r = into.load(repo, item, hint, progress);
     if mode == LoadMode::Replace {
         if r.is_err() {
-            let _ = exec(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                quote_ident(&new_db)
-            ));
+            let _ = drop_named(target, &new_db);
             return r;
         }
-        exec(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            quote_ident(&db)
-        ))?;
-        exec(format!(
-            "ALTER DATABASE {} RENAME TO {}",
-            quote_ident(&new_db),
-            quote_ident(&db)
-        ))?;
+        swap_in(target, &new_db, &db, true)?;
     }
     r
 }
@@ -137,16 +142,9 @@ pub fn load_parallel(
         return load_dump(repo, item, target, mode, "", progress);
     };
     let db = target.database()?;
-    let exec = |sql: String| target.maintenance(&sql);
-    let new_db: String = format!("{}_relic_new", db.chars().take(50).collect::<String>());
-    let drop_new = || {
-        exec(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            quote_ident(&new_db)
-        ))
-    };
-    drop_new()?;
-    exec(format!("CREATE DATABASE {}", quote_ident(&new_db)))?;
+    let new_db = beside(&db);
+    drop_named(target, &new_db)?;
+    target.maintenance(&format!("CREATE DATABASE {}", quote_ident(&new_db)))?;
     let r = super::parallel::load(
         repo,
         item,
@@ -156,20 +154,10 @@ pub fn load_parallel(
         progress,
     );
     if let Err(e) = r {
-        let _ = drop_new();
+        let _ = drop_named(target, &new_db);
         return Err(e);
     }
-    if mode != LoadMode::Create {
-        exec(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            quote_ident(&db)
-        ))?;
-    }
-    exec(format!(
-        "ALTER DATABASE {} RENAME TO {}",
-        quote_ident(&new_db),
-        quote_ident(&db)
-    ))
+    swap_in(target, &new_db, &db, mode != LoadMode::Create)
 }
 
 /// Makes a plain dump one transaction: `BEGIN;` before it, and `COMMIT;`
@@ -183,7 +171,7 @@ pub fn load_parallel(
 /// other byte passes unchanged.
 pub struct SingleTransaction<W: std::io::Write> {
     inner: W,
-    partial: Vec<u8>,
+    lines: Lines,
     in_copy: bool,
     out: Vec<u8>,
 }
@@ -192,7 +180,7 @@ impl<W: std::io::Write> SingleTransaction<W> {
     pub fn new(inner: W) -> Self {
         SingleTransaction {
             inner,
-            partial: Vec::new(),
+            lines: Lines::default(),
             in_copy: false,
             out: b"BEGIN;\n".to_vec(),
         }
@@ -214,7 +202,7 @@ impl<W: std::io::Write> SingleTransaction<W> {
 
     /// Writes what is left (a last line without a newline) and flushes.
     pub fn finish(&mut self) -> std::io::Result<()> {
-        let rest = std::mem::take(&mut self.partial);
+        let rest = self.lines.rest();
         if !rest.is_empty() {
             self.line(&rest);
         }
@@ -227,26 +215,12 @@ impl<W: std::io::Write> SingleTransaction<W> {
 
 impl<W: std::io::Write> std::io::Write for SingleTransaction<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut rest = buf;
-        if !self.partial.is_empty() {
-            match rest.iter().position(|&b| b == b'\n') {
-                None => {
-                    self.partial.extend_from_slice(rest);
-                    return Ok(buf.len());
-                }
-                Some(i) => {
-                    let mut line = std::mem::take(&mut self.partial);
-                    line.extend_from_slice(&rest[..=i]);
-                    self.line(&line);
-                    rest = &rest[i + 1..];
-                }
-            }
-        }
-        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
-            self.line(&rest[..=i]);
-            rest = &rest[i + 1..];
-        }
-        self.partial.extend_from_slice(rest);
+        let mut lines = std::mem::take(&mut self.lines);
+        lines.feed(buf, |l| {
+            self.line(l);
+            Ok(())
+        })?;
+        self.lines = lines;
         let out = std::mem::take(&mut self.out);
         self.inner.write_all(&out)?;
         self.out = out;
@@ -256,6 +230,45 @@ impl<W: std::io::Write> std::io::Write for SingleTransaction<W> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// Cuts what is written into lines (each with its `\n`), keeping a last
+/// line without one for the next write.
+#[derive(Default)]
+pub(super) struct Lines {
+    partial: Vec<u8>,
+}
+
+impl Lines {
+    /// Calls `line` on every line `buf` completes.
+    pub(super) fn feed(
+        &mut self,
+        buf: &[u8],
+        mut line: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let mut rest = buf;
+        if !self.partial.is_empty() {
+            let Some(i) = rest.iter().position(|&b| b == b'\n') else {
+                self.partial.extend_from_slice(rest);
+                return Ok(());
+            };
+            let mut first = std::mem::take(&mut self.partial);
+            first.extend_from_slice(&rest[..=i]);
+            line(&first)?;
+            rest = &rest[i + 1..];
+        }
+        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+            line(&rest[..=i])?;
+            rest = &rest[i + 1..];
+        }
+        self.partial.extend_from_slice(rest);
+        Ok(())
+    }
+
+    /// The last line, without its newline, if any.
+    pub(super) fn rest(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.partial)
     }
 }
 

@@ -22,12 +22,13 @@
 //!
 //! Lines inside COPY data are never read as headers.
 
+use super::load::Lines;
 use super::{Error, Result};
 use crate::progress::Progress;
 use crate::repo::{self, Repository};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::io::Write;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin};
 
 /// Rows of one COPY block sent to a session at a time.
 const BATCH: usize = 4 << 20;
@@ -81,22 +82,7 @@ struct Session {
 
 impl Session {
     fn start(conninfo: &str, preamble: &[u8]) -> Result<Session> {
-        let mut child = Command::new("psql")
-            .args(super::target::LOAD_ARGS)
-            .arg(format!("--dbname={conninfo}"))
-            .env("PGAPPNAME", super::conn::own_application_name())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| Error::Spawn {
-                program: "psql",
-                source,
-            })?;
-        let stdin = child.stdin.take().expect("piped stdin");
-        crate::files::widen_pipe(&stdin);
-        let err = child.stderr.take().expect("piped stderr");
-        let stderr = std::thread::spawn(move || super::tail_of(err));
+        let (child, stdin, stderr) = super::target::spawn_psql(conninfo)?;
         let mut s = Session {
             child,
             stdin: Some(stdin),
@@ -186,7 +172,7 @@ struct Splitter<'a> {
     conninfo: &'a str,
     jobs: usize,
     hint: &'a str,
-    partial: Vec<u8>,
+    lines: Lines,
     phase: Phase,
     preamble: Vec<u8>,
     /// Pre-data, then (after the COPY blocks) the other data entries.
@@ -214,7 +200,7 @@ impl<'a> Splitter<'a> {
             conninfo,
             jobs,
             hint,
-            partial: Vec::new(),
+            lines: Lines::default(),
             phase: Phase::Preamble,
             preamble: Vec::new(),
             serial: Vec::new(),
@@ -336,7 +322,7 @@ impl<'a> Splitter<'a> {
         if let Some(e) = self.failed.take() {
             return Err(e);
         }
-        let rest = std::mem::take(&mut self.partial);
+        let rest = self.lines.rest();
         if !rest.is_empty() {
             self.line(&rest)
                 .map_err(|e| Error::Repo(repo::Error::Output(e)))?;
@@ -379,27 +365,10 @@ impl<'a> Splitter<'a> {
 
 impl Write for Splitter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut rest = buf;
-        if !self.partial.is_empty() {
-            match rest.iter().position(|&b| b == b'\n') {
-                None => {
-                    self.partial.extend_from_slice(rest);
-                    return Ok(buf.len());
-                }
-                Some(i) => {
-                    let mut line = std::mem::take(&mut self.partial);
-                    line.extend_from_slice(&rest[..=i]);
-                    self.line(&line)?;
-                    rest = &rest[i + 1..];
-                }
-            }
-        }
-        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
-            self.line(&rest[..=i])?;
-            rest = &rest[i + 1..];
-        }
-        self.partial.extend_from_slice(rest);
-        Ok(buf.len())
+        let mut lines = std::mem::take(&mut self.lines);
+        let r = lines.feed(buf, |l| self.line(l));
+        self.lines = lines;
+        r.map(|()| buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

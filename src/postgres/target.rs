@@ -279,7 +279,7 @@ impl Target {
 /// psql's arguments for a load: no psqlrc, quiet, stop at the first
 /// error. The transaction is written into the stream
 /// ([`SingleTransaction`]), so that a cut stream never commits.
-pub(super) const LOAD_ARGS: [&str; 5] = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password"];
+const LOAD_ARGS: [&str; 5] = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password"];
 
 /// A query's rows through a connection.
 pub(super) fn simple_rows(
@@ -365,13 +365,15 @@ fn send_dump(
     filtered.finish().map_err(repo::Error::Output)
 }
 
-fn host_load(
-    repo: &Repository,
-    item: &crate::snapshot::Item,
+/// A loading `psql` on `conninfo` (a host's server): the child, its input
+/// (a wide pipe), and a thread keeping the tail of its stderr.
+pub(super) fn spawn_psql(
     conninfo: &str,
-    hint: &str,
-    progress: &dyn Progress,
-) -> Result<()> {
+) -> Result<(
+    std::process::Child,
+    std::process::ChildStdin,
+    std::thread::JoinHandle<String>,
+)> {
     let mut child = Command::new("psql")
         .args(LOAD_ARGS)
         .arg(format!("--dbname={conninfo}"))
@@ -387,7 +389,17 @@ fn host_load(
     let stdin = child.stdin.take().expect("piped stdin");
     crate::files::widen_pipe(&stdin);
     let stderr = child.stderr.take().expect("piped stderr");
-    let err_reader = std::thread::spawn(move || tail_of(stderr));
+    Ok((child, stdin, std::thread::spawn(move || tail_of(stderr))))
+}
+
+fn host_load(
+    repo: &Repository,
+    item: &crate::snapshot::Item,
+    conninfo: &str,
+    hint: &str,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let (mut child, stdin, err_reader) = spawn_psql(conninfo)?;
     let streamed = send_dump(repo, item, stdin, progress);
     let status = child
         .wait()
