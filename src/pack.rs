@@ -404,12 +404,18 @@ impl PackSizer {
     /// The size of the sealed file: blobs, trailer (sealed as
     /// [`PackWriter::seal`] seals it) and footer.
     pub fn sealed_size(&self) -> u64 {
-        let mut trailer = encode_trailer(&self.entries);
-        if let Some(c) = &self.cipher {
-            c.seal(TRAILER_AAD, &mut trailer);
-        }
+        let trailer = sealed_trailer(&self.entries, self.cipher.as_ref());
         self.size + (trailer.len() + FOOTER_LEN) as u64
     }
+}
+
+/// A pack's trailer as written: its entries, sealed when there is a cipher.
+fn sealed_trailer(entries: &[Entry], cipher: Option<&Cipher>) -> Vec<u8> {
+    let mut trailer = encode_trailer(entries);
+    if let Some(c) = cipher {
+        c.seal(TRAILER_AAD, &mut trailer);
+    }
+    trailer
 }
 
 /// A pack sealed under its final name.
@@ -461,10 +467,7 @@ impl PackWriter {
     /// Writes trailer and footer, fsyncs, and publishes the pack under its
     /// id. On failure (a full disk, say) the temp file is removed.
     pub fn seal(mut self, backend: &Local) -> io::Result<Sealed> {
-        let mut trailer = encode_trailer(&self.entries);
-        if let Some(c) = &self.cipher {
-            c.seal(TRAILER_AAD, &mut trailer);
-        }
+        let trailer = sealed_trailer(&self.entries, self.cipher.as_ref());
         let mut footer = Vec::with_capacity(FOOTER_LEN);
         footer.extend_from_slice(&(trailer.len() as u32).to_le_bytes());
         footer.extend_from_slice(&blake3::hash(&trailer).as_bytes()[..16]);

@@ -6,19 +6,7 @@
 mod common;
 use common::pg::*;
 use common::*;
-use std::path::Path;
 use std::process::{Command, Stdio};
-
-fn relic_pg(repo: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(bin())
-        .env("RELIC_PASSWORD", PASSWORD)
-        .arg("-r")
-        .arg(repo)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
 
 fn scratch_left(db: &str) -> String {
     psql(
@@ -55,14 +43,14 @@ fn a_parallel_load_gives_the_database_one_session_gives() {
          CREATE INDEX big_v ON big (v);
          ALTER TABLE assignments ADD CONSTRAINT assignments_big FOREIGN KEY (id) REFERENCES big (id);",
     );
-    let o = relic_pg(
+    let o = relic(
         &repo,
         &["backup", "pg", &format!("dbname={db}"), "--name", "app"],
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let (one, two) = (format!("{db}_one"), format!("{db}_two"));
     for (target, jobs) in [(&one, "1"), (&two, "2")] {
-        let o = relic_pg(
+        let o = relic(
             &repo,
             &[
                 "restore",
@@ -89,7 +77,7 @@ fn a_parallel_load_that_fails_leaves_the_old_database_and_no_scratch() {
     let (_d, repo) = new_repo();
     // A role the dump names is gone by restore time: pre-data fails.
     let (db, role) = db_with_own_role("parfail");
-    let o = relic_pg(
+    let o = relic(
         &repo,
         &["backup", "pg", &format!("dbname={db}"), "--name", "app"],
     );
@@ -97,7 +85,7 @@ fn a_parallel_load_that_fails_leaves_the_old_database_and_no_scratch() {
     drop_owner(&db, &role);
     psql(&db, "INSERT INTO people (name) VALUES ('after the backup')");
     let before = content(&db);
-    let o = relic_pg(
+    let o = relic(
         &repo,
         &[
             "restore",
@@ -126,7 +114,7 @@ fn a_parallel_load_that_fails_leaves_the_old_database_and_no_scratch() {
         &db,
         &format!("CREATE ROLE {role}; ALTER TABLE blobs OWNER TO {role}"),
     );
-    let o = relic_pg(
+    let o = relic(
         &repo,
         &["backup", "pg", &format!("dbname={db}"), "--name", "app"],
     );
@@ -171,6 +159,62 @@ fn a_parallel_load_that_fails_leaves_the_old_database_and_no_scratch() {
     assert!(!o.status.success(), "the load survived its killed backend");
     assert_eq!(o.status.code(), Some(13), "{}", stderr(&o));
     assert_eq!(content(&db), before, "the old database changed");
+    assert_eq!(scratch_left(&db), "0");
+
+    // relic itself killed (-9) mid-rows: the old database is as it was;
+    // the scratch database it leaves is dropped by the next restore, which
+    // then completes.
+    let mut child = Command::new(bin())
+        .env("RELIC_PASSWORD", PASSWORD)
+        .arg("-r")
+        .arg(&repo)
+        .args([
+            "restore",
+            "app",
+            "--into-postgres",
+            &format!("dbname={db}"),
+            "--clean",
+            "-j",
+            "2",
+            "--no-safety-snapshot",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(30) {
+        let copying = psql(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = '{db}_relic_new' AND query LIKE 'COPY%'"
+            ),
+        );
+        if copying.trim() != "0" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(content(&db), before, "the old database changed");
+    let o = relic(
+        &repo,
+        &[
+            "restore",
+            "app",
+            "--into-postgres",
+            &format!("dbname={db}"),
+            "--clean",
+            "-j",
+            "2",
+            "--no-safety-snapshot",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(content(&db), before);
     assert_eq!(scratch_left(&db), "0");
     drop_owner(&db, &role);
     dropdb(&db);

@@ -21,6 +21,12 @@ impl Bar {
 }
 
 impl Bar {
+    /// True when the bar is drawn (a terminal, no `-q`): work done only to
+    /// give it a total is wasted otherwise.
+    pub fn is_visible(&self) -> bool {
+        !self.bar.is_hidden()
+    }
+
     /// Prints a step line above the bar (or plainly when there is none);
     /// nothing under `-q`.
     pub fn say(&self, msg: &str) {

@@ -13,8 +13,8 @@
 //!   [`BATCH`] bytes, each a COPY of its own, spread over `jobs` sessions
 //!   (the rows of a block are independent; one big table, the usual case,
 //!   loads on every session at once);
-//! - the other data entries (sequence values, large objects) then run in
-//!   their order on one session;
+//! - the other data entries (sequence values, large objects, a table's
+//!   rows written as INSERTs) then run in their order on one session;
 //! - the post-data indexes and unique or primary-key constraints run side
 //!   by side on `jobs` sessions, and what is left (foreign keys, triggers,
 //!   grants…) in its order on one session: each depends only on what came
@@ -179,9 +179,10 @@ struct Splitter<'a> {
     serial: Vec<u8>,
     /// Post-data entries: (type, text).
     post: Vec<(String, Vec<u8>)>,
-    /// The COPY statement whose rows are being read, and rows so far.
+    /// The COPY statement whose rows are being read, and the batch so far
+    /// (that statement, then rows).
     copy: Option<(Vec<u8>, Vec<u8>)>,
-    /// The current data entry is a table's (its non-COPY lines go with it).
+    /// The current data entry is a table's.
     table_data: bool,
     /// The sessions loading COPY batches, once pre-data is in.
     loader: Option<Loader>,
@@ -214,19 +215,21 @@ impl<'a> Splitter<'a> {
 
     fn line(&mut self, line: &[u8]) -> std::io::Result<()> {
         let body = line.strip_suffix(b"\n").unwrap_or(line);
-        if let Some((stmt, rows)) = &mut self.copy {
+        if let Some((stmt, batch)) = &mut self.copy {
             if body == b"\\." {
-                let stmt = std::mem::take(stmt);
-                let rows = std::mem::take(rows);
+                let mut batch = std::mem::take(batch);
+                batch.extend_from_slice(b"\\.\n");
                 self.copy = None;
-                return self.batch(&stmt, rows);
+                return self.send(batch);
             }
-            rows.extend_from_slice(line);
-            if rows.len() >= BATCH {
-                let (stmt, rows) = self.copy.as_mut().expect("in a copy");
-                let stmt = stmt.clone();
-                let rows = std::mem::take(rows);
-                return self.batch(&stmt, rows);
+            batch.extend_from_slice(line);
+            if batch.len() >= BATCH {
+                // The next batch starts with the same COPY statement.
+                let next = Vec::with_capacity(BATCH + stmt.len() + line.len());
+                let mut full = std::mem::replace(batch, next);
+                batch.extend_from_slice(stmt);
+                full.extend_from_slice(b"\\.\n");
+                return self.send(full);
             }
             return Ok(());
         }
@@ -249,14 +252,17 @@ impl<'a> Splitter<'a> {
         match self.phase {
             Phase::Preamble => self.preamble.extend_from_slice(line),
             Phase::Pre => self.serial.extend_from_slice(line),
-            Phase::Data if self.table_data => {
-                if body.starts_with(b"COPY ") && body.ends_with(b" FROM stdin;") {
-                    self.copy = Some((line.to_vec(), Vec::new()));
-                } else if !body.starts_with(b"--") && !body.is_empty() {
-                    // A table's data as statements (pg_dump --inserts).
-                    self.batch(b"", line.to_vec())?;
-                }
+            Phase::Data
+                if self.table_data
+                    && body.starts_with(b"COPY ")
+                    && body.ends_with(b" FROM stdin;") =>
+            {
+                let mut batch = Vec::with_capacity(BATCH + line.len());
+                batch.extend_from_slice(line);
+                self.copy = Some((line.to_vec(), batch));
             }
+            // Sequence values, large objects, and a table's data written
+            // as statements (pg_dump --inserts): in order, on one session.
             Phase::Data => self.serial.extend_from_slice(line),
             Phase::Post => self
                 .post
@@ -293,18 +299,13 @@ impl<'a> Splitter<'a> {
         Ok(())
     }
 
-    /// Sends one unit (a COPY batch, or a table's statements) to a session.
-    fn batch(&mut self, stmt: &[u8], rows: Vec<u8>) -> std::io::Result<()> {
-        let mut unit = Vec::with_capacity(stmt.len() + rows.len() + 3);
-        unit.extend_from_slice(stmt);
-        unit.extend_from_slice(&rows);
-        if !stmt.is_empty() {
-            unit.extend_from_slice(b"\\.\n");
-        }
+    /// Sends one COPY batch (its statement, rows and `\.` line) to a
+    /// session.
+    fn send(&mut self, batch: Vec<u8>) -> std::io::Result<()> {
         let sent = self
             .loader
             .as_ref()
-            .is_some_and(|l| l.batches.send(unit).is_ok());
+            .is_some_and(|l| l.batches.send(batch).is_ok());
         if !sent {
             return Err(std::io::Error::other("the load sessions stopped"));
         }
@@ -344,21 +345,20 @@ impl<'a> Splitter<'a> {
         };
         // No data entries at all (an empty database): one session, in order.
         serial(&self.serial)?;
-        let (parallel, after): (Vec<_>, Vec<_>) = self
-            .post
-            .iter()
+        let (parallel, after): (Vec<_>, Vec<_>) = std::mem::take(&mut self.post)
+            .into_iter()
             .partition(|(t, _)| SIDE_BY_SIDE.contains(&t.as_str()));
         if !parallel.is_empty() {
             let (tx, rx) = bounded::<Vec<u8>>(parallel.len());
-            for (_, text) in &parallel {
-                tx.send(text.clone()).expect("room for every entry");
+            for (_, text) in parallel {
+                tx.send(text).expect("room for every entry");
             }
             drop(tx);
             let mut preamble = self.preamble.clone();
             preamble.extend_from_slice(INDEX_SETTINGS);
             side_by_side(self.conninfo, &preamble, self.jobs, self.hint, rx)?;
         }
-        let after: Vec<u8> = after.into_iter().flat_map(|(_, t)| t.clone()).collect();
+        let after: Vec<u8> = after.into_iter().flat_map(|(_, t)| t).collect();
         serial(&after)
     }
 }

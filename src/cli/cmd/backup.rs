@@ -65,7 +65,8 @@ fn paths(cli: &Cli, args: &BackupArgs, bar: &Bar) -> Result<Outcome> {
     }
     let repo = open(cli)?;
     repo.set_dry_run(args.snapshot.dry_run);
-    if args.stdin {
+    // The scan (a second walk, metadata only) only gives the bar a total.
+    if args.stdin || !bar.is_visible() {
         bar.start("backing up", None, Unit::Bytes);
     } else {
         let (files, bytes) = files::scan(&args.paths);
