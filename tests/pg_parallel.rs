@@ -29,6 +29,50 @@ fn content(db: &str) -> Vec<String> {
     l
 }
 
+/// `restore app --into-postgres dbname=DB --clean -j 2`, running.
+fn spawn_restore(repo: &std::path::Path, db: &str) -> std::process::Child {
+    Command::new(bin())
+        .env("RELIC_PASSWORD", PASSWORD)
+        .arg("-r")
+        .arg(repo)
+        .args([
+            "restore",
+            "app",
+            "--into-postgres",
+            &format!("dbname={db}"),
+            "--clean",
+            "-j",
+            "2",
+            "--no-safety-snapshot",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (up to 30 s) until a COPY runs in `db`'s scratch database, and
+/// returns what `select` (over those sessions) answered last.
+fn when_copying(db: &str, select: &str) -> String {
+    let started = std::time::Instant::now();
+    let mut answer = String::new();
+    while started.elapsed() < std::time::Duration::from_secs(30) {
+        answer = psql(
+            "postgres",
+            &format!(
+                "SELECT {select} FROM pg_stat_activity
+                 WHERE datname = '{db}_relic_new' AND query LIKE 'COPY%'"
+            ),
+        );
+        if answer.trim() != "0" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    answer
+}
+
 #[test]
 fn a_parallel_load_gives_the_database_one_session_gives() {
     let (_d, repo) = new_repo();
@@ -120,40 +164,8 @@ fn a_parallel_load_that_fails_leaves_the_old_database_and_no_scratch() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let before = content(&db);
-    let child = Command::new(bin())
-        .env("RELIC_PASSWORD", PASSWORD)
-        .arg("-r")
-        .arg(&repo)
-        .args([
-            "restore",
-            "app",
-            "--into-postgres",
-            &format!("dbname={db}"),
-            "--clean",
-            "-j",
-            "2",
-            "--no-safety-snapshot",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    let mut killed = String::new();
-    while started.elapsed() < std::time::Duration::from_secs(30) {
-        killed = psql(
-            "postgres",
-            &format!(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-                 WHERE datname = '{db}_relic_new' AND query LIKE 'COPY%'"
-            ),
-        );
-        if killed.trim() != "0" {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let child = spawn_restore(&repo, &db);
+    let killed = when_copying(&db, "count(pg_terminate_backend(pid))");
     let o = child.wait_with_output().unwrap();
     assert_ne!(killed.trim(), "0", "no COPY session was seen to kill");
     assert!(!o.status.success(), "the load survived its killed backend");
@@ -164,39 +176,8 @@ fn a_parallel_load_that_fails_leaves_the_old_database_and_no_scratch() {
     // relic itself killed (-9) mid-rows: the old database is as it was;
     // the scratch database it leaves is dropped by the next restore, which
     // then completes.
-    let mut child = Command::new(bin())
-        .env("RELIC_PASSWORD", PASSWORD)
-        .arg("-r")
-        .arg(&repo)
-        .args([
-            "restore",
-            "app",
-            "--into-postgres",
-            &format!("dbname={db}"),
-            "--clean",
-            "-j",
-            "2",
-            "--no-safety-snapshot",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while started.elapsed() < std::time::Duration::from_secs(30) {
-        let copying = psql(
-            "postgres",
-            &format!(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE datname = '{db}_relic_new' AND query LIKE 'COPY%'"
-            ),
-        );
-        if copying.trim() != "0" {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let mut child = spawn_restore(&repo, &db);
+    when_copying(&db, "count(*)");
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(content(&db), before, "the old database changed");
