@@ -7,6 +7,9 @@
 # so rows compress about as well as real ones (about 4x with zstd); FILLER=blank
 # keeps pgbench's 84 blanks per row, which compress about 75x and leave
 # mostly fixed per-chunk costs to measure.
+# AFTER_DAY, when set, is a shell command run after each day's dump, with
+# DB (the database) and DAY (1, 2, …) in its environment: a backup of the
+# live database, say.
 # Needs a running local PostgreSQL reachable as the postgres superuser
 # (scripts/pg-start.sh, or PG* variables).
 set -euo pipefail
@@ -33,4 +36,5 @@ for d in $(seq 1 "$days"); do
   f=$(printf '%s/day%02d.sql' "$out" "$d")
   as_pg pg_dump "$db" > "$f"
   echo "$f $(stat -c %s "$f")"
+  if [ -n "${AFTER_DAY:-}" ]; then DB=$db DAY=$d bash -c "$AFTER_DAY"; fi
 done

@@ -200,3 +200,84 @@ fn a_parallel_load_that_fails_leaves_the_old_database_and_no_scratch() {
     drop_owner(&db, &role);
     dropdb(&db);
 }
+
+/// `restore app --into-postgres dbname=DB --clean -j 2`, to its end.
+fn restore_clean(repo: &std::path::Path, db: &str) -> std::process::Output {
+    spawn_restore(repo, db).wait_with_output().unwrap()
+}
+
+#[test]
+fn an_index_that_cannot_be_built_or_a_backend_killed_in_it_leaves_the_old_database() {
+    let (_d, repo) = new_repo();
+    let db = dbname("paridx");
+    createdb(&db);
+    // A unique index whose keys all collide in the database a parallel
+    // load builds it in (its name ends in _relic_new): it cannot be made
+    // there, as a unique key over data that breaks it cannot.
+    psql(
+        &db,
+        "CREATE FUNCTION k(int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
+         BEGIN
+           IF current_database() LIKE '%relic_new' THEN RETURN 0; END IF;
+           RETURN $1;
+         END $$;
+         CREATE TABLE t (a int NOT NULL);
+         INSERT INTO t SELECT g FROM generate_series(1, 1000) g;
+         CREATE UNIQUE INDEX t_k ON t (k(a));
+         CREATE TABLE big (id bigint PRIMARY KEY, v text NOT NULL);
+         INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 1000000) g;
+         CREATE INDEX big_v ON big (v);",
+    );
+    let o = relic(
+        &repo,
+        &["backup", "pg", &format!("dbname={db}"), "--name", "app"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    psql(&db, "INSERT INTO t VALUES (1001)");
+    let before = content(&db);
+    let o = restore_clean(&repo, &db);
+    assert_eq!(o.status.code(), Some(13), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("could not create unique index"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(content(&db), before, "the old database changed");
+    assert_eq!(scratch_left(&db), "0");
+
+    // Without that index, a backend building the others is killed.
+    psql(&db, "DROP INDEX t_k");
+    let o = relic(
+        &repo,
+        &["backup", "pg", &format!("dbname={db}"), "--name", "app"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    psql(&db, "INSERT INTO t VALUES (1002)");
+    let before = content(&db);
+    let child = spawn_restore(&repo, &db);
+    let started = std::time::Instant::now();
+    let mut killed = String::from("0");
+    while killed.trim() == "0" && started.elapsed() < std::time::Duration::from_secs(60) {
+        killed = psql(
+            "postgres",
+            &format!(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE datname = '{db}_relic_new'
+                   AND (query LIKE 'CREATE INDEX%' OR query LIKE 'ALTER TABLE%PRIMARY KEY%')"
+            ),
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_ne!(killed.trim(), "0", "no index build was seen to kill");
+    assert_eq!(o.status.code(), Some(13), "{}", stderr(&o));
+    assert_eq!(content(&db), before, "the old database changed");
+    assert_eq!(scratch_left(&db), "0");
+
+    // And with nothing in the way, the load completes.
+    let o = restore_clean(&repo, &db);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(scratch_left(&db), "0");
+    assert_eq!(psql(&db, "SELECT count(*) FROM big").trim(), "1000000");
+    dropdb(&db);
+}

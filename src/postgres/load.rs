@@ -2,7 +2,8 @@
 //! (into it, creating or recreating it, or replacing it only once the load
 //! succeeded), and dropping databases.
 
-use super::{Result, Target};
+use super::state::{failures, verify_db_jobs, Check};
+use super::{DbInfo, Result, Target};
 use crate::progress::Progress;
 use crate::repo::Repository;
 
@@ -128,8 +129,9 @@ pub fn load_dump(
 /// Loads a stored dump on `jobs` sessions at once (see the `parallel`
 /// module) into a new database beside `target`'s (a host's server), and
 /// only when all of it went in, drops the target (when `mode` is
-/// `Recreate`) and renames the new database into its place. A failure
-/// leaves the target as it was and no new database behind.
+/// `Recreate` or `Replace`) and renames the new database into its place.
+/// A failure leaves the target as it was and no new database behind.
+/// Any other target, or one session, loads with [`load_dump`].
 pub fn load_parallel(
     repo: &Repository,
     item: &crate::snapshot::Item,
@@ -138,13 +140,82 @@ pub fn load_parallel(
     jobs: usize,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let Target::Host(conninfo) = target else {
+    if !loads_beside(target, mode, jobs) {
         return load_dump(repo, item, target, mode, "", progress);
+    }
+    beside_then_swap(
+        repo,
+        item,
+        target,
+        mode,
+        jobs,
+        progress,
+        |_| Ok(()),
+        |()| true,
+    )
+}
+
+/// Loads a stored dump as [`load_parallel`] does and compares the result
+/// with `info` (what the backup recorded: revision, row counts), the
+/// exact counts on `jobs` connections. A parallel load ([`loads_beside`])
+/// verifies its copy while the foreign keys are checked, before it takes
+/// the target's place: a copy that fails a check is dropped and the target
+/// stays as it was. The checks are returned; a failed one is the caller's
+/// to report.
+#[allow(clippy::too_many_arguments)]
+pub fn load_verified(
+    repo: &Repository,
+    item: &crate::snapshot::Item,
+    target: &Target,
+    mode: LoadMode,
+    jobs: usize,
+    info: &DbInfo,
+    progress: &dyn Progress,
+) -> Result<Vec<Check>> {
+    if !loads_beside(target, mode, jobs) {
+        load_dump(repo, item, target, mode, "", progress)?;
+        return verify_db_jobs(target, info, jobs);
+    }
+    beside_then_swap(
+        repo,
+        item,
+        target,
+        mode,
+        jobs,
+        progress,
+        |copy| verify_db_jobs(copy, info, jobs),
+        |checks| failures(checks).is_none(),
+    )
+}
+
+/// A load is parallel, into a copy beside the target: more than one
+/// session, a server on a host, and a database that may be replaced.
+pub fn loads_beside(target: &Target, mode: LoadMode, jobs: usize) -> bool {
+    jobs > 1 && mode != LoadMode::Into && matches!(target, Target::Host(_))
+}
+
+/// The parallel load into `<db>_relic_new`, `check` run on it alongside
+/// its last steps, then the swap when `keep` says so (else the copy is
+/// dropped).
+#[allow(clippy::too_many_arguments)]
+fn beside_then_swap<T: Send>(
+    repo: &Repository,
+    item: &crate::snapshot::Item,
+    target: &Target,
+    mode: LoadMode,
+    jobs: usize,
+    progress: &dyn Progress,
+    check: impl FnOnce(&Target) -> Result<T> + Send,
+    keep: impl FnOnce(&T) -> bool,
+) -> Result<T> {
+    let Target::Host(conninfo) = target else {
+        unreachable!("parallel loads are for a host's server");
     };
     let db = target.database()?;
     let new_db = beside(&db);
     drop_named(target, &new_db)?;
     target.maintenance(&format!("CREATE DATABASE {}", quote_ident(&new_db)))?;
+    let copy = target.with_database(&new_db);
     let r = super::parallel::load(
         repo,
         item,
@@ -152,12 +223,21 @@ pub fn load_parallel(
         jobs,
         "",
         progress,
+        || check(&copy),
     );
-    if let Err(e) = r {
-        let _ = drop_named(target, &new_db);
-        return Err(e);
-    }
-    swap_in(target, &new_db, &db, mode != LoadMode::Create)
+    let t = match r {
+        Ok(t) if keep(&t) => t,
+        Ok(t) => {
+            drop_named(target, &new_db)?;
+            return Ok(t);
+        }
+        Err(e) => {
+            let _ = drop_named(target, &new_db);
+            return Err(e);
+        }
+    };
+    swap_in(target, &new_db, &db, mode != LoadMode::Create)?;
+    Ok(t)
 }
 
 /// Makes a plain dump one transaction: `BEGIN;` before it, and `COMMIT;`

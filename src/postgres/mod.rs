@@ -26,13 +26,14 @@ use container::dump_in_container;
 pub use container::{DumpFacts, DumpScanner};
 pub use dump::{backup, dump_into};
 pub use load::{
-    drop_database, load_dump, load_parallel, with_dbname, with_param, LoadMode, SingleTransaction,
+    drop_database, load_dump, load_parallel, load_verified, loads_beside, with_dbname, with_param,
+    LoadMode, SingleTransaction,
 };
 pub use restore::{
     restore, restore_dump, Dump, RestoreOptions, RestoreReport, RestoreStep, SafetySkip,
     TargetSchema, RESTORE_STEPS,
 };
-pub use state::{data_directory, open_connections, revision, verify_db, Check};
+pub use state::{data_directory, open_connections, revision, verify_db, verify_db_jobs, Check};
 pub use target::{Rows, Target};
 
 use crate::repo;
@@ -41,6 +42,11 @@ use crate::SnapshotId;
 use serde::{Deserialize, Serialize};
 use std::io::Read;
 use thiserror::Error;
+
+/// Sessions a load takes when not told: one per core.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
 
 /// Name of the dump inside a database snapshot.
 pub const DUMP_ITEM: &str = "dump.sql";
@@ -107,6 +113,14 @@ pub enum Error {
         stderr: String,
         hint: String,
     },
+    /// A statement on one of relic's own connections of a parallel load
+    /// failed (`what`: the rows of which table); `hint` as for `Psql`.
+    #[error("loading {what} failed; the load was rolled back, the database is as it was before. {hint}\n{}", server_message(.source))]
+    Load {
+        what: String,
+        source: tokio_postgres::Error,
+        hint: String,
+    },
     /// `failed`: one line per check that failed; `hint` as for `Psql`.
     #[error("verification failed after the restore:\n{failed}\n{hint}")]
     Verify { failed: String, hint: String },
@@ -130,6 +144,11 @@ impl Error {
                 stderr,
                 hint: hint.to_string(),
             },
+            Error::Load { what, source, .. } => Error::Load {
+                what,
+                source,
+                hint: hint.to_string(),
+            },
             Error::Verify { failed, .. } => Error::Verify {
                 failed,
                 hint: hint.to_string(),
@@ -140,6 +159,21 @@ impl Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// What the server said, as psql prints it (`ERROR:  …`, `DETAIL:  …`,
+/// `CONTEXT:  …`), or the connection's failure.
+fn server_message(e: &tokio_postgres::Error) -> String {
+    let Some(db) = e.as_db_error() else {
+        return e.to_string();
+    };
+    let mut m = format!("{}:  {}", db.severity(), db.message());
+    for (k, v) in [("DETAIL", db.detail()), ("CONTEXT", db.where_())] {
+        if let Some(v) = v {
+            m.push_str(&format!("\n{k}:  {v}"));
+        }
+    }
+    m
+}
 
 /// One table's row count.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

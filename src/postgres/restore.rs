@@ -1,11 +1,12 @@
 //! Restore through the safety chain: verify the snapshot, check the
-//! schema revision, take a safety snapshot, load in one transaction,
-//! verify revision and row counts. Each step is reported as a
+//! schema revision, take a safety snapshot, load (on several sessions
+//! into a copy that replaces the database once complete and verified, or
+//! in one transaction), verify revision and row counts. Each step is reported as a
 //! [`RestoreStep`] as it happens.
 
 use super::dump::backup;
-use super::load::{load_dump, LoadMode};
-use super::state::{alembic_revision, open_sessions, user_tables, verify_db, Check};
+use super::load::{load_verified, LoadMode};
+use super::state::{alembic_revision, failures, open_sessions, user_tables, Check};
 use super::target::{literal, scalar};
 use super::{DbInfo, Error, Result, Target, DUMP_ITEM};
 use crate::progress::Progress;
@@ -66,8 +67,8 @@ pub enum RestoreStep {
         db: String,
         skip: Option<SafetySkip>,
     },
-    /// A dry run, step 4: the dump (`dump_size` bytes) would be loaded in
-    /// one transaction, after preparing the database as `mode` says
+    /// A dry run, step 4: the dump (`dump_size` bytes) would be loaded,
+    /// after preparing the database as `mode` says
     /// ([`LoadMode::Recreate`] when told to clean, [`LoadMode::Create`]
     /// when it does not exist, else [`LoadMode::Into`]).
     WouldRestore {
@@ -159,7 +160,8 @@ fn target_state(target: &Target, db: &str) -> Result<TargetState> {
 
 /// Restores a database snapshot through the safety chain: verify the
 /// snapshot, check the schema revision, take a safety snapshot of the
-/// target, restore in one transaction, verify revision and row counts.
+/// target, restore (see [`load_verified`]), verify revision and row
+/// counts.
 /// `say` hears each step as it happens. A refusal is a typed error
 /// (`DatabaseMissing`, `DatabaseNotEmpty`, `UnexpectedRevision`,
 /// `RevisionMismatch`) and a psql or verification failure after the safety
@@ -321,14 +323,16 @@ pub fn restore_dump(
         ));
     }
 
-    // 4. Restore in one transaction. A failure of psql or of the
-    // verification names the safety snapshot that undoes it.
+    // 4. Restore, into a copy on `jobs` sessions or in one transaction.
+    // A failure of the load or of the verification names the safety snapshot that undoes it.
     let safety = report.safety_snapshot.clone();
     let undo = |e: Error| match (&safety, e) {
-        (Some(s), e @ (Error::Psql { .. } | Error::Verify { .. })) => Error::AfterSafetySnapshot {
-            safety_snapshot: s.clone(),
-            error: Box::new(e),
-        },
+        (Some(s), e @ (Error::Psql { .. } | Error::Load { .. } | Error::Verify { .. })) => {
+            Error::AfterSafetySnapshot {
+                safety_snapshot: s.clone(),
+                error: Box::new(e),
+            }
+        }
         (_, e) => e,
     };
     say(RestoreStep::Restoring { db: db.clone() });
@@ -337,29 +341,21 @@ pub fn restore_dump(
         (_, false) => LoadMode::Create,
         (false, true) => LoadMode::Into,
     };
-    if opts.jobs > 1 && mode != LoadMode::Into && matches!(target, Target::Host(_)) {
-        super::load_parallel(repo, item, target, mode, opts.jobs, progress).map_err(undo)?;
-    } else {
-        load_dump(repo, item, target, mode, "", progress).map_err(undo)?;
-    }
+    // 5. Verify: the revision and row counts (a parallel load verifies
+    // its copy before it takes the target's place).
+    report.checks =
+        load_verified(repo, item, target, mode, opts.jobs, info, progress).map_err(undo)?;
     report.restored = true;
-
-    // 5. Verify.
-    report.checks = verify_db(target, info)?;
     say(RestoreStep::Verified {
         checks: report.checks.len(),
     });
-    let failed: Vec<String> = report
-        .checks
-        .iter()
-        .filter(|c| !c.ok)
-        .map(|c| format!("  {}: expected {}, found {}", c.what, c.expected, c.found))
-        .collect();
-    if !failed.is_empty() {
-        return Err(undo(Error::Verify {
-            failed: failed.join("\n"),
-            hint: String::new(),
-        }));
+    if let Some(failed) = failures(&report.checks) {
+        let hint = if super::loads_beside(target, mode, opts.jobs) {
+            format!("The loaded copy was dropped: database '{db}' is as it was.")
+        } else {
+            String::new()
+        };
+        return Err(undo(Error::Verify { failed, hint }));
     }
     Ok(report)
 }

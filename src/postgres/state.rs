@@ -40,6 +40,53 @@ pub(super) fn user_tables(q: Sql) -> Result<i64> {
 /// planner estimates above [`EXACT_COUNT_LIMIT`] rows keep the estimate,
 /// the others are counted exactly, all in one query.
 pub(super) fn collect_info(q: Sql) -> Result<DbInfo> {
+    let (mut info, exact) = list(q)?;
+    let all: Vec<usize> = exact.iter().map(|&(i, _)| i).collect();
+    for (i, n) in count(q, &info.tables, &all)? {
+        info.tables[i].rows = n;
+    }
+    Ok(info)
+}
+
+/// What [`collect_info`] gives, with the tables to count exactly split
+/// into `jobs` shares of about equal bytes, each counted on a connection
+/// of its own at the same time (a host's database; any other target
+/// counts on one).
+pub(super) fn collect_info_jobs(target: &Target, jobs: usize) -> Result<DbInfo> {
+    if jobs < 2 || target.container().is_some() {
+        return target.with_sql(false, collect_info);
+    }
+    let (mut info, mut exact) = target.with_sql(false, list)?;
+    // The biggest first, each to the share with the fewest bytes so far.
+    exact.sort_by_key(|&(_, bytes)| std::cmp::Reverse(bytes));
+    let mut shares: Vec<(i64, Vec<usize>)> = vec![(0, Vec::new()); jobs.min(exact.len())];
+    for (i, bytes) in exact {
+        let least = shares.iter_mut().min_by_key(|s| s.0).expect("a share");
+        least.0 += bytes.max(1);
+        least.1.push(i);
+    }
+    let tables = &info.tables;
+    let counted: Vec<Result<Vec<(usize, i64)>>> = std::thread::scope(|s| {
+        let workers: Vec<_> = shares
+            .iter()
+            .map(|(_, share)| s.spawn(move || target.with_sql(false, |q| count(q, tables, share))))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("count session panicked"))
+            .collect()
+    });
+    for r in counted {
+        for (i, n) in r? {
+            info.tables[i].rows = n;
+        }
+    }
+    Ok(info)
+}
+
+/// The database's description with every table's estimate, and the
+/// tables to count exactly: (index in `tables`, bytes on disk).
+fn list(q: Sql) -> Result<(DbInfo, Vec<(usize, i64)>)> {
     let head = q("SELECT current_setting('server_version'), current_database()")?;
     let field = |i: usize| {
         head.first()
@@ -48,59 +95,59 @@ pub(super) fn collect_info(q: Sql) -> Result<DbInfo> {
     };
     let (server_version, database) = (field(0), field(1));
     let alembic_revision = alembic_revision(q)?;
-    let tables = q("SELECT format('%I.%I', n.nspname, c.relname), c.reltuples
+    let rows = q("SELECT format('%I.%I', n.nspname, c.relname), c.reltuples,
+                pg_relation_size(c.oid)
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.relkind IN ('r', 'p')
            AND n.nspname NOT IN ('pg_catalog', 'information_schema')
            AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
          ORDER BY 1")?;
-    let mut counts = Vec::with_capacity(tables.len());
+    let mut tables = Vec::with_capacity(rows.len());
     let mut exact = Vec::new();
-    for t in tables {
-        let table = t.first().cloned().flatten().unwrap_or_default();
-        let estimate: f64 = t
-            .get(1)
-            .cloned()
-            .flatten()
-            .and_then(|e| e.parse().ok())
-            .unwrap_or(0.0);
-        if estimate > EXACT_COUNT_LIMIT as f64 {
-            counts.push(TableCount {
-                table,
-                rows: estimate as i64,
-                exact: false,
-            });
-        } else {
-            exact.push(counts.len());
-            counts.push(TableCount {
-                table,
-                rows: 0,
-                exact: true,
-            });
+    for t in rows {
+        let field = |i: usize| t.get(i).cloned().flatten();
+        let table = field(0).unwrap_or_default();
+        let estimate: f64 = field(1).and_then(|e| e.parse().ok()).unwrap_or(0.0);
+        let bytes: i64 = field(2).and_then(|e| e.parse().ok()).unwrap_or(0);
+        let counted = estimate <= EXACT_COUNT_LIMIT as f64;
+        if counted {
+            exact.push((tables.len(), bytes));
         }
+        tables.push(TableCount {
+            table,
+            rows: if counted { 0 } else { estimate as i64 },
+            exact: counted,
+        });
     }
-    if !exact.is_empty() {
-        let sql = exact
-            .iter()
-            .enumerate()
-            .map(|(i, &t)| format!("SELECT {i}, count(*) FROM {}", counts[t].table))
-            .collect::<Vec<_>>()
-            .join(" UNION ALL ");
-        for r in q(&sql)? {
-            let mut f = r.into_iter().map(|f| f.and_then(|v| v.parse::<i64>().ok()));
-            if let (Some(Some(i)), Some(Some(n))) = (f.next(), f.next()) {
-                if let Some(&t) = exact.get(i as usize) {
-                    counts[t].rows = n;
-                }
-            }
-        }
-    }
-    Ok(DbInfo {
+    let info = DbInfo {
         server_version,
         database,
         alembic_revision,
-        tables: counts,
-    })
+        tables,
+    };
+    Ok((info, exact))
+}
+
+/// The exact row counts of `which` of `tables`, in one query.
+fn count(q: Sql, tables: &[TableCount], which: &[usize]) -> Result<Vec<(usize, i64)>> {
+    if which.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = which
+        .iter()
+        .map(|&t| format!("SELECT {t}, count(*) FROM {}", tables[t].table))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let mut counts = Vec::with_capacity(which.len());
+    for r in q(&sql)? {
+        let mut f = r.into_iter().map(|f| f.and_then(|v| v.parse::<i64>().ok()));
+        if let (Some(Some(i)), Some(Some(n))) = (f.next(), f.next()) {
+            if which.contains(&(i as usize)) {
+                counts.push((i as usize, n));
+            }
+        }
+    }
+    Ok(counts)
 }
 
 pub use crate::check::Check;
@@ -130,7 +177,22 @@ pub fn data_directory(target: &Target) -> Option<std::path::PathBuf> {
 /// Compares a database with what a backup recorded: the Alembic revision
 /// and every table's row count (estimates pass when the table exists).
 pub fn verify_db(target: &Target, info: &DbInfo) -> Result<Vec<Check>> {
-    let restored = target.with_sql(false, collect_info)?;
+    verify_db_jobs(target, info, 1)
+}
+
+/// The checks that failed, a line each; None when every one passed.
+pub fn failures(checks: &[Check]) -> Option<String> {
+    let failed: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("  {}: expected {}, found {}", c.what, c.expected, c.found))
+        .collect();
+    (!failed.is_empty()).then(|| failed.join("\n"))
+}
+
+/// [`verify_db`], the exact row counts on `jobs` connections at once.
+pub fn verify_db_jobs(target: &Target, info: &DbInfo, jobs: usize) -> Result<Vec<Check>> {
+    let restored = collect_info_jobs(target, jobs)?;
     let mut checks = vec![Check {
         what: "alembic revision".into(),
         expected: info.alembic_revision.clone().unwrap_or_else(|| "-".into()),

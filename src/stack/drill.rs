@@ -23,18 +23,27 @@ use crate::SnapshotId;
 /// restored into a scratch directory and every file checked; anything
 /// else (a stream) is read back item by item.
 ///
-/// The scratch databases are made on `server` (a conninfo; its database is
-/// replaced) when given; else a stack's databases on the servers `cfg`
+/// The scratch databases are made on `on.server` (a conninfo; its database
+/// is replaced) when given, each loaded on `on.jobs` sessions; else a stack's databases on the servers `cfg`
 /// gives them (the relic.toml the snapshot stores, with the targets of
 /// `cfg` when given), a database backup
 /// on the server it recorded, or libpq's defaults when it recorded none.
 /// `say` hears each step as it happens.
+/// Where and how a drill makes its scratch databases.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Scratch<'a> {
+    /// The server (a conninfo) instead of the ones the snapshot gives.
+    pub server: Option<&'a str>,
+    /// Sessions loading each database (see [`postgres::load_verified`]).
+    pub jobs: usize,
+}
+
 pub fn drill(
     repo: &Repository,
     id: &SnapshotId,
     snap: &Snapshot,
     cfg: Option<&StackConfig>,
-    server: Option<&str>,
+    on: Scratch<'_>,
     progress: &dyn Progress,
     say: &mut dyn FnMut(DrillStep),
 ) -> Result<Vec<Check>> {
@@ -47,17 +56,17 @@ pub fn drill(
     }
     let tag = format!("{}", std::process::id());
     let Ok(m) = manifest(id, snap) else {
-        return drill_plain(repo, id, snap, server, &tag, progress, say);
+        return drill_plain(repo, id, snap, on, &tag, progress, say);
     };
     let mut checks = Vec::new();
     let items = stack_items(repo, snap)?;
-    let targets = if m.databases.is_empty() || server.is_some() {
+    let targets = if m.databases.is_empty() || on.server.is_some() {
         None
     } else {
         Some(StackConfig::for_snapshot(repo, id, snap, cfg.cloned())?.0)
     };
     for d in &m.databases {
-        let target = match server {
+        let target = match on.server {
             Some(s) => postgres::Target::Host(s.to_string()),
             None => {
                 let cfg = targets.as_ref().expect("resolved above");
@@ -74,7 +83,17 @@ pub fn drill(
             .iter()
             .find(|i| i.path == d.item.as_bytes())
             .ok_or_else(|| Error::Refused(format!("item {} is missing", d.item)))?;
-        let r = scratch_database(repo, item, &target, &d.name, &d.info(), &tag, progress, say);
+        let r = scratch_database(
+            repo,
+            item,
+            &target,
+            &d.name,
+            &d.info(),
+            &tag,
+            on.jobs,
+            progress,
+            say,
+        );
         checks.extend(r?);
     }
     if !m.images.is_empty() {
@@ -94,7 +113,7 @@ fn drill_plain(
     repo: &Repository,
     id: &SnapshotId,
     snap: &Snapshot,
-    server: Option<&str>,
+    on: Scratch<'_>,
     tag: &str,
     progress: &dyn Progress,
     say: &mut dyn FnMut(DrillStep),
@@ -107,7 +126,7 @@ fn drill_plain(
             .ok_or_else(|| postgres::Error::NotADump(id.short()))?;
         // The server given, else the container the backup was taken in,
         // else the server it recorded.
-        let target = match (server, snap.meta.get("pg.container")) {
+        let target = match (on.server, snap.meta.get("pg.container")) {
             (Some(s), _) => postgres::Target::Host(s.to_string()),
             (None, Some(c)) => postgres::Target::Container {
                 container: c.clone(),
@@ -122,7 +141,9 @@ fn drill_plain(
         } else {
             &info.database
         };
-        return scratch_database(repo, item, &target, name, &info, tag, progress, say);
+        return scratch_database(
+            repo, item, &target, name, &info, tag, on.jobs, progress, say,
+        );
     }
     if !docker::records(snap)?.is_empty() {
         return scratch_images(repo, snap, tag, progress, say);
@@ -156,6 +177,7 @@ fn scratch_database(
     name: &str,
     info: &DbInfo,
     tag: &str,
+    jobs: usize,
     progress: &dyn Progress,
     say: &mut dyn FnMut(DrillStep),
 ) -> Result<Vec<Check>> {
@@ -164,15 +186,15 @@ fn scratch_database(
         part: name.to_string(),
         scratch: redact(&scratch),
     });
-    let r = postgres::load_dump(
+    let r = postgres::load_verified(
         repo,
         item,
         &scratch,
         postgres::LoadMode::Recreate,
-        "",
+        jobs,
+        info,
         progress,
-    )
-    .and_then(|()| postgres::verify_db(&scratch, info));
+    );
     let dropped = postgres::drop_database(&scratch);
     let mut checks = r?;
     dropped?;

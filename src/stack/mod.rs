@@ -27,7 +27,7 @@ mod restore;
 mod snapshot;
 
 pub use config::{DatabasePart, FilesPart, GitPart, StackConfig, TargetChange, CONFIG_ITEM};
-pub use drill::drill;
+pub use drill::{drill, Scratch};
 pub use hooks::{Hook, HookEvent, Hooks};
 pub use manifest::{manifest, DbPart, FilesSummary, GitState, Manifest, MANIFEST_KEY};
 pub use restore::{restore, Part, Report, RestoreOptions};

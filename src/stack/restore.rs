@@ -52,6 +52,9 @@ pub struct RestoreOptions {
     /// Stop the running containers that use a volume restored into (and
     /// start them again after); without it such a volume is refused.
     pub stop: bool,
+    /// Sessions loading each database at once (see
+    /// [`postgres::load_parallel`]); 0 or 1 loads in one transaction.
+    pub jobs: usize,
 }
 
 /// What a restore did and checked.
@@ -97,13 +100,13 @@ pub fn restore(
     let mut trail = Trail::new(safety.as_deref());
     let items = stack_items(repo, snap)?;
     run_hooks(cfg, "pre-restore", &trail, say)?;
-    restore_databases(repo, &plan, &items, &mut trail, progress, say)?;
+    restore_databases(repo, &plan, &items, opts.jobs, &mut trail, progress, say)?;
     let image_checks = restore_images(repo, snap, &plan, &mut trail, progress, say)?;
     restore_files(repo, snap, &plan, &mut trail, progress, say)?;
     let e = engine.as_ref();
     volumes::restore(repo, snap, &plan, e, opts, &mut trail, progress, say)?;
     run_hooks(cfg, "post-restore", &trail, say)?;
-    let checks = verify_restored(&plan, &items, image_checks, &trail, say)?;
+    let checks = verify_restored(&plan, &items, image_checks, opts.jobs, &trail, say)?;
     Ok(Report {
         safety_snapshot: safety,
         checks,
@@ -430,12 +433,13 @@ impl Trail {
     }
 }
 
-/// Step 4, databases: drops, recreates and loads each database from its
-/// dump, one after the other.
+/// Step 4, databases: loads each database from its dump beside it and
+/// puts it in its place, one after the other (each on `jobs` sessions).
 fn restore_databases(
     repo: &Repository,
     plan: &Plan,
     items: &[Item],
+    jobs: usize,
     trail: &mut Trail,
     progress: &dyn Progress,
     say: &mut dyn FnMut(RestoreStep),
@@ -459,12 +463,12 @@ fn restore_databases(
             Some(item.size),
             Unit::Bytes,
         );
-        postgres::load_dump(
+        postgres::load_parallel(
             repo,
             item,
             db_target,
             postgres::LoadMode::Replace,
-            "",
+            jobs,
             progress,
         )
         .map_err(|e| trail.failed(&format!("restoring database '{}'", d.name), e.to_string()))?;
@@ -560,12 +564,13 @@ fn verify_restored(
     plan: &Plan,
     items: &[Item],
     image_checks: Vec<Check>,
+    jobs: usize,
     trail: &Trail,
     say: &mut dyn FnMut(RestoreStep),
 ) -> Result<Vec<Check>> {
     let mut checks = Vec::new();
     for (d, db_target) in &plan.dbs {
-        for mut c in postgres::verify_db(db_target, &d.info())? {
+        for mut c in postgres::verify_db_jobs(db_target, &d.info(), jobs)? {
             c.what = format!("{}: {}", d.name, c.what);
             checks.push(c);
         }

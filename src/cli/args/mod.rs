@@ -271,11 +271,12 @@ pub struct RestoreArgs {
     /// Read and verify every chunk before restoring.
     #[arg(long)]
     pub verify_data: bool,
-    /// PostgreSQL sessions loading at once (default: the number of cores):
-    /// the big tables' rows and the indexes load side by side into a new
-    /// database, renamed into place when complete; 1 loads in one
-    /// transaction into the database itself.
-    #[arg(short, long, value_name = "N", requires = "into_postgres", value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// PostgreSQL sessions loading a database at once, with --into-postgres
+    /// or a stack snapshot (default: the number of cores): the big tables'
+    /// rows and the indexes load side by side into a new database, checked
+    /// and renamed into place when complete; 1 loads in one transaction
+    /// into the database itself.
+    #[arg(short, long, value_name = "N", conflicts_with_all = ["stdout", "to", "into_docker"], value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: Option<u16>,
     /// For a stack snapshot: a relic.toml whose targets (databases, files
     /// root, hooks) replace the ones the snapshot stores; what differs is

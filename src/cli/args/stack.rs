@@ -20,6 +20,12 @@ pub struct DrillArgs {
     /// `backup pg` snapshot the server it recorded, else libpq's defaults.
     #[arg(long, value_name = "CONNINFO")]
     pub postgres: Option<String>,
+    /// PostgreSQL sessions loading each database at once (default: the
+    /// number of cores): rows and indexes load side by side into a new
+    /// database, checked and renamed into place when complete; 1 loads in
+    /// one transaction.
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: Option<u16>,
     /// End with one JSON object on stdout: the snapshot, its checks, and
     /// whether all passed.
     #[arg(long)]
@@ -97,6 +103,12 @@ pub struct EmergencyCmd {
     /// they are restored, and start them again after.
     #[arg(long)]
     pub stop: bool,
+    /// PostgreSQL sessions loading each database at once (default: the
+    /// number of cores): rows and indexes load side by side into a new
+    /// database, checked and renamed into place when complete; 1 loads in
+    /// one transaction.
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: Option<u16>,
     /// End with one JSON object on stdout: what was restored, the checks
     /// made after, the safety snapshot taken.
     #[arg(long)]

@@ -46,6 +46,9 @@ pub fn run(cli: &Cli, a: &RestoreArgs, bar: &Bar) -> Result<Outcome> {
             safety_snapshot: !a.no_safety_snapshot,
             force: a.force,
             stop: a.stop,
+            jobs: a
+                .jobs
+                .map_or_else(relic::postgres::default_jobs, usize::from),
         };
         stack::restore(&repo, &id, &snap, &cfg, &opts, a.json, bar)?;
         return Ok(Outcome::Done);
@@ -141,10 +144,9 @@ pub fn run(cli: &Cli, a: &RestoreArgs, bar: &Bar) -> Result<Outcome> {
             dry_run: a.dry_run,
             force: a.force,
             verify_data: a.verify_data,
-            jobs: a.jobs.map_or_else(
-                || std::thread::available_parallelism().map_or(2, |n| n.get()),
-                usize::from,
-            ),
+            jobs: a
+                .jobs
+                .map_or_else(relic::postgres::default_jobs, usize::from),
         };
         let mut say = |s: relic::postgres::RestoreStep| bar.say(&render::postgres_step(&s));
         let report = match part {

@@ -206,6 +206,9 @@ pub fn emergency(cli: &Cli, cmd: &EmergencyCmd, bar: &Bar) -> Result<()> {
         dry_run: cmd.dry_run,
         safety_snapshot: true,
         stop: cmd.stop,
+        jobs: cmd
+            .jobs
+            .map_or_else(relic::postgres::default_jobs, usize::from),
         ..Default::default()
     };
     if !cmd.dry_run {
@@ -263,7 +266,12 @@ pub fn drill(cli: &Cli, a: &DrillArgs, bar: &Bar) -> Result<()> {
         &id,
         &snap,
         given.as_ref(),
-        a.postgres.as_deref(),
+        stack::Scratch {
+            server: a.postgres.as_deref(),
+            jobs: a
+                .jobs
+                .map_or_else(relic::postgres::default_jobs, usize::from),
+        },
         bar,
         &mut say,
     )
