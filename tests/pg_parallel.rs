@@ -75,10 +75,28 @@ fn when_copying(db: &str, select: &str) -> String {
 
 #[test]
 fn a_parallel_load_gives_the_database_one_session_gives() {
-    let (_d, repo) = new_repo();
+    let (d, repo) = new_repo();
     let db = dbname("par");
     createdb(&db);
     populate(&db, "rev-par");
+    // Indexes in a tablespace of their own and in the default one: pg_dump
+    // says where only when it changes from one entry to the next, and a
+    // parallel load builds them on several sessions in another order.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ts_dir = d.path().join("ts");
+    std::fs::create_dir(&ts_dir).unwrap();
+    let chown = Command::new("chown")
+        .arg("postgres")
+        .arg(&ts_dir)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let ts = format!("{db}_ts");
+    psql(
+        "postgres",
+        &format!("CREATE TABLESPACE {ts} LOCATION '{}'", ts_dir.display()),
+    );
     // A table well over one batch, so its rows load on both sessions.
     psql(
         &db,
@@ -86,6 +104,17 @@ fn a_parallel_load_gives_the_database_one_session_gives() {
          INSERT INTO big SELECT g, md5(g::text) || repeat('x', 60) FROM generate_series(1, 150000) g;
          CREATE INDEX big_v ON big (v);
          ALTER TABLE assignments ADD CONSTRAINT assignments_big FOREIGN KEY (id) REFERENCES big (id);",
+    );
+    psql(
+        &db,
+        &format!(
+            "CREATE TABLE placed (a int, b int) TABLESPACE {ts};
+             INSERT INTO placed SELECT g, g FROM generate_series(1, 1000) g;
+             CREATE INDEX placed_a ON placed (a) TABLESPACE {ts};
+             CREATE INDEX placed_b ON placed (b) TABLESPACE pg_default;
+             CREATE INDEX placed_ab ON placed (a, b) TABLESPACE {ts};
+             CREATE INDEX placed_ba ON placed (b, a) TABLESPACE {ts};"
+        ),
     );
     let o = relic(
         &repo,
@@ -114,6 +143,7 @@ fn a_parallel_load_gives_the_database_one_session_gives() {
     for d in [&db, &one, &two] {
         dropdb(d);
     }
+    psql("postgres", &format!("DROP TABLESPACE {ts}"));
 }
 
 #[test]

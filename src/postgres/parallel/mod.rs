@@ -52,6 +52,12 @@ const LOAD_SETTINGS: &str = "SET synchronous_commit = off;\n";
 /// default is 64 MB), as `pg_restore` users are told to set.
 const INDEX_SETTINGS: &str = "SET maintenance_work_mem = '256MB';\n";
 
+/// The settings that say where pg_dump's next entry goes.
+const PLACEMENT: [&str; 2] = [
+    "SET default_tablespace = ",
+    "SET default_table_access_method = ",
+];
+
 /// Post-data entry types that may run side by side (each takes a lock on
 /// one table; the entries that need an index, a foreign key above all,
 /// run after them).
@@ -147,6 +153,11 @@ struct Splitter<'a> {
     serial: Vec<u8>,
     /// Post-data entries: (type, text).
     post: Vec<(String, Vec<u8>)>,
+    /// The last `SET default_tablespace …` and `SET
+    /// default_table_access_method …` lines: pg_dump writes one before an
+    /// entry only when it differs from the entry before, so every
+    /// post-data entry starts with both (it may run on another session).
+    placement: [Vec<u8>; 2],
     copy: Option<CopyBlock>,
     /// Bytes of COPY rows per table, as COPY statements name them.
     rows_of: HashMap<Arc<str>, u64>,
@@ -175,6 +186,7 @@ impl<'a> Splitter<'a> {
             preamble: Vec::new(),
             serial: Vec::new(),
             post: Vec::new(),
+            placement: Default::default(),
             copy: None,
             rows_of: HashMap::new(),
             table_data: false,
@@ -208,7 +220,12 @@ impl<'a> Splitter<'a> {
             }
             self.table_data = t == "TABLE DATA";
             if self.phase == Phase::Post {
-                self.post.push((t, Vec::new()));
+                self.post.push((t, self.placement.concat()));
+            }
+        }
+        for (i, set) in PLACEMENT.iter().enumerate() {
+            if body.starts_with(set.as_bytes()) {
+                self.placement[i] = line.to_vec();
             }
         }
         match self.phase {

@@ -1,5 +1,6 @@
 use super::rows::BATCH;
 use super::*;
+use std::io::Write;
 
 /// Feeds `input` to a block in pieces of `step` bytes: the rows of every
 /// batch and of the end, and where the end marker ended.
@@ -98,4 +99,39 @@ fn entry_headers() {
         Some("TABLE DATA")
     );
     assert_eq!(entry_type(b"-- Name: x"), None);
+}
+
+#[test]
+fn every_post_data_entry_says_its_tablespace() {
+    let mut s = Splitter::new("", 2, "");
+    s.phase = Phase::Data;
+    let dump =
+        "SET default_tablespace = relic_ts;\n\n--\n-- Name: b; Type: TABLE; Schema: public\n--\n\n\
+        --\n-- Name: a_x; Type: INDEX; Schema: public; Owner: o; Tablespace: relic_ts\n--\n\n\
+        CREATE INDEX a_x ON public.a USING btree (x);\n\n\nSET default_tablespace = '';\n\n\
+        --\n-- Name: a_x2; Type: INDEX; Schema: public; Owner: o\n--\n\n\
+        CREATE INDEX a_x2 ON public.a USING btree (x);\n\n\
+        --\n-- Name: a_x3; Type: INDEX; Schema: public; Owner: o\n--\n\n\
+        CREATE INDEX a_x3 ON public.a USING btree (x);\n";
+    s.write_all(dump.as_bytes()).unwrap();
+    let starts: Vec<String> = s
+        .post
+        .iter()
+        .map(|(_, text)| {
+            String::from_utf8_lossy(text)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        starts,
+        [
+            "SET default_tablespace = relic_ts;",
+            "SET default_tablespace = relic_ts;",
+            "SET default_tablespace = '';",
+            "SET default_tablespace = '';",
+        ]
+    );
 }
