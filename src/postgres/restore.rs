@@ -70,11 +70,14 @@ pub enum RestoreStep {
     /// A dry run, step 4: the dump (`dump_size` bytes) would be loaded,
     /// after preparing the database as `mode` says
     /// ([`LoadMode::Recreate`] when told to clean, [`LoadMode::Create`]
-    /// when it does not exist, else [`LoadMode::Into`]).
+    /// when it does not exist, else [`LoadMode::Into`]), on `sessions`
+    /// sessions into a copy beside it (more than 1), or in one
+    /// transaction.
     WouldRestore {
         db: String,
         mode: LoadMode,
         dump_size: u64,
+        sessions: usize,
     },
     /// A dry run, step 5: the revision and `tables` row counts would be
     /// verified.
@@ -280,16 +283,20 @@ pub fn restore_dump(
                 Some(SafetySkip::Empty)
             },
         });
+        let mode = match (opts.clean, state.exists) {
+            (true, true) => LoadMode::Recreate,
+            (_, false) => LoadMode::Create,
+            (false, true) => LoadMode::Into,
+        };
         say(RestoreStep::WouldRestore {
             db: db.clone(),
-            mode: if opts.clean {
-                LoadMode::Recreate
-            } else if !state.exists {
-                LoadMode::Create
-            } else {
-                LoadMode::Into
-            },
+            mode,
             dump_size: item.size,
+            sessions: if super::loads_beside(target, mode, opts.jobs) {
+                opts.jobs
+            } else {
+                1
+            },
         });
         say(RestoreStep::WouldVerify {
             tables: info.tables.len(),

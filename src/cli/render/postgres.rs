@@ -46,6 +46,20 @@ pub fn postgres_step(step: &RestoreStep) -> String {
             db,
             mode,
             dump_size,
+            sessions,
+        } if *sessions > 1 => format!(
+            "{n} would load {} of dump on {sessions} sessions into a new database beside '{db}', check it, then {}",
+            megabytes(*dump_size),
+            match mode {
+                LoadMode::Create => "rename it to that name",
+                _ => "drop the database and rename the new one in its place",
+            },
+        ),
+        S::WouldRestore {
+            db,
+            mode,
+            dump_size,
+            ..
         } => format!(
             "{n} would {}restore {} of dump into '{db}' with psql --single-transaction",
             match mode {
@@ -85,6 +99,7 @@ mod tests {
             db: db(),
             mode,
             dump_size: 34_041,
+            sessions: 1,
         };
         let cases = [
             (
@@ -177,8 +192,27 @@ mod tests {
                     db: db(),
                     mode: LoadMode::Into,
                     dump_size: 2_460_000,
+                    sessions: 1,
                 },
                 "4/5 would restore 2.5 MB of dump into 'app' with psql --single-transaction",
+            ),
+            (
+                S::WouldRestore {
+                    db: db(),
+                    mode: LoadMode::Recreate,
+                    dump_size: 2_460_000,
+                    sessions: 2,
+                },
+                "4/5 would load 2.5 MB of dump on 2 sessions into a new database beside 'app', check it, then drop the database and rename the new one in its place",
+            ),
+            (
+                S::WouldRestore {
+                    db: db(),
+                    mode: LoadMode::Create,
+                    dump_size: 2_460_000,
+                    sessions: 4,
+                },
+                "4/5 would load 2.5 MB of dump on 4 sessions into a new database beside 'app', check it, then rename it to that name",
             ),
             (
                 S::WouldVerify { tables: 3 },
