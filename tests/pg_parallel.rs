@@ -238,19 +238,7 @@ fn a_parallel_load_that_fails_leaves_the_old_database_and_no_scratch() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(content(&db), before, "the old database changed");
-    let o = relic(
-        &repo,
-        &[
-            "restore",
-            "app",
-            "--into-postgres",
-            &format!("dbname={db}"),
-            "--clean",
-            "-j",
-            "2",
-            "--no-safety-snapshot",
-        ],
-    );
+    let o = restore_clean(&repo, &db);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(content(&db), before);
     assert_eq!(scratch_left(&db), "0");

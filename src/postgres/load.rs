@@ -140,19 +140,8 @@ pub fn load_parallel(
     jobs: usize,
     progress: &dyn Progress,
 ) -> Result<()> {
-    if !loads_beside(target, mode, jobs) {
-        return load_dump(repo, item, target, mode, "", progress);
-    }
-    beside_then_swap(
-        repo,
-        item,
-        target,
-        mode,
-        jobs,
-        progress,
-        |_| Ok(()),
-        |()| true,
-    )
+    let check = |_: &Target| Ok(());
+    load_then(repo, item, target, mode, jobs, progress, check, |()| true)
 }
 
 /// Loads a stored dump as [`load_parallel`] does and compares the result
@@ -172,20 +161,9 @@ pub fn load_verified(
     info: &DbInfo,
     progress: &dyn Progress,
 ) -> Result<Vec<Check>> {
-    if !loads_beside(target, mode, jobs) {
-        load_dump(repo, item, target, mode, "", progress)?;
-        return verify_db_jobs(target, info, jobs);
-    }
-    beside_then_swap(
-        repo,
-        item,
-        target,
-        mode,
-        jobs,
-        progress,
-        |copy| verify_db_jobs(copy, info, jobs),
-        |checks| failures(checks).is_none(),
-    )
+    let check = |db: &Target| verify_db_jobs(db, info, jobs);
+    let keep = |checks: &Vec<Check>| failures(checks).is_none();
+    load_then(repo, item, target, mode, jobs, progress, check, keep)
 }
 
 /// A load is parallel, into a copy beside the target: more than one
@@ -194,11 +172,13 @@ pub fn loads_beside(target: &Target, mode: LoadMode, jobs: usize) -> bool {
     jobs > 1 && mode != LoadMode::Into && matches!(target, Target::Host(_))
 }
 
-/// The parallel load into `<db>_relic_new`, `check` run on it alongside
-/// its last steps, then the swap when `keep` says so (else the copy is
-/// dropped).
+/// Loads, then runs `check` on the loaded database. A parallel load
+/// goes into `<db>_relic_new`, runs `check` on it alongside its last
+/// steps, and takes the target's place when `keep` says so (else the
+/// copy is dropped); one session loads with [`load_dump`] and checks
+/// after.
 #[allow(clippy::too_many_arguments)]
-fn beside_then_swap<T: Send>(
+fn load_then<T: Send>(
     repo: &Repository,
     item: &crate::snapshot::Item,
     target: &Target,
@@ -208,6 +188,10 @@ fn beside_then_swap<T: Send>(
     check: impl FnOnce(&Target) -> Result<T> + Send,
     keep: impl FnOnce(&T) -> bool,
 ) -> Result<T> {
+    if !loads_beside(target, mode, jobs) {
+        load_dump(repo, item, target, mode, "", progress)?;
+        return check(target);
+    }
     let Target::Host(conninfo) = target else {
         unreachable!("parallel loads are for a host's server");
     };
@@ -316,20 +300,20 @@ impl<W: std::io::Write> std::io::Write for SingleTransaction<W> {
 /// Cuts what is written into lines (each with its `\n`), keeping a last
 /// line without one for the next write.
 #[derive(Default)]
-pub(super) struct Lines {
+struct Lines {
     partial: Vec<u8>,
 }
 
 impl Lines {
     /// Calls `line` on every line `buf` completes.
-    pub(super) fn feed(
+    fn feed(
         &mut self,
         buf: &[u8],
         mut line: impl FnMut(&[u8]) -> std::io::Result<()>,
     ) -> std::io::Result<()> {
         let mut rest = buf;
         if !self.partial.is_empty() {
-            let Some(i) = rest.iter().position(|&b| b == b'\n') else {
+            let Some(i) = memchr::memchr(b'\n', rest) else {
                 self.partial.extend_from_slice(rest);
                 return Ok(());
             };
@@ -338,7 +322,7 @@ impl Lines {
             line(&first)?;
             rest = &rest[i + 1..];
         }
-        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+        while let Some(i) = memchr::memchr(b'\n', rest) {
             line(&rest[..=i])?;
             rest = &rest[i + 1..];
         }
@@ -347,7 +331,7 @@ impl Lines {
     }
 
     /// The last line, without its newline, if any.
-    pub(super) fn rest(&mut self) -> Vec<u8> {
+    fn rest(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.partial)
     }
 }

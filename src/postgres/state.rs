@@ -65,21 +65,14 @@ pub(super) fn collect_info_jobs(target: &Target, jobs: usize) -> Result<DbInfo> 
         least.0 += bytes.max(1);
         least.1.push(i);
     }
-    let tables = &info.tables;
-    let counted: Vec<Result<Vec<(usize, i64)>>> = std::thread::scope(|s| {
-        let workers: Vec<_> = shares
-            .iter()
-            .map(|(_, share)| s.spawn(move || target.with_sql(false, |q| count(q, tables, share))))
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("count session panicked"))
-            .collect()
-    });
-    for r in counted {
-        for (i, n) in r? {
-            info.tables[i].rows = n;
-        }
+    let (tables, counted) = (&info.tables, std::sync::Mutex::new(Vec::new()));
+    crate::runtime::parallel(&shares, shares.len(), |(_, share)| -> Result<()> {
+        let counts = target.with_sql(false, |q| count(q, tables, share))?;
+        counted.lock().expect("counts lock").extend(counts);
+        Ok(())
+    })?;
+    for (i, n) in counted.into_inner().expect("counts lock") {
+        info.tables[i].rows = n;
     }
     Ok(info)
 }
@@ -142,7 +135,7 @@ fn count(q: Sql, tables: &[TableCount], which: &[usize]) -> Result<Vec<(usize, i
     for r in q(&sql)? {
         let mut f = r.into_iter().map(|f| f.and_then(|v| v.parse::<i64>().ok()));
         if let (Some(Some(i)), Some(Some(n))) = (f.next(), f.next()) {
-            if which.contains(&(i as usize)) {
+            if (i as usize) < tables.len() {
                 counts.push((i as usize, n));
             }
         }

@@ -15,6 +15,7 @@ use crate::docker::{Engine, ExecSpec};
 use crate::progress::Progress;
 use crate::repo::{self, Repository};
 use serde::{Deserialize, Serialize};
+use std::io::Write;
 use std::process::{Command, Stdio};
 use tokio_postgres::SimpleQueryMessage;
 
@@ -365,31 +366,70 @@ fn send_dump(
     filtered.finish().map_err(repo::Error::Output)
 }
 
-/// A loading `psql` on `conninfo` (a host's server): the child, its input
-/// (a wide pipe), and a thread keeping the tail of its stderr.
-pub(super) fn spawn_psql(
-    conninfo: &str,
-) -> Result<(
-    std::process::Child,
-    std::process::ChildStdin,
-    std::thread::JoinHandle<String>,
-)> {
-    let mut child = Command::new("psql")
-        .args(LOAD_ARGS)
-        .arg(format!("--dbname={conninfo}"))
-        .env("PGAPPNAME", super::conn::own_application_name())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| Error::Spawn {
-            program: "psql",
-            source,
-        })?;
-    let stdin = child.stdin.take().expect("piped stdin");
-    crate::files::widen_pipe(&stdin);
-    let stderr = child.stderr.take().expect("piped stderr");
-    Ok((child, stdin, std::thread::spawn(move || tail_of(stderr))))
+/// A loading `psql` on a host's server: its input (a wide pipe) and a
+/// thread keeping the tail of its stderr.
+pub(super) struct Psql {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Psql {
+    /// Starts psql on `conninfo`, reading statements from its input.
+    pub(super) fn spawn(conninfo: &str) -> Result<Psql> {
+        let mut child = Command::new("psql")
+            .args(LOAD_ARGS)
+            .arg(format!("--dbname={conninfo}"))
+            .env("PGAPPNAME", super::conn::own_application_name())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| Error::Spawn {
+                program: "psql",
+                source,
+            })?;
+        let stdin = child.stdin.take().expect("piped stdin");
+        crate::files::widen_pipe(&stdin);
+        let stderr = child.stderr.take().expect("piped stderr");
+        Ok(Psql {
+            child,
+            stdin: Some(stdin),
+            stderr: std::thread::spawn(move || tail_of(stderr)),
+        })
+    }
+
+    /// Writes to psql; false once it has stopped reading (it stopped at an
+    /// error: [`Psql::end`] reports it).
+    pub(super) fn send(&mut self, bytes: &[u8]) -> bool {
+        let ok = self
+            .stdin
+            .as_mut()
+            .is_some_and(|w| w.write_all(bytes).is_ok());
+        if !ok {
+            self.stdin = None;
+        }
+        ok
+    }
+
+    /// Closes the input and waits: psql's failure, with its stderr and
+    /// `hint`.
+    pub(super) fn end(mut self, hint: &str) -> Result<()> {
+        drop(self.stdin.take());
+        let status = self
+            .child
+            .wait()
+            .map_err(|e| Error::Repo(repo::Error::Output(e)))?;
+        let err = self.stderr.join().unwrap_or_default();
+        if status.success() {
+            return Ok(());
+        }
+        Err(Error::Psql {
+            status: status.to_string(),
+            stderr: err.trim_end().to_string(),
+            hint: hint.to_string(),
+        })
+    }
 }
 
 fn host_load(
@@ -399,19 +439,11 @@ fn host_load(
     hint: &str,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let (mut child, stdin, err_reader) = spawn_psql(conninfo)?;
-    let streamed = send_dump(repo, item, stdin, progress);
-    let status = child
-        .wait()
-        .map_err(|e| Error::Repo(repo::Error::Output(e)))?;
-    let err = err_reader.join().unwrap_or_default();
-    if !status.success() {
-        return Err(Error::Psql {
-            status: status.to_string(),
-            stderr: err.trim_end().to_string(),
-            hint: hint.to_string(),
-        });
-    }
+    let mut psql = Psql::spawn(conninfo)?;
+    let input = psql.stdin.as_mut().expect("input open");
+    let streamed = send_dump(repo, item, input, progress);
+    // psql's failure first: a stream cut by it is its consequence.
+    psql.end(hint)?;
     streamed?;
     Ok(())
 }

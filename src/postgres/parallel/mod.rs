@@ -33,7 +33,7 @@ use super::{Error, Result};
 use crate::progress::{Progress, Unit};
 use crate::repo::{self, Repository};
 use crossbeam_channel::{bounded, Sender};
-use psql::{side_by_side, Session};
+use psql::{session, side_by_side};
 use rows::{CopyBlock, Taken};
 use std::collections::HashMap;
 use std::io::Write;
@@ -284,7 +284,7 @@ impl<'a> Splitter<'a> {
     fn start_data(&mut self) -> std::io::Result<()> {
         self.phase = Phase::Data;
         let pre = std::mem::take(&mut self.serial);
-        let session = Session::start(self.conninfo, &self.preamble_with(&[LOAD_SETTINGS]));
+        let session = session(self.conninfo, &self.preamble_with(&[LOAD_SETTINGS]));
         let r = session.and_then(|mut s| {
             s.send(&pre);
             s.end(self.hint)
@@ -342,7 +342,7 @@ impl<'a> Splitter<'a> {
         if bytes.is_empty() {
             return Ok(());
         }
-        let mut s = Session::start(self.conninfo, &self.preamble_with(extra))?;
+        let mut s = session(self.conninfo, &self.preamble_with(extra))?;
         s.send(bytes);
         s.end(self.hint)
     }
