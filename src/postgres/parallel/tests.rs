@@ -135,3 +135,16 @@ fn every_post_data_entry_says_its_tablespace() {
         ]
     );
 }
+
+#[test]
+fn a_dump_cut_inside_its_rows_is_refused_not_loaded() {
+    let mut s = Splitter::new("", 2, "");
+    s.phase = Phase::Data;
+    s.table_data = true;
+    s.write_all(b"COPY public.t (a) FROM stdin;\n1\n2").unwrap();
+    let r = s.finish(true, &crate::progress::NoProgress, || Ok(()));
+    match r {
+        Err(Error::Refused(m)) => assert!(m.contains("inside the rows of public.t"), "{m}"),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}
