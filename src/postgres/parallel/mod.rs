@@ -33,7 +33,7 @@ use super::{Error, Result};
 use crate::progress::{Progress, Unit};
 use crate::repo::{self, Repository};
 use crossbeam_channel::{bounded, Sender};
-use psql::{session, side_by_side};
+use psql::{side_by_side, Warm};
 use rows::{CopyBlock, Taken};
 use std::collections::HashMap;
 use std::io::Write;
@@ -85,6 +85,15 @@ pub fn load<T: Send>(
     let t = done?;
     streamed?;
     Ok(t.expect("a whole stream is loaded to the end"))
+}
+
+/// Whether `sql` holds more than blank lines and `--` comments (the
+/// comment headers between COPY blocks need no session of their own).
+fn has_statements(sql: &[u8]) -> bool {
+    sql.split(|&b| b == b'\n').any(|l| {
+        let l = l.trim_ascii_start();
+        !l.is_empty() && !l.starts_with(b"--")
+    })
 }
 
 /// Where the stream is.
@@ -166,6 +175,8 @@ struct Splitter<'a> {
     /// The connections loading COPY batches, once pre-data is in.
     loader: Option<Loader>,
     failed: Option<Error>,
+    /// psql sessions started ahead of their turn.
+    warm: Warm,
 }
 
 /// Connections taking COPY batches, on a thread of their own.
@@ -192,6 +203,7 @@ impl<'a> Splitter<'a> {
             table_data: false,
             loader: None,
             failed: None,
+            warm: Warm::new(conninfo),
         }
     }
 
@@ -284,7 +296,11 @@ impl<'a> Splitter<'a> {
     fn start_data(&mut self) -> std::io::Result<()> {
         self.phase = Phase::Data;
         let pre = std::mem::take(&mut self.serial);
-        let session = session(self.conninfo, &self.preamble_with(&[LOAD_SETTINGS]));
+        // Pre-data's session, then those of the index builds and of what
+        // follows them, connecting while the rows load.
+        self.warm.start(self.jobs + 2);
+        let preamble = self.preamble_with(&[LOAD_SETTINGS]);
+        let session = self.warm.session(&preamble);
         let r = session.and_then(|mut s| {
             s.send(&pre);
             s.end(self.hint)
@@ -338,11 +354,12 @@ impl<'a> Splitter<'a> {
     }
 
     /// Runs `bytes` in order on one psql session, `extra` settings first.
-    fn serial(&self, bytes: &[u8], extra: &[&str]) -> Result<()> {
-        if bytes.is_empty() {
+    fn serial(&mut self, bytes: &[u8], extra: &[&str]) -> Result<()> {
+        if !has_statements(bytes) {
             return Ok(());
         }
-        let mut s = session(self.conninfo, &self.preamble_with(extra))?;
+        let preamble = self.preamble_with(extra);
+        let mut s = self.warm.session(&preamble)?;
         s.send(bytes);
         s.end(self.hint)
     }
@@ -383,7 +400,8 @@ impl<'a> Splitter<'a> {
         }
         self.end_loader(false)?;
         // No data entries at all (an empty database): one session, in order.
-        self.serial(&self.serial, &[LOAD_SETTINGS])?;
+        let data = std::mem::take(&mut self.serial);
+        self.serial(&data, &[LOAD_SETTINGS])?;
         let (mut parallel, after): (Vec<_>, Vec<_>) = std::mem::take(&mut self.post)
             .into_iter()
             .partition(|(t, _)| SIDE_BY_SIDE.contains(&t.as_str()));
@@ -404,7 +422,10 @@ impl<'a> Splitter<'a> {
             }
             drop(tx);
             let preamble = self.preamble_with(&[LOAD_SETTINGS, INDEX_SETTINGS]);
-            side_by_side(self.conninfo, &preamble, self.jobs, self.hint, rx)?;
+            let sessions = (0..self.jobs)
+                .map(|_| self.warm.session(&preamble))
+                .collect::<Result<Vec<_>>>()?;
+            side_by_side(sessions, self.hint, rx)?;
         }
         let after: Vec<u8> = after.into_iter().flat_map(|(_, t)| t).collect();
         progress.start("keys, checks", None, Unit::Items);

@@ -148,3 +148,15 @@ fn a_dump_cut_inside_its_rows_is_refused_not_loaded() {
         other => panic!("{:?}", other.map(|_| ())),
     }
 }
+
+#[test]
+fn comment_headers_alone_need_no_session() {
+    assert!(!has_statements(b""));
+    assert!(!has_statements(
+        b"\n--\n-- Name: t; Type: TABLE DATA\n--\n\n"
+    ));
+    assert!(has_statements(
+        b"--\nSELECT pg_catalog.setval('s', 3, true);\n"
+    ));
+    assert!(has_statements(b"  \\restrict x\n"));
+}
