@@ -104,14 +104,24 @@ pub fn widen_pipe(fd: &impl AsRawFd) {
     }
 }
 
-/// Takes an exclusive `flock` on an open file, waiting for it; the kernel
-/// releases it when the file is closed or the process dies.
-pub fn flock_exclusive(f: &impl AsRawFd) -> io::Result<()> {
+/// Takes an exclusive `flock` on an open file, waiting for it or not
+/// (false when another holds it and `wait` is false); the kernel releases
+/// it when the file is closed or the process dies.
+pub fn flock(f: &impl AsRawFd, wait: bool) -> io::Result<bool> {
+    let op = if wait {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_EX | libc::LOCK_NB
+    };
     // SAFETY: flock on a descriptor the caller owns and keeps open.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(io::Error::last_os_error());
+    if unsafe { libc::flock(f.as_raw_fd(), op) } != 0 {
+        let e = io::Error::last_os_error();
+        if !wait && e.kind() == io::ErrorKind::WouldBlock {
+            return Ok(false);
+        }
+        return Err(e);
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Asks the kernel to back a vector's allocation (its whole capacity,

@@ -37,6 +37,7 @@ fn craft(repo: &Path, name: &str, items: Vec<Item>) -> String {
         tier: Tier::Daily,
         labels: Default::default(),
         meta: Default::default(),
+        time_ns: None,
     };
     let (id, _) = r
         .backup(&opts, &NoProgress, |w| {

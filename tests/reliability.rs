@@ -102,6 +102,7 @@ fn a_backup_with_a_stale_index_view_stores_pruned_chunks_again() {
         tier: Tier::Daily,
         labels: Default::default(),
         meta: Default::default(),
+        time_ns: None,
     };
     let (id, snap) = backup
         .backup_stream(&opts, "db", &data[..], &NoProgress)

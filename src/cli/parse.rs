@@ -42,6 +42,12 @@ pub fn time(s: &str, now: jiff::Timestamp) -> Result<jiff::Timestamp> {
     bail!("'{s}' is not a time (2026-11-30, 2026-11-30T03:15:00Z, or 7d ago)")
 }
 
+/// A snapshot's `--time` ([`time`]), in nanoseconds since the epoch.
+pub fn time_ns(s: &str) -> Result<i64> {
+    let t = time(s, jiff::Timestamp::now())?;
+    Ok(t.as_nanosecond() as i64)
+}
+
 pub fn labels(labels: &[String]) -> Result<BTreeMap<String, String>> {
     labels
         .iter()

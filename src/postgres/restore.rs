@@ -313,6 +313,7 @@ pub fn restore_dump(
                 .into_iter()
                 .collect(),
             meta: Default::default(),
+            time_ns: None,
         };
         let (sid, _) = backup(repo, &safety, target, progress)?;
         say(RestoreStep::SafetySnapshotTaken {

@@ -14,6 +14,9 @@ pub struct SnapshotOptions {
     pub tier: snapshot::Tier,
     pub labels: std::collections::BTreeMap<String, String>,
     pub meta: std::collections::BTreeMap<String, String>,
+    /// The snapshot's time (nanoseconds since the epoch) when not now: a
+    /// backup of yesterday's dump, or a replayed series (`--time`).
+    pub time_ns: Option<i64>,
 }
 
 impl Repository {
@@ -77,7 +80,7 @@ impl Repository {
             .rev()
             .find(|(_, s)| s.name == opts.name)
             .map(|(id, _)| *id);
-        let time_ns = now_ns();
+        let time_ns = opts.time_ns.unwrap_or_else(now_ns);
         let (
             FinishedTree {
                 tree,

@@ -487,6 +487,7 @@ mod tests {
             tier: Tier::Immaculate,
             labels: Default::default(),
             meta: Default::default(),
+            time_ns: None,
         };
         assert!(r
             .backup_stream(&opts, "data", &b"again"[..], &crate::NoProgress)

@@ -17,6 +17,7 @@ pub fn backup(r: &Repository, name: &str, tier: Tier, data: &[u8]) -> SnapshotId
         tier,
         labels: Default::default(),
         meta: Default::default(),
+        time_ns: None,
     };
     r.backup_stream(&opts, "data", data, &crate::NoProgress)
         .unwrap()

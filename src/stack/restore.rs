@@ -370,6 +370,7 @@ fn take_safety_snapshot(
             .into_iter()
             .collect(),
         meta: super::safety_meta(repo, id, engine)?,
+        time_ns: None,
     };
     let mut on = |s| say(RestoreStep::Volume(s));
     let (sid, _) = snapshot(repo, &current, &safety, false, opts.stop, progress, &mut on)?;

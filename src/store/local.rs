@@ -266,6 +266,16 @@ impl Local {
     /// for it; released when the returned file is dropped (or the process
     /// dies, so it is never stale).
     pub fn flock(&self, name: &str) -> io::Result<File> {
+        self.try_flock_as(name, true)
+            .map(|f| f.expect("a waiting flock is taken"))
+    }
+
+    /// [`Local::flock`] without waiting: `None` while another holds it.
+    pub fn try_flock(&self, name: &str) -> io::Result<Option<File>> {
+        self.try_flock_as(name, false)
+    }
+
+    fn try_flock_as(&self, name: &str, wait: bool) -> io::Result<Option<File>> {
         let dir = self.root.join("locks");
         fs::create_dir_all(&dir)?;
         let f = OpenOptions::new()
@@ -273,8 +283,7 @@ impl Local {
             .truncate(false)
             .write(true)
             .open(dir.join(name))?;
-        crate::sys::flock_exclusive(&f)?;
-        Ok(f)
+        Ok(crate::sys::flock(&f, wait)?.then_some(f))
     }
 
     fn err(&self, source: io::Error) -> Error {

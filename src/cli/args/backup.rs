@@ -87,6 +87,10 @@ pub struct SnapshotArgs {
     /// what it would add to the repository; write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// The snapshot's time instead of now (RFC 3339, e.g.
+    /// 2026-01-31T03:15:00Z): a dump made earlier, or a replayed series.
+    #[arg(long, value_name = "TIME")]
+    pub time: Option<String>,
 }
 
 impl SnapshotArgs {
@@ -100,6 +104,11 @@ impl SnapshotArgs {
             tier,
             labels: crate::cli::parse::labels(&self.labels)?,
             meta: BTreeMap::new(),
+            time_ns: self
+                .time
+                .as_deref()
+                .map(crate::cli::parse::time_ns)
+                .transpose()?,
         })
     }
 }

@@ -406,6 +406,7 @@ pub fn restore(
                     .into_iter()
                     .collect(),
                 meta: Default::default(),
+                time_ns: None,
             };
             // Its users are stopped now: nothing to stop, nothing live.
             let (id, _) = backup_with(engine, repo, &opts, &[volume], false, progress, step)?;

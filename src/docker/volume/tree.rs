@@ -383,6 +383,7 @@ mod tests {
             tier: Tier::Daily,
             labels: Default::default(),
             meta: Default::default(),
+            time_ns: None,
         };
         repo.backup(&opts, &crate::NoProgress, |w| {
             store_tar(w, tar, "volumes/v")
