@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing relic needs on a bare Debian 12 machine:
 # a Rust toolchain is assumed; clang (RocksDB's bindgen), PostgreSQL's
-# client tools and the Docker engine (docker.io) come from Debian.
+# client tools, the Docker engine (docker.io), systemd-analyze and
+# python3-croniter come from Debian.
 # Idempotent: installs only what is missing.
 set -euo pipefail
 
@@ -13,6 +14,10 @@ command -v dockerd >/dev/null || need+=(docker.io)
 command -v docker >/dev/null || need+=(docker.io)
 command -v python3 >/dev/null || need+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
+# relic schedule's tests: systemd-analyze verifies the units written, a
+# cron expression parser (croniter) the cron.d fallback.
+command -v systemd-analyze >/dev/null || need+=(systemd)
+/usr/bin/python3 -c 'import croniter' 2>/dev/null || need+=(python3-croniter)
 
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""

@@ -34,6 +34,11 @@ pub struct CheckReport {
     pub blobs: u64,
     pub snapshots: u64,
     pub bytes_read: u64,
+    /// The packs whose every byte was read (all, a slice, or none).
+    pub packs_read: u64,
+    /// The slice read, `[index, of]` (index from 0), when only a slice was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slice: Option<(u32, u32)>,
     /// Unreferenced deltas (in packs kept for their other blobs) whose
     /// bases were pruned: they cannot be decoded and are not needed.
     pub dead_deltas: u64,
@@ -46,6 +51,54 @@ pub struct CheckReport {
 impl CheckReport {
     pub fn is_ok(&self) -> bool {
         self.problems.is_empty()
+    }
+}
+
+/// How much pack data a check reads back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadData {
+    /// Pack trailers and snapshot trees only.
+    None,
+    /// Every byte of every pack.
+    All,
+    /// Every byte of the packs of slice `index` (from 0) of `of`: packs
+    /// are assigned to slices by their name (a hash), so the slices are
+    /// about equal and each pack is in exactly one.
+    Slice { index: u32, of: u32 },
+}
+
+impl ReadData {
+    /// Whether the pack `name` is read whole.
+    pub fn reads(self, name: &str) -> bool {
+        match self {
+            ReadData::None => false,
+            ReadData::All => true,
+            ReadData::Slice { index, of } => {
+                let head = &name[..name.len().min(16)];
+                u64::from_str_radix(head, 16).is_ok_and(|n| n % u64::from(of) == u64::from(index))
+            }
+        }
+    }
+
+    /// `N/T` as restic writes it: slice N (from 1) of T.
+    pub fn parse_subset(s: &str) -> std::result::Result<ReadData, String> {
+        let bad = || format!("'{s}' is not a subset: use N/T (slice N of T, from 1) such as 2/20");
+        let (n, t) = s.split_once('/').ok_or_else(bad)?;
+        let (n, t): (u32, u32) = (
+            n.trim().parse().map_err(|_| bad())?,
+            t.trim().parse().map_err(|_| bad())?,
+        );
+        if t == 0 || n == 0 || n > t {
+            return Err(bad());
+        }
+        Ok(if t == 1 {
+            ReadData::All
+        } else {
+            ReadData::Slice {
+                index: n - 1,
+                of: t,
+            }
+        })
     }
 }
 
@@ -161,12 +214,18 @@ fn check_pack(repo: &Repository, (name, size): (&str, u64), read_data: bool, d: 
 }
 
 /// Checks the whole repository.
-pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Result<CheckReport> {
+pub fn check(repo: &Repository, read: ReadData, progress: &dyn Progress) -> Result<CheckReport> {
     let names = repo.pack_list()?;
+    let read_data = read != ReadData::None;
+    let packs_read = names.iter().filter(|(n, _)| read.reads(n)).count() as u64;
     // Reading data is counted in bytes (packs differ in size), checking
     // their trailers in packs.
     if read_data {
-        let total = names.iter().map(|(_, size)| size).sum();
+        let total = names
+            .iter()
+            .filter(|(n, _)| read.reads(n))
+            .map(|(_, size)| size)
+            .sum();
         progress.start("reading packs", Some(total), Unit::Bytes);
     } else {
         progress.start("checking packs", Some(names.len() as u64), Unit::Items);
@@ -189,8 +248,11 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
             let damage = &damage;
             s.spawn(move || {
                 for name in rx {
-                    check_pack(repo, name, read_data, damage);
-                    progress.inc(if read_data { name.1 } else { 1 });
+                    let whole = read.reads(name.0);
+                    check_pack(repo, name, whole, damage);
+                    if whole || !read_data {
+                        progress.inc(if read_data { name.1 } else { 1 });
+                    }
                 }
             });
         }
@@ -206,6 +268,11 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
         packs: names.len() as u64,
         blobs: damage.blobs,
         bytes_read: damage.bytes,
+        packs_read,
+        slice: match read {
+            ReadData::Slice { index, of } => Some((index, of)),
+            _ => None,
+        },
         dead_deltas: damage.unverifiable,
         problems: damage.problems,
         ..Default::default()
@@ -487,7 +554,7 @@ pub struct RepairReport {
 /// restore), and a later `check` tells whether anything changed.
 pub fn repair(repo: &Repository, progress: &dyn Progress) -> Result<RepairReport> {
     let rebuild = repo.rebuild_index(progress)?;
-    let check = check(repo, true, progress)?;
+    let check = check(repo, ReadData::All, progress)?;
     record_damage(repo, &check.damaged_snapshots)?;
     let intact_snapshots = check.snapshots - check.damaged_snapshots.len() as u64;
     Ok(RepairReport {

@@ -28,6 +28,14 @@ pub const PASSPHRASE: u8 = 12;
 /// A step outside relic failed: pg_dump, psql, PostgreSQL, the Docker
 /// engine.
 pub const SOURCE: u8 = 13;
+/// `relic run`: the step that failed first (the ones after it that need
+/// it are skipped; the others still run).
+pub const RUN_SNAPSHOT: u8 = 20;
+pub const RUN_FORGET: u8 = 21;
+pub const RUN_PRUNE: u8 = 22;
+pub const RUN_CHECK: u8 = 23;
+pub const RUN_SYNC: u8 = 24;
+pub const RUN_DRILL: u8 = 25;
 /// Standard output was closed before everything was written (as a
 /// program killed by SIGPIPE: `relic ls SNAP | head -1`).
 pub const CLOSED_OUTPUT: u8 = 141;
@@ -61,8 +69,28 @@ pub const CODES: &[(u8, &str)] = &[
         SOURCE,
         "pg_dump, psql, PostgreSQL or the Docker engine failed",
     ),
+    (
+        RUN_SNAPSHOT,
+        "relic run: the snapshot failed (no forget, no prune)",
+    ),
+    (RUN_FORGET, "relic run: forget failed (no prune)"),
+    (RUN_PRUNE, "relic run: prune failed"),
+    (
+        RUN_CHECK,
+        "relic run: check failed or found damage (no sync)",
+    ),
+    (RUN_SYNC, "relic run: a sync destination failed"),
+    (RUN_DRILL, "relic run: the restore drill failed"),
     (CLOSED_OUTPUT, "standard output closed early (| head)"),
 ];
+
+/// A `relic run` whose step failed: exit `code`, the summary as message.
+#[derive(Debug, thiserror::Error)]
+#[error("{summary}")]
+pub struct RunFailed {
+    pub code: u8,
+    pub summary: String,
+}
 
 /// The table as `relic --help` ends with it.
 pub fn table() -> String {
@@ -92,6 +120,9 @@ pub fn of(e: &anyhow::Error) -> u8 {
 }
 
 fn kind(e: &(dyn std::error::Error + 'static)) -> Option<u8> {
+    if let Some(e) = e.downcast_ref::<RunFailed>() {
+        return Some(e.code);
+    }
     if let Some(e) = e.downcast_ref::<repo::Error>() {
         return of_repo(e);
     }

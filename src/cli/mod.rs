@@ -126,7 +126,7 @@ fn run_one(cli: Cli) -> Result<Outcome> {
         Command::Stats { snapshot, json } => {
             done(cmd::check::stats(cli, snapshot.as_deref(), *json))
         }
-        Command::Forget(a) => done(cmd::forget::run(cli, a)),
+        Command::Forget(a) => done(cmd::forget::run(cli, a).map(|_| ())),
         Command::Prune(a) => done(cmd::prune::run(cli, a, bar)),
         Command::Index(IndexCommand::Rebuild) => cmd::repair::rebuild_index(cli, bar),
         Command::Unlock {
@@ -148,6 +148,8 @@ fn run_one(cli: Cli) -> Result<Outcome> {
         }
         Command::Emergency(c) => done(cmd::stack::emergency(cli, c, bar)),
         Command::Baseline(c) => done(cmd::baseline::run(cli, c)),
+        Command::Run(a) => cmd::run::run(cli, a, bar),
+        Command::Schedule(c) => done(cmd::schedule::run(cli, c)),
     }
 }
 
@@ -165,6 +167,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Forget(_) => "forget",
         Command::Index(_) => "index rebuild",
         Command::Unlock { .. } => "unlock",
+        Command::Run(_) => "run",
         _ => "relic",
     }
 }

@@ -101,9 +101,19 @@ pub fn load_config(path: Option<&Path>, required: bool) -> Result<Option<StackCo
     if !required && !p.exists() {
         return Ok(None);
     }
-    Ok(Some(
-        StackConfig::load(p).map_err(crate::cli::render::stack_hint)?,
-    ))
+    let cfg = StackConfig::load(p).map_err(crate::cli::render::stack_hint)?;
+    secret::use_config(&cfg);
+    Ok(Some(cfg))
+}
+
+/// `-r` / RELIC_REPO, or the repository `cfg` names (relative to its
+/// directory), or ./relic.toml's.
+pub fn stack_repo_path(cli: &Cli, cfg: &StackConfig) -> Result<PathBuf> {
+    match (&cli.repo, &cfg.repository) {
+        (None, Some(r)) if r.to_string_lossy().starts_with("s3://") => Ok(r.clone()),
+        (None, Some(r)) => Ok(cfg.dir().join(r)),
+        _ => repo_path(cli),
+    }
 }
 
 /// Opens `-r` / RELIC_REPO, or the repository relic.toml names.

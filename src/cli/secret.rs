@@ -45,23 +45,54 @@ pub fn passphrase() -> Result<Zeroizing<String>> {
         return Ok(p);
     }
     if let Ok(cmd) = std::env::var("RELIC_PASSWORD_COMMAND") {
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(&cmd)
-            .output()
-            .with_context(|| format!("running RELIC_PASSWORD_COMMAND '{cmd}'"))?;
-        if !out.status.success() {
-            bail!(
-                "RELIC_PASSWORD_COMMAND '{cmd}' failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        let s =
-            String::from_utf8(out.stdout).context("RELIC_PASSWORD_COMMAND printed non-UTF-8")?;
-        return Ok(Zeroizing::new(trim_newline(s)));
+        return from_command(&cmd, "RELIC_PASSWORD_COMMAND");
     }
-    prompt("repository passphrase: ")
+    match CONFIGURED.get() {
+        Some(Configured::File(f)) => {
+            let s = relic::files::user::read_text(f)
+                .with_context(|| format!("reading password_file {} (relic.toml)", f.display()))?;
+            Ok(Zeroizing::new(trim_newline(s)))
+        }
+        Some(Configured::Command(cmd)) => from_command(cmd, "password_command (relic.toml)"),
+        None => prompt("repository passphrase: "),
+    }
+}
+
+/// A relic.toml's passphrase source, used when no variable gives one.
+enum Configured {
+    File(std::path::PathBuf),
+    Command(String),
+}
+
+static CONFIGURED: std::sync::OnceLock<Configured> = std::sync::OnceLock::new();
+
+/// Takes the passphrase source of the relic.toml a command was given (its
+/// `password_file`, relative to the file's directory, or its
+/// `password_command`); the first one given stays.
+pub fn use_config(cfg: &relic::stack::StackConfig) {
+    let source = match (&cfg.password_file, &cfg.password_command) {
+        (Some(f), _) => Configured::File(cfg.dir().join(f)),
+        (None, Some(c)) => Configured::Command(c.clone()),
+        (None, None) => return,
+    };
+    let _ = CONFIGURED.set(source);
+}
+
+fn from_command(cmd: &str, what: &str) -> Result<Zeroizing<String>> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .with_context(|| format!("running {what} '{cmd}'"))?;
+    if !out.status.success() {
+        bail!(
+            "{what} '{cmd}' failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let s = String::from_utf8(out.stdout).with_context(|| format!("{what} printed non-UTF-8"))?;
+    Ok(Zeroizing::new(trim_newline(s)))
 }
 
 /// A passphrase for a new key slot; `init` takes it from the usual sources.

@@ -60,6 +60,15 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Removes a file; false when there was none.
+pub fn remove_file(path: &Path) -> io::Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Standard output as a file: whole buffers go straight to the descriptor,
 /// with no line buffering and no extra copy.
 pub fn stdout_file() -> io::Result<File> {

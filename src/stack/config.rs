@@ -3,6 +3,7 @@
 //! naming the file.
 
 use super::{Error, Hooks, Result};
+use crate::plan;
 use crate::postgres;
 use crate::repo::Repository;
 use crate::snapshot::Snapshot;
@@ -47,6 +48,28 @@ pub struct StackConfig {
     /// (marked partial); baselines stay whole or nothing.
     #[serde(default)]
     pub allow_partial: bool,
+    /// Where `relic run` (and every command given `--config`) reads the
+    /// passphrase when no RELIC_PASSWORD* variable is set: a file holding
+    /// it, or a command printing it. Never the passphrase itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_command: Option<String>,
+    /// The daily job (`relic run`): what forget keeps…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<plan::Retention>,
+    /// …where the repository is copied…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<plan::SyncPlan>,
+    /// …how much is read back and how often a drill runs…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<plan::CheckPlan>,
+    /// …when it runs (`relic schedule install`)…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<plan::Schedule>,
+    /// …and who hears how it went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<plan::Notify>,
     /// Where this configuration was read from (set by [`StackConfig::load`]).
     #[serde(skip)]
     pub path: PathBuf,
@@ -105,6 +128,30 @@ pub struct GitPart {
 }
 
 impl StackConfig {
+    /// The daily job's sections, each read as `relic run` will.
+    fn check_plan(&self) -> plan::Result<()> {
+        if let Some(r) = &self.retention {
+            r.policy()?;
+        }
+        if let Some(c) = &self.check {
+            c.slices()?;
+            c.drill_every()?;
+        }
+        if let Some(s) = &self.schedule {
+            s.on_calendar()?;
+        }
+        if let Some(n) = &self.notify {
+            n.check()?;
+        }
+        if self.password_file.is_some() && self.password_command.is_some() {
+            return Err(plan::Error::Invalid {
+                section: "top level",
+                what: "password_file and password_command: give one".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// Reads and checks `relic.toml`; errors name the file and the line.
     pub fn load(path: &Path) -> Result<StackConfig> {
         let text =
@@ -137,6 +184,7 @@ impl StackConfig {
                 "the stack has no parts: add a [[database]], images = [...], volumes = [...] or [files]".into(),
             ));
         }
+        cfg.check_plan().map_err(|e| bad(e.to_string()))?;
         let mut volumes = std::collections::HashSet::new();
         for v in &cfg.volumes {
             crate::docker::volume::check_name(v).map_err(|e| bad(format!("volumes: {e}")))?;

@@ -5,8 +5,10 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 mod backup;
+mod run;
 mod stack;
 pub use backup::*;
+pub use run::*;
 pub use stack::*;
 
 #[derive(Parser)]
@@ -194,6 +196,19 @@ pub enum Command {
     /// Immaculate and sacred baselines.
     #[command(subcommand)]
     Baseline(BaselineCmd),
+    /// The whole daily job relic.toml describes: snapshot, forget by its
+    /// [retention], prune when that freed something, check ([check]'s
+    /// slice of the data), sync to each [sync] destination, and a drill
+    /// when one is due; each step logged with its time, one summary line,
+    /// [notify] told. The exit code names the step that failed (20-25).
+    #[command(after_help = "Examples:
+  relic run --config /srv/app/relic.toml
+  relic run --dry-run
+  relic -q run   # silent unless it fails (cron)")]
+    Run(RunArgs),
+    /// Run `relic run` on relic.toml's [schedule]: a systemd timer, or cron.
+    #[command(subcommand)]
+    Schedule(ScheduleCmd),
 }
 
 // `relic init`.
@@ -311,6 +326,11 @@ pub struct CheckArgs {
     /// Read and verify every byte of every pack.
     #[arg(long)]
     pub read_data: bool,
+    /// Read and verify every byte of one slice of the packs: N/T is slice
+    /// N (from 1) of T, each pack in exactly one slice (2/20 reads about
+    /// 5%; N = 1..T over T runs reads all of it).
+    #[arg(long, value_name = "N/T", conflicts_with = "read_data", value_parser = relic::check::ReadData::parse_subset)]
+    pub read_data_subset: Option<relic::check::ReadData>,
     /// The same as JSON on standard output.
     #[arg(long)]
     pub json: bool,

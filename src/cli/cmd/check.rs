@@ -5,19 +5,35 @@ use crate::cli::progress::Bar;
 use crate::cli::Outcome;
 use crate::cli::{open::open, render};
 use anyhow::Result;
+use relic::check::ReadData;
 
 pub fn check(cli: &Cli, a: &CheckArgs, bar: &Bar) -> Result<Outcome> {
     let repo = open(cli)?;
     let _lock = repo.lock_shared(bar)?;
     repo.refresh()?;
-    let report = relic::check::check(&repo, a.read_data, bar)?;
-    if a.read_data && !repo.is_read_only() {
-        relic::check::record_damage(&repo, &report.damaged_snapshots)?;
+    let read = match (a.read_data, a.read_data_subset) {
+        (true, _) => ReadData::All,
+        (false, Some(r)) => r,
+        (false, None) => ReadData::None,
+    };
+    let report = relic::check::check(&repo, read, bar)?;
+    if !repo.is_read_only() {
+        match read {
+            // Every byte read: the damage found is all there is.
+            ReadData::All => relic::check::record_damage(&repo, &report.damaged_snapshots)?,
+            // A slice adds what it found to what was known.
+            ReadData::Slice { .. } if !report.damaged_snapshots.is_empty() => {
+                let mut known = relic::check::damaged_snapshots(&repo);
+                known.extend(report.damaged_snapshots.clone());
+                relic::check::record_damage(&repo, &known)?;
+            }
+            _ => {}
+        }
     }
     if a.json {
         render::json(&report)?;
     } else {
-        render::check(&report, a.read_data)?;
+        render::check(&report, read != ReadData::None)?;
     }
     if !report.is_ok() {
         if !a.json {

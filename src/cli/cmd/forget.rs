@@ -7,7 +7,8 @@ use anyhow::{bail, Context, Result};
 use relic::retention::{apply, Policy};
 use relic::snapshot::Tier;
 
-pub fn run(cli: &Cli, args: &ForgetArgs) -> Result<()> {
+/// The number of snapshots forgotten (or, in a dry run, that would be).
+pub fn run(cli: &Cli, args: &ForgetArgs) -> Result<usize> {
     let repo = open(cli)?;
     let snaps = repo.snapshots()?;
     if !args.snapshots.is_empty() {
@@ -21,7 +22,7 @@ pub fn run(cli: &Cli, args: &ForgetArgs) -> Result<()> {
             for (id, s) in &ids {
                 out!("would forget {}", render::snapshot_line(id, s));
             }
-            return Ok(());
+            return Ok(ids.len());
         }
         repo.forget(&ids.iter().map(|(id, _)| *id).collect::<Vec<_>>())?;
         for (id, s) in &ids {
@@ -31,7 +32,7 @@ pub fn run(cli: &Cli, args: &ForgetArgs) -> Result<()> {
             "forgot {} snapshot(s); their chunks stay stored until they are pruned",
             ids.len()
         );
-        return Ok(());
+        return Ok(ids.len());
     }
     let policy = Policy {
         keep_last: args.keep_last,
@@ -73,7 +74,7 @@ pub fn run(cli: &Cli, args: &ForgetArgs) -> Result<()> {
             gone.len(),
             decisions.len()
         );
-        return Ok(());
+        return Ok(gone.len());
     }
     repo.forget(&gone)?;
     note!(
@@ -81,5 +82,5 @@ pub fn run(cli: &Cli, args: &ForgetArgs) -> Result<()> {
         gone.len(),
         decisions.len()
     );
-    Ok(())
+    Ok(gone.len())
 }

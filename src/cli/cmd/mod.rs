@@ -10,6 +10,8 @@ pub mod key;
 pub mod prune;
 pub mod repair;
 pub mod restore;
+pub mod run;
+pub mod schedule;
 pub mod snapshots;
 pub mod stack;
 pub mod sync;

@@ -13,9 +13,18 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
 pub fn snapshot(cli: &Cli, cmd: &SnapshotCmd, bar: &Bar) -> Result<Outcome> {
+    take(cli, cmd, bar).map(|(_, _, outcome)| outcome)
+}
+
+/// `relic snapshot`: the snapshot written, and whether it is whole.
+pub fn take(
+    cli: &Cli,
+    cmd: &SnapshotCmd,
+    bar: &Bar,
+) -> Result<(SnapshotId, relic::snapshot::Snapshot, Outcome)> {
     let cfg = match &cmd.compose {
         Some(dir) => compose_config(dir, cmd.project.as_deref())?,
-        None => StackConfig::load(&cmd.config).map_err(render::stack_hint)?,
+        None => crate::cli::open::load_config(Some(&cmd.config), true)?.expect("a required config"),
     };
     let name = cmd.name.clone().unwrap_or_else(|| cfg.name.clone());
     let opts = cmd.snapshot.options(&name)?;
@@ -44,7 +53,7 @@ pub fn snapshot(cli: &Cli, cmd: &SnapshotCmd, bar: &Bar) -> Result<Outcome> {
     render::backup(&id, &snap, cmd.snapshot.json, cmd.snapshot.dry_run)?;
     let partial = snap.partial();
     if partial.is_empty() {
-        return Ok(Outcome::Done);
+        return Ok((id, snap, Outcome::Done));
     }
     eprintln!(
         "snapshot {} is PARTIAL: it holds the parts that succeeded, not these:",
@@ -53,7 +62,7 @@ pub fn snapshot(cli: &Cli, cmd: &SnapshotCmd, bar: &Bar) -> Result<Outcome> {
     for f in &partial {
         eprintln!("    {}: {}", f.part, f.error);
     }
-    Ok(Outcome::Partial)
+    Ok((id, snap, Outcome::Partial))
 }
 
 /// The stack of the compose project in `dir`: its relic.toml when there

@@ -10,6 +10,7 @@ mod ls;
 mod manifest;
 mod postgres;
 mod restore;
+mod schedule;
 mod stack;
 mod stats;
 mod volume;
@@ -21,6 +22,7 @@ pub use postgres::postgres_step;
 pub use restore::{
     checks, docker_plan, files_restored, restored, stream_plan, tree_plan, wrote_file, Restored,
 };
+pub use schedule::{schedule_status, ScheduleStatus};
 pub use stack::{
     drill_error, drill_step, hook_event, load_step, stack_error, stack_hint, stack_step,
     target_change,
@@ -315,10 +317,15 @@ pub fn check(report: &relic::check::CheckReport, read_data: bool) -> Result<()> 
         report.packs,
         report.blobs,
         report.snapshots,
-        if read_data {
-            format!(", {} read", HumanBytes(report.bytes_read))
-        } else {
-            String::new()
+        match (read_data, report.slice) {
+            (true, Some((i, of))) => format!(
+                ", {} read ({} packs: slice {} of {of})",
+                HumanBytes(report.bytes_read),
+                report.packs_read,
+                i + 1
+            ),
+            (true, None) => format!(", {} read", HumanBytes(report.bytes_read)),
+            _ => String::new(),
         }
     );
     for (id, name) in &report.damaged_snapshots {
