@@ -617,6 +617,32 @@ fn schedule_install_writes_units_systemd_verifies_and_no_secret() {
             .is_some_and(|n| n.contains("03:15:00")),
         "{st}"
     );
+    // Two runs never overlap: while another holds the stack's run lock
+    // (flock(1) here), a run does nothing and exits 11.
+    let lock = dir.path().join("repo/locks/run-relic-sched-app.flock");
+    let mut holder = {
+        use std::os::unix::process::CommandExt;
+        Command::new("flock")
+            .arg(&lock)
+            .args(["sleep", "30"])
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    };
+    let t0 = Instant::now();
+    while !lock.exists() && t0.elapsed().as_secs() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let out = relic(&["run"]);
+    // flock and the sleep holding the lock with it.
+    let _ = Command::new("kill")
+        .args(["-9", "--", &format!("-{}", holder.id())])
+        .status();
+    let _ = holder.wait();
+    assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
+    assert!(stderr(&out).contains("in progress"), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).is_empty());
     let out = relic(&["schedule", "remove", "--unit-dir", u]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(files_in(&units).is_empty());
