@@ -66,7 +66,8 @@ pub fn deliver(targets: &[Target], message: &Message, timeout: Duration) -> Vec<
                 s.spawn(move || {
                     let started = Instant::now();
                     let r = match t {
-                        Target::Http(url) => post(url, message, timeout),
+                        Target::Http(url) => post(url, message, timeout, true),
+                        Target::Get(url) => post(url, message, timeout, false),
                         Target::Exec(cmd) => exec(cmd, message, timeout),
                     };
                     Delivery {
@@ -84,7 +85,8 @@ pub fn deliver(targets: &[Target], message: &Message, timeout: Duration) -> Vec<
     })
 }
 
-fn post(url: &str, m: &Message, timeout: Duration) -> Result<String, String> {
+/// A POST of the summary, or (`body` false) a plain GET.
+fn post(url: &str, m: &Message, timeout: Duration, body: bool) -> Result<String, String> {
     let rt = crate::runtime::get().map_err(|e| e.to_string())?;
     let client = reqwest::Client::builder()
         .timeout(timeout)
@@ -92,17 +94,22 @@ fn post(url: &str, m: &Message, timeout: Duration) -> Result<String, String> {
         .user_agent(concat!("relic/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| e.to_string())?;
-    let body = m.body();
-    let request = async {
-        let r = client
+    let request = if body {
+        client
             .post(url)
             .header("content-type", "text/plain; charset=utf-8")
+            .body(m.body())
+    } else {
+        client.get(url)
+    };
+    let request = async {
+        let r = request
             .header("x-relic-event", m.event.as_str())
             .header("x-relic-exit-code", m.exit_code.to_string())
-            .body(body)
             .send()
             .await
-            .map_err(|e| describe(&e))?;
+            // The URL is the secret part of a ping: never in a message.
+            .map_err(|e| describe(&e.without_url()))?;
         let status = r.status();
         if status.is_success() {
             Ok(format!("HTTP {}", status.as_u16()))
@@ -134,9 +141,32 @@ fn describe(e: &reqwest::Error) -> String {
     s
 }
 
+/// Variables a notification command does not get: the passphrase's and
+/// the bucket's credentials.
+const WITHHELD: [&str; 6] = [
+    "RELIC_PASSWORD",
+    "RELIC_PASSWORD_FILE",
+    "RELIC_PASSWORD_COMMAND",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
+
+/// Kills the process group `pid` leads (the command and what it started).
+fn kill_group(pid: u32) {
+    // SAFETY: kill(2) with the negated id of a group the child leads: no
+    // memory is touched; a group already gone is ESRCH.
+    unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+}
+
 fn exec(cmd: &str, m: &Message, timeout: Duration) -> Result<String, String> {
+    use std::io::Read;
     use std::os::unix::process::CommandExt;
-    let mut child = Command::new("sh")
+    let mut command = Command::new("sh");
+    for v in WITHHELD {
+        command.env_remove(v);
+    }
+    let mut child = command
         .arg("-c")
         .arg(cmd)
         .env("RELIC_EVENT", m.event.as_str())
@@ -152,9 +182,24 @@ fn exec(cmd: &str, m: &Message, timeout: Duration) -> Result<String, String> {
         .map_err(|e| format!("cannot run: {e}"))?;
     let body = m.body();
     let mut stdin = child.stdin.take().expect("piped stdin");
-    // A command that does not read its input must not block the run.
-    let writer = std::thread::spawn(move || {
+    // A command that does not read its input, or writes much to stderr,
+    // must not block the run: each pipe is served by a thread of its own.
+    std::thread::spawn(move || {
         let _ = stdin.write_all(body.as_bytes());
+    });
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let reader = std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            if kept.len() < 4096 {
+                kept.extend_from_slice(&buf[..n.min(4096 - kept.len())]);
+            }
+        }
+        String::from_utf8_lossy(&kept).into_owned()
     });
     let deadline = Instant::now() + timeout;
     let status = loop {
@@ -162,22 +207,16 @@ fn exec(cmd: &str, m: &Message, timeout: Duration) -> Result<String, String> {
             Ok(Some(status)) => break status,
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             Ok(None) => {
-                // SAFETY: kill(2) with the negated id of the group the
-                // child leads: no memory is touched.
-                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+                kill_group(child.id());
                 let _ = child.wait();
-                drop(writer);
                 return Err(format!("killed after {}s", timeout.as_secs_f64()));
             }
             Err(e) => return Err(e.to_string()),
         }
     };
-    let _ = writer.join();
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut err);
-    }
+    // What it left running in the background would hold stderr open.
+    kill_group(child.id());
+    let err = reader.join().unwrap_or_default();
     if status.success() {
         Ok(status.to_string())
     } else {
@@ -226,6 +265,20 @@ mod tests {
         );
         assert!(!r[0].ok);
         assert!(r[0].detail.contains("killed"), "{}", r[0].detail);
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn a_command_that_leaves_something_running_or_writes_much_returns_at_once() {
+        let started = Instant::now();
+        let r = deliver(
+            &[Target::Exec(
+                "head -c 200000 /dev/zero >&2; (sleep 30 >&2 &); exit 0".into(),
+            )],
+            &message(),
+            Duration::from_secs(10),
+        );
+        assert!(r[0].ok, "{:?}", r[0]);
         assert!(started.elapsed() < Duration::from_secs(3));
     }
 

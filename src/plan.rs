@@ -133,7 +133,7 @@ fn every(s: &str) -> Option<Duration> {
         "monthly" => 30,
         other => {
             let (n, unit) = other.split_at(other.find(|c: char| !c.is_ascii_digit())?);
-            let n: u64 = n.parse().ok().filter(|&n| n > 0)?;
+            let n: u64 = n.parse().ok().filter(|&n| n > 0 && n <= 36_500)?;
             match unit.trim() {
                 "d" | "day" | "days" => n,
                 "w" | "week" | "weeks" => n * 7,
@@ -153,7 +153,8 @@ pub struct Schedule {
     pub run: String,
     /// A file of `NAME=value` lines the run gets in its environment (S3
     /// credentials, DOCKER_HOST): the units name the file, never its
-    /// contents.
+    /// contents. (The cron entry reads it with `sh`: quote values that
+    /// hold `$`, spaces or backquotes.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment_file: Option<PathBuf>,
 }
@@ -245,7 +246,12 @@ pub fn cron_fields(on_calendar: &str) -> Result<String> {
         Some(d) => d
             .split(',')
             .map(|part| match part.split_once("..") {
-                Some((a, b)) => Some(format!("{}-{}", cron_day(a)?, cron_day(b)?)),
+                // Sunday ends a range as 7 (cron takes 0-7).
+                Some((a, b)) => Some(format!(
+                    "{}-{}",
+                    cron_day(a)?,
+                    cron_day(b).map(|d| if d == 0 { 7 } else { d })?
+                )),
                 None => cron_day(part).map(|n| n.to_string()),
             })
             .collect::<Option<Vec<_>>>()
@@ -284,6 +290,8 @@ pub struct Notify {
 pub enum Target {
     /// An `http://` or `https://` URL: POSTed the summary.
     Http(String),
+    /// `get:URL`: a GET of the URL, no body (a plain ping).
+    Get(String),
     /// `exec:COMMAND`: run by `sh -c`, the summary on its stdin.
     Exec(String),
 }
@@ -299,9 +307,16 @@ impl Target {
         if s.starts_with("http://") || s.starts_with("https://") {
             return Ok(Target::Http(s.to_string()));
         }
+        if let Some(u) = s.strip_prefix("get:") {
+            if u.starts_with("http://") || u.starts_with("https://") {
+                return Ok(Target::Get(u.to_string()));
+            }
+        }
         Err(invalid(
             "notify",
-            format!("'{s}': a notification is an http(s):// URL or exec:COMMAND"),
+            format!(
+                "'{s}': a notification is an http(s):// URL (POST), get:URL (GET) or exec:COMMAND"
+            ),
         ))
     }
 }
@@ -309,12 +324,28 @@ impl Target {
 impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            // A ping URL's path is its secret part: shown up to the host.
-            Target::Http(u) => {
-                let host_end = u.splitn(4, '/').take(3).map(str::len).sum::<usize>() + 2;
-                write!(f, "{}/…", &u[..host_end.min(u.len())])
+            // A ping URL's path (and any user:password@) is its secret
+            // part: shown as scheme and host only.
+            Target::Http(u) | Target::Get(u) => {
+                let (scheme, rest) = u.split_once("://").unwrap_or(("", u));
+                let host = rest.split('/').next().unwrap_or("");
+                let host = host.rsplit('@').next().unwrap_or(host);
+                let get = if matches!(self, Target::Get(_)) {
+                    "get:"
+                } else {
+                    ""
+                };
+                write!(f, "{get}{scheme}://{host}/…")
             }
-            Target::Exec(c) => write!(f, "exec:{c}"),
+            // Only the program: its arguments may hold a token.
+            Target::Exec(c) => {
+                let program = c.split_whitespace().next().unwrap_or("");
+                write!(
+                    f,
+                    "exec:{program}{}",
+                    if c.trim() != program { " …" } else { "" }
+                )
+            }
         }
     }
 }
@@ -384,6 +415,10 @@ mod tests {
             "30 2 * * 1-5"
         );
         assert_eq!(
+            cron_fields("Sat..Sun *-*-* 01:00:00").unwrap(),
+            "0 1 * * 6-7"
+        );
+        assert_eq!(
             cron_fields("Mon,Thu *-*-* 00:00:00").unwrap(),
             "0 0 * * 1,4"
         );
@@ -419,6 +454,11 @@ mod tests {
         );
         let t = Target::parse("https://hc.example/ping/UUID/fail").unwrap();
         assert_eq!(t.to_string(), "https://hc.example/…");
+        let t = Target::parse("get:https://u:secret@hc.example/ping/UUID").unwrap();
+        assert_eq!(t.to_string(), "get:https://hc.example/…");
+        let t = Target::parse("exec:/bin/page-me --token abc").unwrap();
+        assert_eq!(t.to_string(), "exec:/bin/page-me …");
+        assert!(Target::parse("get:ftp://x").is_err());
         assert!(Target::parse("ftp://x").is_err());
         assert!(Target::parse("exec: ").is_err());
         let n = Notify {

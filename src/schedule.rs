@@ -106,7 +106,7 @@ pub fn service(job: &Job) -> String {
          Type=oneshot\n\
          ExecStart={relic} run --config {config}\n\
          WorkingDirectory={dir}\n",
-        stack = job.stack,
+        stack = job.stack.replace('%', "%%"),
         relic = unit_word(&job.relic.display().to_string()),
         config = unit_word(&job.config.display().to_string()),
         dir = unit_path(job.dir()),
@@ -143,7 +143,7 @@ pub fn timer(job: &Job) -> String {
          \n\
          [Install]\n\
          WantedBy=timers.target\n",
-        stack = job.stack,
+        stack = job.stack.replace('%', "%%"),
         cal = job.on_calendar,
         unit = job.unit_name(),
     )
@@ -205,13 +205,7 @@ pub fn write(path: &Path, text: &str) -> Result<()> {
     if let Some(d) = path.parent() {
         crate::files::user::ensure_dir(d).map_err(werr)?;
     }
-    crate::files::user::write_atomically(path, |f| {
-        use std::io::Write;
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        f.write_all(text.as_bytes())
-    })
-    .map_err(werr)
+    crate::files::user::write_public(path, text.as_bytes()).map_err(werr)
 }
 
 /// Removes a schedule file; false when there was none.

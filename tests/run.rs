@@ -299,6 +299,16 @@ fn day_after_day_the_repository_holds_what_the_policy_says_and_both_copies_resto
         assert_eq!(r["check_slice"], serde_json::json!([i % 4, 4]), "{r}");
         assert!(r["added_bytes"].as_u64().unwrap() > 0);
     }
+    // Prune ran after every forget that freed a snapshot, and only then.
+    let mut pruned = 0;
+    for r in &runs {
+        let (forget, prune) = (&r["steps"][1], &r["steps"][2]);
+        let freed = forget["status"] == "ok"
+            && !forget["detail"].as_str().unwrap().starts_with("0 snapshot");
+        assert_eq!(prune["status"], if freed { "ok" } else { "skipped" }, "{r}");
+        pruned += freed as usize;
+    }
+    assert!(pruned >= 5, "{pruned} prunes");
     let skipped = &runs[2]["steps"][6];
     assert_eq!(skipped["status"], "skipped");
     assert!(
@@ -355,8 +365,20 @@ fn a_database_that_is_down_fails_the_run_with_its_code_tells_and_keeps_every_sna
     let job = Job::new(tag, &images.app, &notify);
     let out = job.run(&day(1));
     assert!(out.status.success(), "{}", stderr(&out));
+    // A second snapshot, which keep_last = 1 would forget if forget ran.
+    let out = job.relic(
+        &[
+            "snapshot",
+            "--config",
+            job.config.to_str().unwrap(),
+            "--time",
+            "2026-01-01T12:00:00Z",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
     let before = job.snapshots("repo");
-    assert_eq!(before.len(), 1);
+    assert_eq!(before.len(), 2);
     // The same stack, its server down (nothing listens on its port).
     let text = std::fs::read_to_string(&job.config).unwrap();
     let port = closed_port();
@@ -470,6 +492,11 @@ fn a_notification_that_hangs_or_is_refused_costs_at_most_its_timeout() {
         assert!(secs <= 1.6, "{w}");
     }
     assert!(err.contains("refused") || err.contains("onnect"), "{err}");
+    // The ping URLs' paths (their secret part) are never printed.
+    assert!(
+        !err.contains("/ping") && !err.contains("/ok") && !err.contains("/start"),
+        "{err}"
+    );
     // The run's own steps are what takes the rest.
     let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let steps: f64 = rec["steps"]

@@ -60,6 +60,16 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Writes `data` to `path` whole or not at all ([`write_atomically`]),
+/// readable by all: a file that holds no secret (a systemd unit, a cron
+/// entry).
+pub fn write_public(path: &Path, data: &[u8]) -> io::Result<()> {
+    write_atomically(path, |f| {
+        f.set_permissions(fs::Permissions::from_mode(0o644))?;
+        f.write_all(data)
+    })
+}
+
 /// Removes a file; false when there was none.
 pub fn remove_file(path: &Path) -> io::Result<bool> {
     match fs::remove_file(path) {

@@ -174,6 +174,11 @@ impl StackConfig {
         if cfg.name.trim().is_empty() {
             return Err(bad("`name` must not be empty".into()));
         }
+        if cfg.name.contains(char::is_control) {
+            return Err(bad(
+                "`name` must not hold control characters (a newline, a tab)".into(),
+            ));
+        }
         if cfg.databases.is_empty()
             && cfg.images.is_empty()
             && !cfg.compose

@@ -123,6 +123,9 @@ fn install(cli: &Cli, a: &ScheduleArgs) -> Result<()> {
             schedule::systemctl(a.user, &["daemon-reload"])?;
             schedule::systemctl(a.user, &["enable", "--now", &format!("{unit}.timer")])?;
             report!("enabled {unit}.timer");
+            if a.user {
+                report!("a user's timer runs only while they are logged in, unless `loginctl enable-linger` is set for them");
+            }
         } else {
             report!(
                 "systemd is not running: enable it with `systemctl{} enable --now {unit}.timer`",
