@@ -2,7 +2,7 @@
 # Installs what building and testing relic needs on a bare Debian 12 machine:
 # a Rust toolchain is assumed; clang (RocksDB's bindgen), PostgreSQL's
 # client tools, the Docker engine (docker.io), systemd-analyze and
-# python3-croniter come from Debian.
+# python3-croniter and chromium come from Debian.
 # Idempotent: installs only what is missing.
 set -euo pipefail
 
@@ -18,6 +18,8 @@ python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 # cron expression parser (croniter) the cron.d fallback.
 command -v systemd-analyze >/dev/null || need+=(systemd)
 /usr/bin/python3 -c 'import croniter' 2>/dev/null || need+=(python3-croniter)
+# relic report's test opens the page in headless Chromium.
+command -v chromium >/dev/null || need+=(chromium)
 
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""

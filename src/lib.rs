@@ -35,6 +35,7 @@ pub mod postgres;
 pub mod progress;
 pub mod prune;
 pub mod repo;
+pub mod report;
 pub mod retention;
 pub mod runs;
 mod runtime;

@@ -76,6 +76,10 @@ pub struct Run {
     /// Whether the drill ran and passed (absent: not due).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drill_ok: Option<bool>,
+    /// The repository's pack bytes when the run ended (the report's size
+    /// over time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_bytes: Option<u64>,
 }
 
 impl Run {
@@ -107,6 +111,7 @@ pub fn of(state: &Local, stack: &str) -> Vec<Run> {
 /// Adds `run` (whole file rewritten atomically: a crash leaves the old
 /// record, never half a line).
 pub fn append(state: &Local, run: &Run) -> Result<(), Error> {
+    let _lock = lock(state, FILE)?;
     let mut runs = read(state);
     runs.push(run.clone());
     let skip = runs.len().saturating_sub(KEEP);
@@ -123,6 +128,17 @@ pub fn append(state: &Local, run: &Run) -> Result<(), Error> {
         })
 }
 
+/// Two runs of different stacks (or a check beside a run) add to the
+/// same file: each read-modify-write holds this flock.
+fn lock(state: &Local, file: &str) -> Result<impl Sized, Error> {
+    state
+        .flock(&format!("{file}.flock"))
+        .map_err(|source| Error::Write {
+            path: state.root().join(file).display().to_string(),
+            source,
+        })
+}
+
 /// The slice of the packs the next check of `stack` reads, of `of`: the
 /// one after the last run's (runs that read another number of slices
 /// start again at 0).
@@ -134,12 +150,76 @@ pub fn next_slice(runs: &[Run], of: u32) -> u32 {
         .map_or(0, |(i, _)| (i + 1) % of)
 }
 
-/// When the last drill that passed finished.
+/// A check, drill or sync, whoever ran it (`relic run` or the command
+/// alone), kept in `events.jsonl` beside the runs: what the report shows
+/// as the last drill, the last data check and each copy's lag.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// `check`, `check --read-data`, `check --read-data-subset`, `drill`
+    /// or `sync`.
+    pub kind: String,
+    /// RFC 3339.
+    pub time: String,
+    pub ok: bool,
+    /// The sync destination, or the snapshot drilled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// For a sync that succeeded: the time of the newest snapshot the
+    /// destination then held (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest: Option<String>,
+    pub detail: String,
+}
+
+const EVENTS: &str = "events.jsonl";
+
+/// Every recorded event, oldest first.
+pub fn events(state: &Local) -> Vec<Event> {
+    let Ok(Some(bytes)) = state.read_state(EVENTS) else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Adds `event` (the last [`KEEP`] per kind and target are kept).
+pub fn record(state: &Local, event: &Event) -> Result<(), Error> {
+    let _lock = lock(state, EVENTS)?;
+    let mut all = events(state);
+    all.push(event.clone());
+    let mut seen: std::collections::HashMap<(String, Option<String>), usize> = Default::default();
+    let mut keep: Vec<&Event> = all
+        .iter()
+        .rev()
+        .filter(|e| {
+            let n = seen.entry((e.kind.clone(), e.target.clone())).or_default();
+            *n += 1;
+            *n <= KEEP
+        })
+        .collect();
+    keep.reverse();
+    let text: String = keep
+        .iter()
+        .map(|e| serde_json::to_string(e).expect("an event serializes") + "\n")
+        .collect();
+    state
+        .write_state(EVENTS, Some(text.as_bytes()))
+        .map_err(|source| Error::Write {
+            path: state.root().join(EVENTS).display().to_string(),
+            source,
+        })
+}
+
+/// When the run with the last drill that passed started (a run's start,
+/// not its end, so that a long run does not push the next drill a period
+/// later).
 pub fn last_good_drill(runs: &[Run]) -> Option<jiff::Timestamp> {
     runs.iter()
         .rev()
         .find(|r| r.drill_ok == Some(true))
-        .and_then(|r| r.finished.parse().ok())
+        .and_then(|r| r.started.parse().ok())
 }
 
 #[cfg(test)]
@@ -165,6 +245,7 @@ mod tests {
             added_bytes: Some(1),
             check_slice: slice,
             drill_ok: drill,
+            repo_bytes: None,
         }
     }
 

@@ -150,6 +150,7 @@ fn run_one(cli: Cli) -> Result<Outcome> {
         Command::Baseline(c) => done(cmd::baseline::run(cli, c)),
         Command::Run(a) => cmd::run::run(cli, a, bar),
         Command::Schedule(c) => done(cmd::schedule::run(cli, c)),
+        Command::Report(a) => done(cmd::report::run(cli, a)),
     }
 }
 

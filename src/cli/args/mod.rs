@@ -209,6 +209,15 @@ pub enum Command {
     /// Run `relic run` on relic.toml's [schedule]: a systemd timer, or cron.
     #[command(subcommand)]
     Schedule(ScheduleCmd),
+    /// A picture of the repository: what each day read and added, its
+    /// size over time, snapshots by tier, baselines and how to restore
+    /// them, databases and image layers, the last drill and check, each
+    /// copy's lag, warnings. From snapshot objects, the index and local
+    /// records only: no pack is read.
+    #[command(
+        after_help = "Examples:\n  relic report --html report.html\n  relic report --serve\n  relic report --config /srv/app/relic.toml --json"
+    )]
+    Report(ReportArgs),
 }
 
 // `relic init`.

@@ -1,4 +1,5 @@
-//! `relic run` and `relic schedule`: the daily job relic.toml describes.
+//! `relic run` and `relic schedule`: the daily job relic.toml describes;
+//! `relic report`: how it has gone.
 
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -58,6 +59,30 @@ pub struct ScheduleArgs {
     #[arg(long, value_name = "DIR")]
     pub unit_dir: Option<PathBuf>,
     /// The same as JSON on standard output (status).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    /// Write the report to FILE: one self-contained HTML page (no
+    /// script, font or request of any kind).
+    #[arg(long, value_name = "FILE", conflicts_with = "serve")]
+    pub html: Option<PathBuf>,
+    /// Serve the same page (read-only, made afresh on every request) on
+    /// ADDR (default 127.0.0.1:8417).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8417")]
+    pub serve: Option<String>,
+    /// Let --serve listen on an address other machines can reach.
+    #[arg(long, requires = "serve")]
+    pub public: bool,
+    /// Only the snapshots of this name or stack.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Only the stack of this relic.toml (and its repository).
+    #[arg(long, value_name = "PATH", conflicts_with = "name")]
+    pub config: Option<PathBuf>,
+    /// The same data as JSON on standard output.
     #[arg(long)]
     pub json: bool,
 }

@@ -30,6 +30,21 @@ pub fn check(cli: &Cli, a: &CheckArgs, bar: &Bar) -> Result<Outcome> {
             _ => {}
         }
     }
+    let kind = match read {
+        ReadData::None => "check",
+        ReadData::All => "check --read-data",
+        ReadData::Slice { .. } => "check --read-data-subset",
+    };
+    let what = match report.slice {
+        Some((i, of)) => format!("{} packs, slice {} of {of} read", report.packs, i + 1),
+        None => format!("{} packs, {} snapshots", report.packs, report.snapshots),
+    };
+    let result = if report.is_ok() {
+        Ok(what)
+    } else {
+        Err(format!("{what}: {} problem(s)", report.problems.len()))
+    };
+    super::record(&repo, kind, None, result);
     if a.json {
         render::json(&report)?;
     } else {

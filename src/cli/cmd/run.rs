@@ -87,7 +87,9 @@ impl StepsToStderr {
         use std::io::Write;
         let _ = std::io::stdout().flush();
         // SAFETY: dup and dup2 on the process's standard descriptors.
-        let saved = unsafe { libc::dup(1) };
+        // Close-on-exec: the children of the steps (pg_dump, psql) must
+        // not hold the real standard output.
+        let saved = unsafe { libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3) };
         if saved < 0 || unsafe { libc::dup2(2, 1) } < 0 {
             return StepsToStderr(None);
         }
@@ -135,14 +137,37 @@ pub fn run(cli: &Cli, a: &RunArgs, bar: &Bar) -> Result<Outcome> {
     };
     let notify = cfg.notify.clone().unwrap_or_default();
     let timeout = notify.timeout()?;
-    let repo_path = stack_repo_path(cli, &cfg)?;
-    let cli = &for_repo(cli, repo_path.clone());
     // The repository's local state: the run lock and the record. The
-    // handle is closed again before the steps (prune needs the index).
-    let state = {
-        let repo = open_path(&repo_path)?;
-        repo.backend().clone()
+    // handle is closed again before the steps (prune needs the index). A
+    // repository that cannot be opened fails the run before its first
+    // step, and [notify] hears it too.
+    let opened = stack_repo_path(cli, &cfg).and_then(|p| {
+        let repo = open_path(&p)?;
+        Ok((p, repo.backend().clone()))
+    });
+    let (repo_path, state) = match opened {
+        Ok(o) => o,
+        Err(e) => {
+            if !a.dry_run {
+                let summary = format!(
+                    "relic run {}: FAILED before its first step: {e:#}",
+                    cfg.name
+                );
+                eprintln!("{summary}");
+                tell(
+                    &notify.on_failure,
+                    Event::Failure,
+                    &cfg.name,
+                    exit::of(&e),
+                    &summary,
+                    "",
+                    timeout,
+                );
+            }
+            return Err(e);
+        }
     };
+    let cli = &for_repo(cli, repo_path.clone());
     let unit = relic::schedule::unit_name(&cfg.name);
     let _running = match state.try_flock(&format!("run-{unit}.flock")) {
         Ok(Some(f)) => f,
@@ -189,6 +214,7 @@ pub fn run(cli: &Cli, a: &RunArgs, bar: &Bar) -> Result<Outcome> {
         added_bytes: None,
         check_slice: None,
         drill_ok: None,
+        repo_bytes: None,
     };
 
     // 1. The snapshot.
@@ -280,6 +306,7 @@ pub fn run(cli: &Cli, a: &RunArgs, bar: &Bar) -> Result<Outcome> {
     }
 
     // 4. Check: the structure, and the slice of the data due today.
+    let mut damage_found = false;
     let plan = cfg.check.clone().unwrap_or_default();
     let read = match plan.slices()? {
         None => ReadData::None,
@@ -303,6 +330,7 @@ pub fn run(cli: &Cli, a: &RunArgs, bar: &Bar) -> Result<Outcome> {
                 record.check_slice = Some((index, of));
             }
             if outcome != Outcome::Done {
+                damage_found = true;
                 bail!("the repository is damaged ({}; see above)", describe(read));
             }
             Ok(format!("{} verified", describe(read)))
@@ -310,10 +338,7 @@ pub fn run(cli: &Cli, a: &RunArgs, bar: &Bar) -> Result<Outcome> {
     }
 
     // 5. Sync to each destination (not what a check found damaged).
-    let damaged = steps
-        .done
-        .iter()
-        .any(|s| s.step == "check" && s.status == Status::Failed);
+    let damaged = damage_found;
     for to in cfg
         .sync
         .as_ref()
@@ -399,6 +424,11 @@ pub fn run(cli: &Cli, a: &RunArgs, bar: &Bar) -> Result<Outcome> {
     record.exit_code = code;
     record.failed_step = steps.failed.as_ref().map(|(_, s)| s.clone());
     record.steps = steps.done;
+    // What the repository takes now, for the report's size over time.
+    record.repo_bytes = open_path(&repo_path)
+        .ok()
+        .and_then(|r| r.index().packs().ok())
+        .map(|p| p.iter().map(|(_, i)| i.size).sum());
     if !a.dry_run {
         if let Err(e) = runs::append(&state, &record) {
             eprintln!("warning: {e} (the run itself is unchanged)");

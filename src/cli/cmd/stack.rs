@@ -251,17 +251,34 @@ pub fn emergency(cli: &Cli, cmd: &EmergencyCmd, bar: &Bar) -> Result<()> {
 }
 
 pub fn drill(cli: &Cli, a: &DrillArgs, bar: &Bar) -> Result<()> {
-    let (snapshot, config) = (a.snapshot.as_deref(), a.config.as_deref());
-    let loaded = load_config(config, config.is_some())?;
+    let loaded = load_config(a.config.as_deref(), a.config.is_some())?;
     let repo = open_stack(cli, loaded.as_ref())?;
+    let r = drill_in(&repo, loaded, a, bar);
+    let result = match &r {
+        Ok(what) => Ok(what.clone()),
+        Err(e) => Err(format!("{e:#}")),
+    };
+    let target = r.as_ref().ok().cloned();
+    super::record(&repo, "drill", target, result);
+    r.map(|_| ())
+}
+
+/// The drill: what was drilled (`<id> (<name>)`).
+fn drill_in(
+    repo: &Repository,
+    loaded: Option<StackConfig>,
+    a: &DrillArgs,
+    bar: &Bar,
+) -> Result<String> {
+    let (snapshot, config) = (a.snapshot.as_deref(), a.config.as_deref());
     let _lock = repo.lock_shared(bar)?;
     repo.refresh()?;
     let (id, snap) = match (snapshot, &loaded) {
         (Some(s), _) => repo.find_snapshot(s)?,
         (None, Some(c)) => {
-            stack::newest_baseline(&repo, Some(&c.name)).map_err(render::stack_hint)?
+            stack::newest_baseline(repo, Some(&c.name)).map_err(render::stack_hint)?
         }
-        (None, None) => stack::newest_baseline(&repo, None).map_err(render::stack_hint)?,
+        (None, None) => stack::newest_baseline(repo, None).map_err(render::stack_hint)?,
     };
     // A stack's drill creates its scratch databases on the servers of its
     // stored relic.toml, or of the one given.
@@ -271,7 +288,7 @@ pub fn drill(cli: &Cli, a: &DrillArgs, bar: &Bar) -> Result<()> {
     };
     let mut say = |s: stack::DrillStep| bar.say(&render::drill_step(&s));
     let checks = stack::drill(
-        &repo,
+        repo,
         &id,
         &snap,
         given.as_ref(),
@@ -311,8 +328,9 @@ pub fn drill(cli: &Cli, a: &DrillArgs, bar: &Bar) -> Result<()> {
             c.found
         );
     }
+    let what = format!("{} ({})", id.short(), snap.name);
     if a.json {
-        return Ok(());
+        return Ok(what);
     }
     report!(
         "drill of snapshot {} ({}) passed: {} checks, scratch copies removed",
@@ -320,5 +338,5 @@ pub fn drill(cli: &Cli, a: &DrillArgs, bar: &Bar) -> Result<()> {
         snap.name,
         checks.len()
     );
-    Ok(())
+    Ok(what)
 }

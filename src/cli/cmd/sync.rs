@@ -20,7 +20,15 @@ pub fn run(cli: &Cli, a: &SyncArgs, bar: &Bar) -> Result<()> {
             mode: a.object_lock_mode,
         }),
     };
-    let r = relic::sync::sync(&repo, dest.as_ref(), &opts, bar).map_err(|e| {
+    let r = relic::sync::sync(&repo, dest.as_ref(), &opts, bar);
+    if !a.dry_run {
+        let result = match &r {
+            Ok(_) => Ok("every snapshot copied".to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        super::record(&repo, "sync", Some(a.to.clone()), result);
+    }
+    let r = r.map_err(|e| {
         if e.resumable() {
             anyhow::Error::new(e)
                 .context(format!("sync to {} stopped; run it again to resume", a.to))
