@@ -171,6 +171,19 @@ fn the_report_of_a_week_shows_every_section_with_stats_figures_and_loads_nothing
         &repo,
         &["drill", "appdb-base", "--postgres", "dbname=postgres"],
     );
+    // A name a page must escape.
+    ok(
+        &repo,
+        &[
+            "backup",
+            "--stdin",
+            "--name",
+            "evil<b>\"x",
+            "--time",
+            "2026-03-07T04:00:00Z",
+        ],
+        b"hostile",
+    );
     let offsite = dir.path().join("offsite");
     ok_utc(&repo, &["sync", "--to", offsite.to_str().unwrap()]);
     ok_utc(&repo, &["check"]);
@@ -182,7 +195,7 @@ fn the_report_of_a_week_shows_every_section_with_stats_figures_and_loads_nothing
 
     // The per-day figures are those of `stats NAME --json`, summed by day.
     let mut want: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for name in ["appdb", "appdb-base", "images"] {
+    for name in ["appdb", "appdb-base", "images", "evil<b>\"x"] {
         let s: serde_json::Value =
             serde_json::from_slice(&ok_utc(&repo, &["stats", name, "--json"])).unwrap();
         for snap in s["snapshots"].as_array().unwrap() {
@@ -205,6 +218,23 @@ fn the_report_of_a_week_shows_every_section_with_stats_figures_and_loads_nothing
         .collect();
     assert_eq!(got, want);
     assert_eq!(got.len(), 7);
+    for d in json["days"].as_array().unwrap() {
+        let n = |k: &str| d[k].as_u64().unwrap();
+        assert_eq!(
+            n("deduplicated") + n("delta_raw") + n("new_raw"),
+            n("raw"),
+            "{d}"
+        );
+    }
+    // Nothing in the page could load anything: no source, no link but the
+    // empty icon, no CSS import or url().
+    let html = std::fs::read_to_string(&page).unwrap();
+    for bad in ["src=", "url(", "@import", "<script", "<iframe"] {
+        assert!(!html.contains(bad), "the page holds {bad}");
+    }
+    assert_eq!(html.matches("href=").count(), 1);
+    assert!(html.contains("<link rel=\"icon\" href=\"data:,\">"));
+    assert!(html.contains("evil&lt;b&gt;&quot;x") && !html.contains("evil<b>"));
 
     let shots = std::env::var_os("RELIC_REPORT_SCREENSHOTS").map(PathBuf::from);
     let shot_dir = shots.clone().unwrap_or_else(|| dir.path().to_path_buf());
@@ -328,7 +358,7 @@ fn serve_answers_on_loopback_and_refuses_other_addresses_without_public() {
     let get = |path: &str| -> Option<String> {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-        write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").ok()?;
+        write!(s, "GET {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n\r\n").ok()?;
         let mut r = String::new();
         s.read_to_string(&mut r).ok()?;
         Some(r)
@@ -341,6 +371,26 @@ fn serve_answers_on_loopback_and_refuses_other_addresses_without_public() {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    // A client that connects and says nothing does not hold up others.
+    let _idle = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let t0 = std::time::Instant::now();
+    assert!(get("/").unwrap().starts_with("HTTP/1.1 200 OK"));
+    assert!(t0.elapsed() < std::time::Duration::from_secs(5));
+    // Another name for 127.0.0.1 (DNS rebinding) gets nothing.
+    let rebound = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            s,
+            "GET /report.json HTTP/1.1\r\nhost: evil.example:{port}\r\n\r\n"
+        )
+        .unwrap();
+        let mut r = String::new();
+        s.read_to_string(&mut r).unwrap();
+        r
+    };
+    assert!(rebound.starts_with("HTTP/1.1 421"), "{rebound}");
+    assert!(!rebound.contains("snapshots"));
     let page = page.expect("the server answers");
     assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
     assert!(page.contains("<section id=\"days\""));

@@ -56,6 +56,12 @@ fn legend(items: &[(&str, &str, &str)]) -> String {
     s
 }
 
+/// A time that parses (one that does not is left off a chart rather than
+/// drawn at 1970).
+fn parses(t: &str) -> bool {
+    t.parse::<jiff::Timestamp>().is_ok()
+}
+
 fn seconds(t: &str) -> f64 {
     t.parse::<jiff::Timestamp>()
         .map(|t| t.as_second() as f64)
@@ -77,7 +83,7 @@ pub fn page(r: &Report) -> String {
     };
     let _ = write!(
         s,
-        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:"><title>{}</title><style>{STYLE}</style></head><body><header><h1>{}</h1><p>{} · generated {}</p></header><main>"#,
+        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:"><link rel="icon" href="data:,"><title>{}</title><style>{STYLE}</style></head><body><header><h1>{}</h1><p>{} · generated {}</p></header><main>"#,
         esc(&title),
         esc(&title),
         esc(&r.repository),
@@ -211,6 +217,7 @@ pub fn page(r: &Report) -> String {
     let pts: Vec<Point> = r
         .size_history
         .iter()
+        .filter(|p| parses(&p.time))
         .map(|p| Point {
             t: seconds(&p.time),
             v: p.bytes as f64,
@@ -244,6 +251,7 @@ pub fn page(r: &Report) -> String {
     let dots: Vec<Dot> = r
         .snapshots
         .iter()
+        .filter(|x| parses(&x.time))
         .map(|x| Dot {
             t: seconds(&x.time),
             lane: lanes.iter().position(|l| *l == x.tier).unwrap_or(0),
@@ -296,6 +304,7 @@ pub fn page(r: &Report) -> String {
         let pts: Vec<Point> = d
             .points
             .iter()
+            .filter(|p| parses(&p.time))
             .map(|p| Point {
                 t: seconds(&p.time),
                 v: p.rows as f64,
@@ -359,7 +368,7 @@ pub fn page(r: &Report) -> String {
             let _ = write!(
                 s,
                 r#"<tr class="layer"><td><code>{}</code></td><td class="n">{}</td>"#,
-                esc(&short[..short.len().min(12)]),
+                esc(&short.chars().take(12).collect::<String>()),
                 l.days
             );
             for i in &r.images {
@@ -404,7 +413,13 @@ pub fn page(r: &Report) -> String {
     );
     ev(
         &mut s,
-        "last data check",
+        "last data check (a slice)",
+        &r.last_slice_check,
+        "never (relic run with [check] read_data_subset)",
+    );
+    ev(
+        &mut s,
+        "last data check (every byte)",
         &r.last_data_check,
         "never (relic check --read-data)",
     );
@@ -420,9 +435,13 @@ pub fn page(r: &Report) -> String {
             let behind = match y.lag_hours {
                 Some(h) if h < 1.0 => "current".to_string(),
                 Some(h) => format!("{h:.0} h"),
+                None if y.ever_ok => "unknown".to_string(),
                 None => "never synced well".to_string(),
             };
-            let late = !y.ok || y.lag_hours.is_none_or(|h| h > super::SYNC_LAG_HOURS as f64);
+            let late = !y.ok
+                || !y.ever_ok
+                || y.lag_hours
+                    .is_some_and(|h| h > super::SYNC_LAG_HOURS as f64);
             let _ = write!(
                 s,
                 r#"<tr class="sync"><td>{}</td><td class="{}">{} {}</td><td>{}</td><td class="n {}">{}</td></tr>"#,

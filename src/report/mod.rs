@@ -49,7 +49,10 @@ pub struct Report {
     pub layers: Vec<Layer>,
     pub images: Vec<String>,
     pub last_drill: Option<runs::Event>,
+    /// The last `check --read-data` (every byte).
     pub last_data_check: Option<runs::Event>,
+    /// The last `check --read-data-subset` (a slice of the packs).
+    pub last_slice_check: Option<runs::Event>,
     pub last_check: Option<runs::Event>,
     pub syncs: Vec<SyncLag>,
     pub damaged: Vec<SnapRow>,
@@ -151,9 +154,11 @@ pub struct SyncLag {
     pub destination: String,
     pub last_sync: String,
     pub ok: bool,
+    /// A sync to it ever succeeded.
+    pub ever_ok: bool,
     /// The newest snapshot there at its last good sync.
     pub newest_there: Option<String>,
-    /// Hours between our newest snapshot and that one.
+    /// Hours between our newest snapshot and that one (none: unknown).
     pub lag_hours: Option<f64>,
 }
 
@@ -269,11 +274,16 @@ pub fn build(
         let c = s.costs();
         let d = days.entry(day_of(s.time())).or_default();
         d.snapshots += 1;
+        // The bytes read, split three ways that add up to them: new bytes
+        // also count the snapshot's own tree, which was not read, so the
+        // new part is capped at what the deltas leave.
+        let delta = c.delta_raw.min(c.size);
+        let new = c.compressed_raw.min(c.size - delta);
         d.raw += c.size;
-        d.deduplicated += c.deduplicated;
-        d.delta_raw += c.delta_raw;
+        d.deduplicated += c.size - delta - new;
+        d.delta_raw += delta;
         d.delta_stored += c.delta_stored;
-        d.new_raw += c.compressed_raw;
+        d.new_raw += new;
         d.new_stored += c.compressed_stored;
         d.added += c.added;
     }
@@ -326,11 +336,20 @@ pub fn build(
         let mut sum = 0;
         for d in &days {
             sum += d.added;
-            size_history.push(SizePoint {
-                time: format!("{}T23:59:59Z", d.date),
-                bytes: sum,
-                event: None,
-            });
+            // The end of that day where it was cut.
+            let end = d
+                .date
+                .parse::<jiff::civil::Date>()
+                .ok()
+                .and_then(|date| date.at(23, 59, 59, 0).to_zoned(tz.clone()).ok())
+                .map(|z| z.timestamp().to_string());
+            if let Some(time) = end {
+                size_history.push(SizePoint {
+                    time,
+                    bytes: sum,
+                    event: None,
+                });
+            }
         }
     }
 
@@ -394,12 +413,25 @@ pub fn build(
     let mut image_names: BTreeSet<String> = BTreeSet::new();
     for (id, s) in &snaps {
         for img in images_of(id, s) {
-            image_names.insert(img.reference.clone());
+            // An image loaded from an archive has no reference: its first
+            // tag, else its id, names it.
+            let name = if !img.reference.is_empty() {
+                img.reference.clone()
+            } else if let Some(t) = img.tags.first() {
+                t.clone()
+            } else {
+                img.id
+                    .trim_start_matches("sha256:")
+                    .chars()
+                    .take(12)
+                    .collect()
+            };
+            image_names.insert(name.clone());
             for l in &img.layers {
                 layer_images
                     .entry(l.clone())
                     .or_default()
-                    .insert(img.reference.clone());
+                    .insert(name.clone());
                 layer_days
                     .entry(l.clone())
                     .or_default()
@@ -419,7 +451,8 @@ pub fn build(
 
     let last = |pred: &dyn Fn(&runs::Event) -> bool| events.iter().rev().find(|e| pred(e)).cloned();
     let last_drill = last(&|e| e.kind == "drill");
-    let last_data_check = last(&|e| e.kind.starts_with("check --read-data"));
+    let last_data_check = last(&|e| e.kind == "check --read-data");
+    let last_slice_check = last(&|e| e.kind == "check --read-data-subset");
     let last_check = last(&|e| e.kind.starts_with("check"));
     let mut dests: BTreeSet<String> = BTreeSet::new();
     for e in events.iter().filter(|e| e.kind == "sync") {
@@ -435,23 +468,24 @@ pub fn build(
                 .filter(|e| e.kind == "sync" && e.target.as_deref() == Some(d.as_str()))
                 .collect();
             let latest = mine.last().expect("a destination has an event");
-            let newest_there = mine
-                .iter()
-                .rev()
-                .find(|e| e.ok)
-                .and_then(|e| e.newest.clone());
-            let lag_hours = match (&newest, &newest_there) {
-                (Some(here), Some(there)) => there
+            let good = mine.iter().rev().find(|e| e.ok);
+            let newest_there = good.and_then(|e| e.newest.clone());
+            // Both sides count the same snapshots (no safety ones): a copy
+            // holding our newest is current; what cannot be told is none.
+            let lag_hours = match (&newest, &newest_there, good) {
+                (Some(here), Some(there), _) => there
                     .parse::<jiff::Timestamp>()
                     .ok()
                     .map(|t| (here.duration_since(t).as_secs_f64() / 3600.0).max(0.0)),
-                (Some(_), None) => None,
-                (None, _) => Some(0.0),
+                // A good sync of a repository with no snapshot yet.
+                (None, None, Some(_)) => Some(0.0),
+                _ => None,
             };
             SyncLag {
                 destination: d,
                 last_sync: latest.time.clone(),
                 ok: latest.ok,
+                ever_ok: good.is_some(),
                 newest_there,
                 lag_hours,
             }
@@ -502,7 +536,9 @@ pub fn build(
                 "{} is {:.0} hours behind (more than a day)",
                 s.destination, h
             )),
-            None => warnings.push(format!("{} has never had a good sync", s.destination)),
+            None if !s.ever_ok => {
+                warnings.push(format!("{} has never had a good sync", s.destination))
+            }
             _ => {}
         }
     }
@@ -533,6 +569,7 @@ pub fn build(
         images: image_names.into_iter().collect(),
         last_drill,
         last_data_check,
+        last_slice_check,
         last_check,
         syncs,
         damaged,

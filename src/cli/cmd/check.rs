@@ -16,7 +16,18 @@ pub fn check(cli: &Cli, a: &CheckArgs, bar: &Bar) -> Result<Outcome> {
         (false, Some(r)) => r,
         (false, None) => ReadData::None,
     };
-    let report = relic::check::check(&repo, read, bar)?;
+    let kind = match read {
+        ReadData::None => "check",
+        ReadData::All => "check --read-data",
+        ReadData::Slice { .. } => "check --read-data-subset",
+    };
+    let report = match relic::check::check(&repo, read, bar) {
+        Ok(r) => r,
+        Err(e) => {
+            super::record(&repo, kind, None, Err(format!("{e}")));
+            return Err(e.into());
+        }
+    };
     if !repo.is_read_only() {
         match read {
             // Every byte read: the damage found is all there is.
@@ -30,11 +41,6 @@ pub fn check(cli: &Cli, a: &CheckArgs, bar: &Bar) -> Result<Outcome> {
             _ => {}
         }
     }
-    let kind = match read {
-        ReadData::None => "check",
-        ReadData::All => "check --read-data",
-        ReadData::Slice { .. } => "check --read-data-subset",
-    };
     let what = match report.slice {
         Some((i, of)) => format!("{} packs, slice {} of {of} read", report.packs, i + 1),
         None => format!("{} packs, {} snapshots", report.packs, report.snapshots),

@@ -32,7 +32,12 @@ pub fn record(
     let newest = (kind == "sync" && r.is_ok())
         .then(|| repo.snapshots().ok())
         .flatten()
-        .and_then(|s| s.iter().map(|(_, s)| s.time()).max())
+        .and_then(|s| {
+            s.iter()
+                .filter(|(_, s)| s.tier != relic::Tier::Safety)
+                .map(|(_, s)| s.time())
+                .max()
+        })
         .map(|t| t.to_string());
     let e = relic::runs::Event {
         kind: kind.to_string(),

@@ -253,23 +253,28 @@ pub fn emergency(cli: &Cli, cmd: &EmergencyCmd, bar: &Bar) -> Result<()> {
 pub fn drill(cli: &Cli, a: &DrillArgs, bar: &Bar) -> Result<()> {
     let loaded = load_config(a.config.as_deref(), a.config.is_some())?;
     let repo = open_stack(cli, loaded.as_ref())?;
-    let r = drill_in(&repo, loaded, a, bar);
-    let result = match &r {
-        Ok(what) => Ok(what.clone()),
-        Err(e) => Err(format!("{e:#}")),
-    };
-    let target = r.as_ref().ok().cloned();
-    super::record(&repo, "drill", target, result);
-    r.map(|_| ())
+    // What was drilled, once the drill itself began: a lock that could
+    // not be had or a missing baseline is not a failed drill.
+    let mut drilled = None;
+    let r = drill_in(&repo, loaded, a, bar, &mut drilled);
+    if let Some(target) = drilled {
+        let result = match &r {
+            Ok(()) => Ok("every check passed; scratch copies removed".to_string()),
+            Err(e) => Err(format!("{e:#}")),
+        };
+        super::record(&repo, "drill", Some(target), result);
+    }
+    r
 }
 
-/// The drill: what was drilled (`<id> (<name>)`).
+/// The drill; `drilled` names the snapshot (`<id> (<name>)`) once it begins.
 fn drill_in(
     repo: &Repository,
     loaded: Option<StackConfig>,
     a: &DrillArgs,
     bar: &Bar,
-) -> Result<String> {
+    drilled: &mut Option<String>,
+) -> Result<()> {
     let (snapshot, config) = (a.snapshot.as_deref(), a.config.as_deref());
     let _lock = repo.lock_shared(bar)?;
     repo.refresh()?;
@@ -286,6 +291,7 @@ fn drill_in(
         Ok(m) => given_config(config.is_some(), loaded, &m.stack),
         Err(_) => None,
     };
+    *drilled = Some(format!("{} ({})", id.short(), snap.name));
     let mut say = |s: stack::DrillStep| bar.say(&render::drill_step(&s));
     let checks = stack::drill(
         repo,
@@ -328,9 +334,8 @@ fn drill_in(
             c.found
         );
     }
-    let what = format!("{} ({})", id.short(), snap.name);
     if a.json {
-        return Ok(what);
+        return Ok(());
     }
     report!(
         "drill of snapshot {} ({}) passed: {} checks, scratch copies removed",
@@ -338,5 +343,5 @@ fn drill_in(
         snap.name,
         checks.len()
     );
-    Ok(what)
+    Ok(())
 }

@@ -10,7 +10,15 @@ use relic::progress::Progress;
 pub fn run(cli: &Cli, a: &SyncArgs, bar: &Bar) -> Result<()> {
     let repo = open(cli)?;
     let _lock = repo.lock_shared(bar)?;
-    let dest = relic::store::open(&a.to)?;
+    let dest = match relic::store::open(&a.to) {
+        Ok(d) => d,
+        Err(e) => {
+            if !a.dry_run {
+                super::record(&repo, "sync", Some(a.to.clone()), Err(e.to_string()));
+            }
+            return Err(e.into());
+        }
+    };
     let opts = relic::sync::Options {
         dry_run: a.dry_run,
         verify: a.verify,
