@@ -39,7 +39,7 @@ pub fn bytes(n: u64) -> String {
 
 const W: f64 = 720.0;
 const H: f64 = 220.0;
-const LEFT: f64 = 64.0;
+const LEFT: f64 = 84.0;
 const BOTTOM: f64 = 28.0;
 const TOP: f64 = 10.0;
 
@@ -55,6 +55,22 @@ fn nice(max: f64) -> f64 {
         }
     }
     10.0 * p
+}
+
+/// A nice top for bytes: a nice number of the largest binary unit that
+/// fits, so the axis reads 1.0 MiB, not 976.6 KiB.
+fn nice_bytes(max: f64) -> f64 {
+    let mut unit = 1.0;
+    while max / unit >= 1024.0 {
+        unit *= 1024.0;
+    }
+    // 1000 of a unit reads better as one of the next.
+    let top = nice(max / unit);
+    if top >= 1000.0 {
+        1024.0 * unit
+    } else {
+        top * unit
+    }
 }
 
 fn open(s: &mut String, label: &str) {
@@ -101,7 +117,7 @@ pub fn stacked(label: &str, cols: &[Column]) -> String {
         .map(|c| c.segments.iter().map(|(_, v)| v).sum::<u64>())
         .max()
         .unwrap_or(0);
-    let top = nice(max as f64);
+    let top = nice_bytes(max as f64);
     y_axis(&mut s, top, true);
     let n = cols.len().max(1) as f64;
     let slot = (W - LEFT) / n;
@@ -146,7 +162,8 @@ pub struct Point {
 pub fn line(label: &str, points: &[Point], as_bytes: bool) -> String {
     let mut s = String::new();
     open(&mut s, label);
-    let top = nice(points.iter().map(|p| p.v).fold(0.0, f64::max));
+    let max = points.iter().map(|p| p.v).fold(0.0, f64::max);
+    let top = if as_bytes { nice_bytes(max) } else { nice(max) };
     y_axis(&mut s, top, as_bytes);
     let (t0, t1) = span(points.iter().map(|p| p.t));
     let xy = |p: &Point| {
@@ -268,6 +285,7 @@ mod tests {
         assert_eq!(nice(0.0), 1.0);
         assert_eq!(nice(7.3e6), 1e7);
         assert_eq!(nice(2.2e6), 2.5e6);
+        assert_eq!(nice_bytes(1_000_000.0), 1024.0 * 1024.0);
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(3 * 1024 * 1024), "3.0 MiB");
     }
