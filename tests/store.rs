@@ -491,3 +491,31 @@ fn entries_that_cannot_be_backed_up_are_skipped_loudly() {
     assert_eq!(std::fs::read(r.join("kept.txt")).unwrap(), b"kept");
     assert!(!r.join("a-fifo").exists());
 }
+
+/// Packs sent side by side (sync's parallel waves) that share a fan-out
+/// directory not made yet: every one is written, none fails because
+/// another made the directory between its link and its check. (A CI run
+/// once lost this race: "offsite: No such file or directory".)
+#[test]
+fn parallel_writes_into_a_new_fan_out_directory_all_land() {
+    use relic::store::{Kind, Local};
+    for round in 0..200 {
+        let d = tempfile::tempdir().unwrap();
+        let store = Local::new(d.path());
+        store.create_layout().unwrap();
+        let names: Vec<String> = (0..16).map(|i| format!("ab{round:02x}{i:060x}")).collect();
+        let start = std::sync::Barrier::new(names.len());
+        std::thread::scope(|s| {
+            for n in &names {
+                let (store, start) = (&store, &start);
+                s.spawn(move || {
+                    start.wait();
+                    store.write_once(Kind::Pack, n, n.as_bytes()).unwrap()
+                });
+            }
+        });
+        for n in &names {
+            assert_eq!(store.read(Kind::Pack, n).unwrap(), n.as_bytes());
+        }
+    }
+}

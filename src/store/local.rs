@@ -333,13 +333,18 @@ impl TempObject {
             // A kind whose directory comes and goes (audit/), or a fan-out
             // directory of packs not made yet: made, and its own entry
             // synced, so the object survives a crash with its directory.
-            Err(e) if e.kind() == io::ErrorKind::NotFound && !parent.exists() => {
+            // Another writer may make it between our link and this (sync
+            // sends packs side by side): making it is idempotent.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 fs::create_dir_all(parent)?;
                 if let Some(grand) = parent.parent() {
                     sync_dir(grand)?;
                 }
-                fs::hard_link(&self.path, &dst)?;
-                true
+                match fs::hard_link(&self.path, &dst) {
+                    Ok(()) => true,
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+                    Err(e) => return Err(e),
+                }
             }
             Err(e) => return Err(e),
         };
