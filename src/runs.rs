@@ -91,13 +91,34 @@ impl Run {
 /// Every recorded run, oldest first (a line that does not parse, from a
 /// newer relic or a torn disk, is left out).
 pub fn read(state: &Local) -> Vec<Run> {
-    let Ok(Some(bytes)) = state.read_state(FILE) else {
+    read_lines(state, FILE)
+}
+
+/// The records of a JSON-lines state file, oldest first; a line that does
+/// not parse is left out.
+fn read_lines<T: serde::de::DeserializeOwned>(state: &Local, file: &str) -> Vec<T> {
+    let Ok(Some(bytes)) = state.read_state(file) else {
         return Vec::new();
     };
     String::from_utf8_lossy(&bytes)
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
+}
+
+/// Replaces a JSON-lines state file with `records` (temp file + rename:
+/// a crash leaves the old file, never half a line).
+fn write_lines<T: Serialize>(state: &Local, file: &str, records: &[&T]) -> Result<(), Error> {
+    let text: String = records
+        .iter()
+        .map(|r| serde_json::to_string(r).expect("a record serializes") + "\n")
+        .collect();
+    state
+        .write_state(file, Some(text.as_bytes()))
+        .map_err(|source| Error::Write {
+            path: state.root().join(file).display().to_string(),
+            source,
+        })
 }
 
 /// The runs of `stack`, oldest first.
@@ -112,20 +133,13 @@ pub fn of(state: &Local, stack: &str) -> Vec<Run> {
 /// record, never half a line).
 pub fn append(state: &Local, run: &Run) -> Result<(), Error> {
     let _lock = lock(state, FILE)?;
-    let mut runs = read(state);
-    runs.push(run.clone());
-    let skip = runs.len().saturating_sub(KEEP);
-    let mut text = String::new();
-    for r in &runs[skip..] {
-        text.push_str(&serde_json::to_string(r).expect("a run serializes"));
-        text.push('\n');
-    }
-    state
-        .write_state(FILE, Some(text.as_bytes()))
-        .map_err(|source| Error::Write {
-            path: state.root().join(FILE).display().to_string(),
-            source,
-        })
+    let runs = read(state);
+    let skip = (runs.len() + 1).saturating_sub(KEEP);
+    let kept: Vec<&Run> = runs[skip.min(runs.len())..]
+        .iter()
+        .chain(std::iter::once(run))
+        .collect();
+    write_lines(state, FILE, &kept)
 }
 
 /// Two runs of different stacks (or a check beside a run) add to the
@@ -175,13 +189,7 @@ const EVENTS: &str = "events.jsonl";
 
 /// Every recorded event, oldest first.
 pub fn events(state: &Local) -> Vec<Event> {
-    let Ok(Some(bytes)) = state.read_state(EVENTS) else {
-        return Vec::new();
-    };
-    String::from_utf8_lossy(&bytes)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    read_lines(state, EVENTS)
 }
 
 /// Adds `event` (the last [`KEEP`] per kind and target are kept).
@@ -200,16 +208,7 @@ pub fn record(state: &Local, event: &Event) -> Result<(), Error> {
         })
         .collect();
     keep.reverse();
-    let text: String = keep
-        .iter()
-        .map(|e| serde_json::to_string(e).expect("an event serializes") + "\n")
-        .collect();
-    state
-        .write_state(EVENTS, Some(text.as_bytes()))
-        .map_err(|source| Error::Write {
-            path: state.root().join(EVENTS).display().to_string(),
-            source,
-        })
+    write_lines(state, EVENTS, &keep)
 }
 
 /// When the run with the last drill that passed started (a run's start,

@@ -17,10 +17,7 @@ pub fn repo_path(cli: &Cli) -> Result<PathBuf> {
     }
     if let Some(cfg) = load_config(None, false)? {
         if let Some(r) = &cfg.repository {
-            if r.to_string_lossy().starts_with("s3://") {
-                return Ok(PathBuf::from(r));
-            }
-            return Ok(cfg.dir().join(r));
+            return Ok(cfg.place(r));
         }
     }
     Err(super::exit::Usage(
@@ -110,27 +107,15 @@ pub fn load_config(path: Option<&Path>, required: bool) -> Result<Option<StackCo
 /// directory), or ./relic.toml's.
 pub fn stack_repo_path(cli: &Cli, cfg: &StackConfig) -> Result<PathBuf> {
     match (&cli.repo, &cfg.repository) {
-        (None, Some(r)) if r.to_string_lossy().starts_with("s3://") => Ok(r.clone()),
-        (None, Some(r)) => Ok(cfg.dir().join(r)),
+        (None, Some(r)) => Ok(cfg.place(r)),
         _ => repo_path(cli),
     }
 }
 
 /// Opens `-r` / RELIC_REPO, or the repository relic.toml names.
 pub fn open_stack(cli: &Cli, cfg: Option<&StackConfig>) -> Result<Repository> {
-    match (
-        &cli.repo,
-        cfg.and_then(|c| {
-            c.repository.as_ref().map(|r| {
-                if r.to_string_lossy().starts_with("s3://") {
-                    r.clone()
-                } else {
-                    c.dir().join(r)
-                }
-            })
-        }),
-    ) {
-        (None, Some(path)) => open_path(&path),
-        _ => open(cli),
+    match cfg {
+        Some(c) => open_path(&stack_repo_path(cli, c)?),
+        None => open(cli),
     }
 }

@@ -128,6 +128,16 @@ pub struct GitPart {
 }
 
 impl StackConfig {
+    /// A place relic.toml names: `s3://…` as written, a path relative to
+    /// the file's directory.
+    pub fn place(&self, p: &Path) -> PathBuf {
+        if p.to_string_lossy().starts_with("s3://") {
+            p.to_path_buf()
+        } else {
+            self.dir().join(p)
+        }
+    }
+
     /// The daily job's sections, each read as `relic run` will.
     fn check_plan(&self) -> plan::Result<()> {
         if let Some(r) = &self.retention {

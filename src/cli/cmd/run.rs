@@ -20,7 +20,7 @@ use relic::notify::{self, Event, Message};
 use relic::plan::Notify;
 use relic::runs::{self, Status, Step};
 use relic::stack::StackConfig;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The steps run so far, and the first failure.
@@ -502,10 +502,7 @@ fn describe(read: ReadData) -> String {
 /// A [sync] destination: S3 as written, a directory relative to the
 /// relic.toml's.
 fn destination(cfg: &StackConfig, to: &str) -> String {
-    if to.starts_with("s3://") {
-        return to.to_string();
-    }
-    cfg.dir().join(to).display().to_string()
+    cfg.place(Path::new(to)).display().to_string()
 }
 
 /// The stack has a baseline to drill.
